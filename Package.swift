@@ -1,0 +1,54 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Keel",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "keel-pool", targets: ["keel-pool"]),
+        .library(name: "UWSGI", targets: ["UWSGI"]),
+        .library(name: "KeelApp", targets: ["KeelApp"]),
+        .library(name: "KeelPool", targets: ["KeelPool"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // Thin C shims for what Swift's Glibc overlay hides (prctl, posix_spawn closefrom).
+        .target(name: "CKeelSys"),
+        // The uwsgi wire format: packet encode/decode, limits, errors. No sockets.
+        .target(name: "UWSGI", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        // The public app API and the built-in apps. Knows nothing of sockets.
+        .target(name: "KeelApp", dependencies: [.product(name: "NIOCore", package: "swift-nio")]),
+        // Master (bind, spawn, supervise) and worker runtime (accept, speak uwsgi/HTTP, run apps).
+        .target(
+            name: "KeelPool",
+            dependencies: [
+                "UWSGI", "KeelApp", "CKeelSys",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "keel-pool",
+            dependencies: [
+                "KeelPool", "KeelApp",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "UWSGITests",
+            dependencies: ["UWSGI", .product(name: "NIOTestUtils", package: "swift-nio")]
+        ),
+        .testTarget(name: "KeelAppTests", dependencies: ["KeelApp"]),
+        .testTarget(
+            name: "KeelPoolTests",
+            dependencies: ["KeelPool", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
+        // Runs the built binaries (and the real nginx) on free ports and temp unix paths.
+        .testTarget(name: "IntegrationTests", dependencies: ["keel-pool", "CKeelSys"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,9 @@
+#define _GNU_SOURCE
+#include "ckeelsys.h"
+#include <sys/prctl.h>
+
+int keel_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }
+
+int keel_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd) {
+    return posix_spawn_file_actions_addclosefrom_np(actions, lowfd);
+}

@@ -1,0 +1,12 @@
+#ifndef CKEELSYS_H
+#define CKEELSYS_H
+#include <spawn.h>
+#include <sys/types.h>
+
+/// prctl(PR_SET_PDEATHSIG): prctl is variadic, so Swift cannot call it directly.
+int keel_set_parent_death_signal(int signal);
+
+/// posix_spawn_file_actions_addclosefrom_np: hidden behind _GNU_SOURCE from Swift's Glibc.
+int keel_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd);
+
+#endif

@@ -1,0 +1,99 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+
+/// The apps `--app NAME` selects: small, dependency-free, for tests and benchmarks.
+public enum BuiltinApps {
+    public static let all: [(name: String, summary: String, handler: any Handler)] = [
+        ("hello", "200 text/plain \"Hello world!\\n\"", HelloApp()),
+        ("echo", "the request body back, with the request's Content-Type", EchoApp()),
+        ("sleep", "blocks its thread ?ms=N milliseconds (default 1000), then 200", SleepApp()),
+        ("env", "the request's vars as a JSON object", EnvApp()),
+        ("crash", "kills its own worker process (SIGKILL), to test respawning", CrashApp()),
+    ]
+
+    public static var names: [String] { all.map(\.name) }
+
+    public static func named(_ name: String) -> (any Handler)? {
+        all.first { $0.name == name }?.handler
+    }
+}
+
+public struct HelloApp: Handler {
+    static let body = ByteBuffer(string: "Hello world!\n")
+    public init() {}
+    public func handle(_ request: Request) throws -> Response {
+        Response(status: 200, headers: [("Content-Type", "text/plain")], body: .bytes(Self.body))
+    }
+}
+
+public struct EchoApp: Handler {
+    public init() {}
+    public func handle(_ request: Request) throws -> Response {
+        let type = request["CONTENT_TYPE"].flatMap { $0.isEmpty ? nil : $0 } ?? "application/octet-stream"
+        return Response(status: 200, headers: [("Content-Type", type)], body: .bytes(request.body))
+    }
+}
+
+public struct SleepApp: Handler {
+    /// Longest sleep accepted, so a typo cannot park a thread for days.
+    public static let maxMilliseconds = 600_000
+    public init() {}
+    public func handle(_ request: Request) throws -> Response {
+        var ms = 1000
+        if let raw = request.queryParameter("ms") {
+            guard let value = Int(raw), value >= 0, value <= Self.maxMilliseconds else {
+                throw HTTPError(400, "sleep: ?ms= must be an integer from 0 to \(Self.maxMilliseconds)\n")
+            }
+            ms = value
+        }
+        var request = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
+        var remaining = timespec()
+        // Resume after signal interruptions so the sleep is the full duration.
+        while nanosleep(&request, &remaining) == -1 && errno == EINTR { request = remaining }
+        return Response(status: 200, "slept \(ms) ms\n")
+    }
+}
+
+public struct EnvApp: Handler {
+    public init() {}
+    public func handle(_ request: Request) throws -> Response {
+        var json = "{"
+        for (index, v) in request.vars.enumerated() {
+            if index > 0 { json += "," }
+            json += "\n  " + JSON.quote(v.name) + ": " + JSON.quote(v.value)
+        }
+        json += "\n}\n"
+        return Response(status: 200, contentType: "application/json", json)
+    }
+}
+
+public struct CrashApp: Handler {
+    public init() {}
+    public func handle(_ request: Request) throws -> Response {
+        kill(getpid(), SIGKILL)
+        fatalError("unreachable: SIGKILL was sent to self")
+    }
+}
+
+enum JSON {
+    /// A JSON string literal for `s`, escaping quotes, backslashes and control characters.
+    static func quote(_ s: String) -> String {
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
