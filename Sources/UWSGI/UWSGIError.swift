@@ -19,6 +19,12 @@ public enum UWSGIError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The first bytes are an HTTP request line: an HTTP client was pointed at a uwsgi socket.
     case httpRequestOnUWSGISocket(method: String)
 
+    /// Text from the wire, escaped and shortened so a log record stays one line.
+    static func quoted(_ text: String) -> String {
+        let short = text.unicodeScalars.count > 64 ? String(text.unicodeScalars.prefix(64)) + "…" : text
+        return short.debugDescription
+    }
+
     public var description: String {
         switch self {
         case .truncatedHeader(let received):
@@ -30,11 +36,11 @@ public enum UWSGIError: Error, Equatable, Sendable, CustomStringConvertible {
         case .varBlockTooLarge(let size):
             return "uwsgi var block is \(size) bytes, over the protocol's 65535: send fewer or shorter headers"
         case .varTooLarge(let name, let size):
-            return "uwsgi var \(name) is \(size) bytes, over the protocol's 65535 per key or value"
+            return "uwsgi var \(Self.quoted(name)) is \(size) bytes, over the protocol's 65535 per key or value"
         case .varOverrunsBlock(let offset, let blockSize):
             return "malformed uwsgi packet: a var at offset \(offset) runs past the \(blockSize)-byte var block"
         case .invalidContentLength(let value):
-            return "malformed uwsgi packet: CONTENT_LENGTH '\(value)' is not a non-negative integer"
+            return "malformed uwsgi packet: CONTENT_LENGTH \(Self.quoted(value)) is not a non-negative integer"
         case .unsupportedModifier1(let modifier):
             return "unsupported uwsgi modifier1 \(modifier): only 0 (WSGI/HTTP vars, what nginx uwsgi_pass sends) is served"
         case .httpRequestOnUWSGISocket(let method):

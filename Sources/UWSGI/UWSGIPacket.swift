@@ -105,8 +105,8 @@ public enum UWSGIPacket {
 
     /// HTTP methods whose first four bytes give away an HTTP client talking to a uwsgi socket.
     static let httpPrefixes: [(prefix: [UInt8], method: String)] = [
-        "GET ", "POST", "PUT ", "HEAD", "DELE", "OPTI", "PATC", "CONN", "TRAC", "PRI ",
-    ].map { (Array($0.utf8), $0.trimmingSuffixSpace) }
+        "GET", "POST", "PUT", "HEAD", "DELETE", "OPTIONS", "PATCH", "CONNECT", "TRACE", "PRI",
+    ].map { method in (Array((method + " ").utf8.prefix(4)), method) }
 }
 
 extension ByteBuffer {
@@ -119,8 +119,4 @@ extension ByteBuffer {
             return String(raw.map { Character(Unicode.Scalar($0)) })
         }
     }
-}
-
-extension String {
-    fileprivate var trimmingSuffixSpace: String { hasSuffix(" ") ? String(dropLast()) : self }
 }

@@ -1,7 +1,8 @@
 import NIOCore
 
 /// Incremental decoder of uwsgi request packets: feed it whatever bytes arrived, in any split,
-/// and it yields the head once the var block is complete, then the body as it comes.
+/// and it yields the head once the var block is complete, then the body as it comes, then `.end`
+/// (also for a body-less request).
 /// A pure state machine over `ByteBuffer`: no channel, no socket.
 public struct UWSGIRequestParser: Sendable {
     public enum Event: Sendable {
@@ -53,16 +54,20 @@ public struct UWSGIRequestParser: Sendable {
                 contentLength = try UWSGIPacket.parseContentLength(v.value)
                 break
             }
-            state = contentLength > 0 ? .body(expected: contentLength, remaining: contentLength) : .done
+            state = .body(expected: contentLength, remaining: contentLength)
             let head = UWSGIRequestHead(
                 modifier1: header.modifier1, modifier2: header.modifier2, vars: vars, contentLength: contentLength)
             return .head(head)
+
+        case .body(_, 0):
+            state = .done
+            return .end
 
         case .body(let expected, let remaining):
             guard buffer.readableBytes > 0 else { return nil }
             let count = min(remaining, buffer.readableBytes)
             let chunk = buffer.readSlice(length: count)!
-            state = remaining == count ? .done : .body(expected: expected, remaining: remaining - count)
+            state = .body(expected: expected, remaining: remaining - count)
             return .body(chunk)
 
         case .done:
@@ -78,6 +83,8 @@ public struct UWSGIRequestParser: Sendable {
             if buffer.readableBytes > 0 { throw .truncatedHeader(received: buffer.readableBytes) }
         case .vars(let header):
             throw .truncatedVars(expected: Int(header.datasize), received: buffer.readableBytes)
+        case .body(_, 0):
+            return
         case .body(let expected, let remaining):
             throw .truncatedBody(expected: expected, received: expected - remaining)
         case .done:

@@ -9,4 +9,9 @@ int keel_set_parent_death_signal(int signal);
 /// posix_spawn_file_actions_addclosefrom_np: hidden behind _GNU_SOURCE from Swift's Glibc.
 int keel_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, int lowfd);
 
+/// pipe2: declared only under _GNU_SOURCE, which Swift's Glibc does not define.
+int keel_pipe2(int fds[2], int flags);
+/// accept4: declared only under _GNU_SOURCE.
+int keel_accept4(int fd, int flags);
+
 #endif

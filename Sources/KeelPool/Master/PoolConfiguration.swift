@@ -1,0 +1,36 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The master's validated configuration: everything is checked here, before anything is bound or spawned.
+public struct PoolConfiguration: Sendable {
+    public var uwsgiSockets: [ListenAddress]
+    public var httpSockets: [ListenAddress]
+    public var backlog: Int
+    public var chmodSocket: mode_t?
+    public var processes: Int
+    public var threads: Int
+    public var appName: String
+    public var pidfile: String?
+    /// Seconds TERM waits for in-flight requests before workers are killed.
+    public var gracefulTimeout: Int
+    /// Arguments each worker gets after the executable: `_worker` and the pool's own flags.
+    public var workerArguments: [String]
+
+    public init(
+        uwsgiSockets: [ListenAddress], httpSockets: [ListenAddress], backlog: Int, chmodSocket: mode_t?,
+        processes: Int, threads: Int, appName: String, pidfile: String?, gracefulTimeout: Int,
+        workerArguments: [String]
+    ) {
+        self.uwsgiSockets = uwsgiSockets
+        self.httpSockets = httpSockets
+        self.backlog = backlog
+        self.chmodSocket = chmodSocket
+        self.processes = processes
+        self.threads = threads
+        self.appName = appName
+        self.pidfile = pidfile
+        self.gracefulTimeout = gracefulTimeout
+        self.workerArguments = workerArguments
+    }
+}

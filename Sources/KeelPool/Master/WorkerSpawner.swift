@@ -1,0 +1,84 @@
+import CKeelSys
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts worker processes with posix_spawn of this executable (never fork() in a process with
+/// threads): listening sockets land on fds 3…, the status pipe right after them, every other fd is closed.
+struct WorkerSpawner {
+    let executable: String
+    /// Arguments every worker gets after the executable name (the `_worker` subcommand and the pool's flags).
+    let baseArguments: [String]
+    let listeners: [(fd: Int32, wire: WorkerConfiguration.Wire)]
+
+    struct Spawned {
+        var pid: pid_t
+        /// Read end of the worker's status pipe (non-blocking, close-on-exec).
+        var statusFD: Int32
+    }
+
+    func spawn(workerID: Int) throws(PoolError) -> Spawned {
+        var pipeFDs: [Int32] = [-1, -1]
+        guard keel_pipe2(&pipeFDs, O_CLOEXEC | O_NONBLOCK) == 0 else { throw .errno("cannot create a status pipe", errno) }
+        let readEnd = pipeFDs[0]
+        // Keep the child's end above the fds it is dup2'd onto, so no dup2 is a no-op that keeps CLOEXEC.
+        let writeEnd = fcntl(pipeFDs[1], F_DUPFD_CLOEXEC, Int32(100))
+        close(pipeFDs[1])
+        defer { close(writeEnd) }
+        let statusChildFD = Int32(3 + listeners.count)
+        fcntl(writeEnd, F_SETFL, 0)  // the worker writes to it blocking
+
+        var arguments = baseArguments
+        arguments += ["--worker-id", String(workerID), "--status-fd", String(statusChildFD), "--master-pid", String(getpid())]
+        for (index, listener) in listeners.enumerated() {
+            arguments += ["--listener-fd", "\(listener.wire.rawValue):\(3 + index)"]
+        }
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for (index, listener) in listeners.enumerated() {
+            posix_spawn_file_actions_adddup2(&actions, listener.fd, Int32(3 + index))
+        }
+        posix_spawn_file_actions_adddup2(&actions, writeEnd, statusChildFD)
+        keel_spawn_file_actions_addclosefrom(&actions, statusChildFD + 1)
+
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        var defaults = SignalSet.masterSignals.raw
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+
+        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        guard result == 0 else {
+            close(readEnd)
+            throw .errno("cannot spawn a worker (\(executable))", result)
+        }
+        return Spawned(pid: pid, statusFD: moveAbove100(readEnd))
+    }
+}
+
+/// Moves a master-side fd above 100 so it never collides with the low fds a worker is given.
+func moveAbove100(_ fd: Int32) -> Int32 {
+    guard fd < 100 else { return fd }
+    let moved = fcntl(fd, F_DUPFD_CLOEXEC, Int32(100))
+    guard moved >= 0 else { return fd }
+    close(fd)
+    return moved
+}
+
+/// This process's own executable, for spawning workers of the same build.
+func currentExecutablePath() -> String {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    guard count > 0 else { return CommandLine.arguments[0] }
+    return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -1,0 +1,45 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A set of signals taken synchronously (blocked, then waited for), so no async signal handler runs.
+struct SignalSet {
+    private var signals = sigset_t()
+
+    init(_ signals: [Int32]) {
+        sigemptyset(&self.signals)
+        for signal in signals { sigaddset(&self.signals, signal) }
+    }
+
+    static let workerSignals = SignalSet([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU])
+    static let masterSignals = SignalSet([
+        SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGPIPE,
+    ])
+
+    /// Blocks the signals in the calling thread; threads created later inherit the mask.
+    func block() {
+        var set = self.signals
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+    }
+
+    /// The next pending signal, or nil after the timeout.
+    func wait(timeoutMilliseconds: Int?) -> Int32? {
+        var set = self.signals
+        var info = siginfo_t()
+        while true {
+            let result: Int32
+            if let ms = timeoutMilliseconds {
+                var timeout = timespec(tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000)
+                result = sigtimedwait(&set, &info, &timeout)
+            } else {
+                result = sigwaitinfo(&set, &info)
+            }
+            if result > 0 { return result }
+            if errno == EINTR { continue }
+            return nil
+        }
+    }
+
+    /// The set as a C value, for posix_spawnattr_setsigdefault.
+    var raw: sigset_t { signals }
+}

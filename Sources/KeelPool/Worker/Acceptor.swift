@@ -1,0 +1,83 @@
+import CKeelSys
+import NIOCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The worker's accept loop, on a thread of its own: wait for a free thread slot, wait for a
+/// connection on any inherited listener, accept it, hand it to the event loop. Accepting only with a
+/// free slot is what lets the kernel give new connections to idle workers. (NIO's own server channel
+/// assumes it is the only acceptor of a socket; here every worker of the pool shares it.)
+final class Acceptor: @unchecked Sendable {
+    typealias Accepted = (fd: Int32, wire: WorkerConfiguration.Wire)
+
+    private let listeners: [WorkerConfiguration.InheritedListener]
+    private let gate: SlotGate
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
+    private let onAccepted: (Accepted) -> Void
+    private var thread: pthread_t?
+
+    init(
+        listeners: [WorkerConfiguration.InheritedListener], gate: SlotGate,
+        onAccepted: @escaping (Accepted) -> Void
+    ) {
+        self.listeners = listeners
+        self.gate = gate
+        self.onAccepted = onAccepted
+        var fds: [Int32] = [-1, -1]
+        pipe(&fds)
+        wakeRead = fds[0]
+        wakeWrite = fds[1]
+        _ = fcntl(wakeRead, F_SETFD, FD_CLOEXEC)
+        _ = fcntl(wakeWrite, F_SETFD, FD_CLOEXEC)
+    }
+
+    func start() {
+        let box = Unmanaged.passRetained(self)
+        var thread = pthread_t()
+        pthread_create(&thread, nil, { raw in
+            let acceptor = Unmanaged<Acceptor>.fromOpaque(raw!).takeRetainedValue()
+            acceptor.loop()
+            return nil
+        }, box.toOpaque())
+        self.thread = thread
+    }
+
+    /// Stops accepting for good: wakes the loop, which closes this worker's copies of the listeners.
+    func stop() {
+        gate.drain()
+        var byte: UInt8 = 1
+        _ = write(wakeWrite, &byte, 1)
+    }
+
+    private func loop() {
+        var pollSet = listeners.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        pollSet.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
+        while gate.waitForFreeSlot() {
+            for index in pollSet.indices { pollSet[index].revents = 0 }
+            let ready = poll(&pollSet, nfds_t(pollSet.count), -1)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                WorkerLog.error("poll on the listening sockets failed: \(SystemError.message(errno)); not accepting")
+                break
+            }
+            if pollSet[listeners.count].revents != 0 { break }
+            for (index, listener) in listeners.enumerated() where pollSet[index].revents != 0 {
+                let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
+                if fd < 0 {
+                    // Another worker won the race (EAGAIN), or the client gave up already.
+                    if errno == EMFILE || errno == ENFILE {
+                        WorkerLog.error("accept: \(SystemError.message(errno)); raise the open files limit (ulimit -n)")
+                    }
+                    continue
+                }
+                gate.take()
+                onAccepted((fd, listener.proto))
+                break  // re-check the free slots before the next accept
+            }
+        }
+        for listener in listeners { close(listener.fd) }
+    }
+}

@@ -1,0 +1,108 @@
+import KeelApp
+import NIOCore
+
+/// What a connection offers the app runner: the writes of one response, always called on the event loop.
+protocol ResponseSink: AnyObject {
+    /// `contentLength` nil means a streamed body of unknown length.
+    func writeResponseHead(status: Int, headers: [(name: String, value: String)], contentLength: Int?)
+    /// Completes when the bytes are handed to the socket (the streaming backpressure point).
+    func writeResponseBody(_ bytes: ByteBuffer) -> EventLoopFuture<Void>
+    func endResponse()
+    /// The response cannot be finished (the app failed mid-stream): close without completing it.
+    func abortResponse()
+}
+
+/// Runs one request through the app on the scheduler's thread and writes the response through a sink.
+/// Shared by the uwsgi and HTTP connection handlers so both protocols behave the same.
+enum AppRunner {
+    static func run(
+        _ request: Request,
+        handler: any Handler,
+        sink: any ResponseSink,
+        scheduler: RequestScheduler,
+        completion: @escaping () -> Void
+    ) {
+        let eventLoop = scheduler.eventLoop
+        let inline = scheduler.runsInline
+        let boundSink = NIOLoopBound(sink, eventLoop: eventLoop)
+        scheduler.execute(
+            {
+                let response = respond(to: request, with: handler)
+                switch response.body {
+                case .bytes(let bytes):
+                    onLoop(eventLoop) {
+                        let sink = boundSink.value
+                        sink.writeResponseHead(
+                            status: response.status, headers: response.headers.withoutFraming,
+                            contentLength: bytes.readableBytes)
+                        _ = sink.writeResponseBody(bytes)
+                        sink.endResponse()
+                    }
+                case .stream(let produce):
+                    let declared = response.header("Content-Length").flatMap { Int($0) }
+                    let headers = declared == nil ? response.headers.withoutFraming : response.headers
+                    onLoop(eventLoop) {
+                        boundSink.value.writeResponseHead(
+                            status: response.status, headers: headers, contentLength: declared)
+                    }
+                    let writer = SinkBodyWriter(sink: boundSink, eventLoop: eventLoop, inline: inline)
+                    do {
+                        try produce(writer)
+                        onLoop(eventLoop) { boundSink.value.endResponse() }
+                    } catch {
+                        WorkerLog.error("streamed response of \(request.requestLine) failed: \(error)")
+                        onLoop(eventLoop) { boundSink.value.abortResponse() }
+                    }
+                }
+            },
+            completion: completion)
+    }
+
+    /// The app's response, or the error page it earned: HTTPError keeps its status, anything else is a 500.
+    static func respond(to request: Request, with handler: any Handler) -> Response {
+        do {
+            return try handler.handle(request)
+        } catch let error as HTTPError {
+            return Response(status: error.status, error.message)
+        } catch {
+            WorkerLog.error("app failed on \(request.requestLine): \(error)")
+            return Response(status: 500, "Internal Server Error\n")
+        }
+    }
+
+    static func onLoop(_ eventLoop: any EventLoop, _ body: @escaping @Sendable () -> Void) {
+        if eventLoop.inEventLoop {
+            body()
+        } else {
+            eventLoop.execute(body)
+        }
+    }
+}
+
+/// Hands streamed chunks to the event loop; on an app thread it waits until each chunk is written,
+/// so a slow client slows the app instead of growing memory.
+struct SinkBodyWriter: BodyWriter {
+    let sink: NIOLoopBound<any ResponseSink>
+    let eventLoop: any EventLoop
+    let inline: Bool
+
+    func write(_ bytes: ByteBuffer) throws {
+        if inline {
+            // On the I/O thread itself: waiting would deadlock, so the write is queued.
+            _ = sink.value.writeResponseBody(bytes)
+            return
+        }
+        let sink = self.sink
+        try eventLoop.flatSubmit { sink.value.writeResponseBody(bytes) }.wait()
+    }
+}
+
+extension Array where Element == (name: String, value: String) {
+    /// The app's headers minus the framing ones, which the worker sets itself.
+    var withoutFraming: [(name: String, value: String)] {
+        filter {
+            let lower = $0.name.lowercased()
+            return lower != "content-length" && lower != "transfer-encoding"
+        }
+    }
+}

@@ -1,0 +1,114 @@
+import KeelApp
+import NIOCore
+import NIOPosix
+
+/// Runs requests on the worker's `--threads T` threads (inline on the I/O thread when T = 1), queueing
+/// a request when all T are busy, and keeps the slot count the acceptor reads (see `SlotGate`).
+/// Owned by the worker's one event loop: every method runs on it.
+final class RequestScheduler {
+    let eventLoop: any EventLoop
+    let threads: Int
+    let gate: SlotGate
+    /// nil with one thread: the app then runs inline on the I/O thread, as uWSGI does.
+    private let threadPool: NIOThreadPool?
+
+    private var running = 0
+    private var queue = CircularBuffer<() -> Void>()
+    private var connections: [ObjectIdentifier: any DrainableConnection] = [:]
+    private(set) var isDraining = false
+    /// Called once, on the loop, when draining has finished every connection.
+    var onDrained: (() -> Void)?
+
+    init(eventLoop: any EventLoop, threads: Int, gate: SlotGate) {
+        self.eventLoop = eventLoop
+        self.threads = threads
+        self.gate = gate
+        if threads > 1 {
+            let pool = NIOThreadPool(numberOfThreads: threads)
+            pool.start()
+            self.threadPool = pool
+        } else {
+            self.threadPool = nil
+        }
+    }
+
+    var runsInline: Bool { threadPool == nil }
+
+    // MARK: connections
+
+    /// A connection accepted by the acceptor, which already took its slot for the first request.
+    func connectionOpened(_ connection: any DrainableConnection) {
+        connections[ObjectIdentifier(connection)] = connection
+        if isDraining { connection.drain() }
+    }
+
+    /// Takes a slot for a keep-alive connection's next request (its first came with the accept).
+    func takeSlot() { gate.take() }
+
+    /// Gives back a slot: the request is done, or the connection closed before sending one.
+    func giveSlot() { gate.give() }
+
+    func connectionClosed(_ connection: any DrainableConnection) {
+        connections[ObjectIdentifier(connection)] = nil
+        finishDrainIfIdle()
+    }
+
+    // MARK: requests
+
+    /// Runs `job` on an app thread (or inline) when one is free; `completion` runs on the loop after it.
+    func execute(_ job: @escaping @Sendable () -> Void, completion: @escaping () -> Void) {
+        let start = { [self] in
+            running += 1
+            if let pool = threadPool {
+                let bound = NIOLoopBound((scheduler: self, completion: completion), eventLoop: eventLoop)
+                pool.submit { [eventLoop] _ in
+                    job()
+                    eventLoop.execute { bound.value.scheduler.finished(bound.value.completion) }
+                }
+            } else {
+                job()
+                finished(completion)
+            }
+        }
+        if running < threads && queue.isEmpty {
+            start()
+        } else {
+            queue.append(start)
+        }
+    }
+
+    private func finished(_ completion: () -> Void) {
+        running -= 1
+        completion()
+        if running < threads, let next = queue.popFirst() {
+            next()
+        }
+        finishDrainIfIdle()
+    }
+
+    // MARK: graceful stop
+
+    /// Stops accepting, lets running and queued requests finish, closes idle keep-alive connections.
+    func drain() {
+        guard !isDraining else { return }
+        isDraining = true
+        for connection in connections.values { connection.drain() }
+        finishDrainIfIdle()
+    }
+
+    private func finishDrainIfIdle() {
+        guard isDraining, connections.isEmpty, running == 0, queue.isEmpty else { return }
+        let done = onDrained
+        onDrained = nil
+        done?()
+    }
+
+    func shutdownThreads() {
+        try? threadPool?.syncShutdownGracefully()
+    }
+}
+
+/// A connection the scheduler can ask to finish: close now if idle, else after the current response.
+protocol DrainableConnection: AnyObject {
+    func drain()
+}

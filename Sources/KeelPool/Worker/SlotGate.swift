@@ -1,0 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `--threads T` count shared by the acceptor thread and the event loop: taken when a connection
+/// is accepted (or a keep-alive connection starts another request), given back when that request is
+/// done. The acceptor calls accept() only while fewer than T are taken. A mutex, not the event loop,
+/// owns it, because the acceptor must reserve synchronously before its next accept().
+final class SlotGate: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var condition = pthread_cond_t()
+    private let threads: Int
+    private var taken = 0
+    private var draining = false
+
+    init(threads: Int) {
+        self.threads = threads
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&condition, nil)
+    }
+
+    deinit {
+        pthread_cond_destroy(&condition)
+        pthread_mutex_destroy(&mutex)
+    }
+
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return body()
+    }
+
+    /// Blocks until a slot is free; false once draining (stop accepting).
+    func waitForFreeSlot() -> Bool {
+        locked {
+            while taken >= threads && !draining { pthread_cond_wait(&condition, &mutex) }
+            return !draining
+        }
+    }
+
+    /// Takes a slot even when none is free (a keep-alive request already inside this worker queues).
+    func take() { locked { taken += 1 } }
+
+    func give() {
+        locked {
+            taken -= 1
+            pthread_cond_signal(&condition)
+        }
+    }
+
+    func drain() {
+        locked {
+            draining = true
+            pthread_cond_broadcast(&condition)
+        }
+    }
+
+    var isDraining: Bool { locked { draining } }
+}

@@ -1,0 +1,46 @@
+import KeelApp
+
+/// What one worker process needs, decided by the master and passed on its command line.
+public struct WorkerConfiguration: Sendable {
+    public enum Wire: String, Sendable {
+        case uwsgi
+        case http
+    }
+
+    /// An inherited listening socket and what it speaks.
+    public struct InheritedListener: Sendable {
+        public var fd: Int32
+        public var proto: Wire
+        public init(fd: Int32, proto: Wire) {
+            self.fd = fd
+            self.proto = proto
+        }
+    }
+
+    public var id: Int
+    public var listeners: [InheritedListener]
+    public var threads: Int
+    public var handler: any Handler
+    /// Largest request body accepted, in bytes; 0 = no limit (uWSGI's --limit-post).
+    public var limitPost: Int
+    /// Seconds a connection may stay silent while a request is expected (uWSGI's --socket-timeout).
+    public var socketTimeout: Int
+    /// Write end of the pipe on which the worker tells the master "ready" or its startup error.
+    public var statusFD: Int32?
+    /// The master's pid: the worker ends itself if it is orphaned.
+    public var masterPID: Int32?
+
+    public init(
+        id: Int, listeners: [InheritedListener], threads: Int, handler: any Handler, limitPost: Int,
+        socketTimeout: Int, statusFD: Int32?, masterPID: Int32?
+    ) {
+        self.id = id
+        self.listeners = listeners
+        self.threads = threads
+        self.handler = handler
+        self.limitPost = limitPost
+        self.socketTimeout = socketTimeout
+        self.statusFD = statusFD
+        self.masterPID = masterPID
+    }
+}

@@ -1,0 +1,81 @@
+import ArgumentParser
+import KeelApp
+import KeelPool
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct KeelPoolCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keel-pool",
+        abstract: "Keel's application server: a master supervising worker processes × threads, speaking uwsgi and HTTP.",
+        discussion: """
+            Signals: TERM = graceful shutdown (in-flight requests finish), INT/QUIT = immediate shutdown.
+            Examples:
+              keel-pool --http-socket 127.0.0.1:8000 --app hello
+              keel-pool --socket /run/app.sock --chmod-socket 660 --processes 4 --threads 2 --app env
+            """,
+        subcommands: [Check.self, Worker.self])
+
+    @OptionGroup var options: PoolOptions
+
+    func run() throws {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        let configuration = try options.validated(workerArguments: ["_worker"] + arguments)
+        let code = PoolMaster(configuration: configuration).run()
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate the flags and that every socket can be bound, without starting anything.")
+
+        @OptionGroup var options: PoolOptions
+
+        func run() throws {
+            let configuration = try options.validated(workerArguments: [])
+            let sockets = configuration.uwsgiSockets.map { ($0, WorkerConfiguration.Wire.uwsgi, "--socket") }
+                + configuration.httpSockets.map { ($0, WorkerConfiguration.Wire.http, "--http-socket") }
+            for (address, wire, flag) in sockets {
+                do {
+                    let socket = try ListenSocket.bind(address, wire: wire, backlog: 1, chmod: nil, flag: flag)
+                    socket.close()
+                } catch {
+                    throw ValidationError(error.description)
+                }
+            }
+            print(
+                "keel-pool check: OK: app \(configuration.appName), \(configuration.processes) processes × "
+                    + "\(configuration.threads) threads on " + sockets.map { "\($0.0)" }.joined(separator: ", "))
+        }
+    }
+
+    /// Started by the master with posix_spawn; not for direct use.
+    struct Worker: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "_worker", shouldDisplay: false)
+
+        @OptionGroup var options: PoolOptions
+        @Option(name: .customLong("worker-id")) var workerID: Int
+        @Option(name: .customLong("status-fd")) var statusFD: Int32?
+        @Option(name: .customLong("master-pid")) var masterPID: Int32?
+        @Option(name: .customLong("listener-fd")) var listenerFDs: [String] = []
+
+        func run() throws {
+            signal(SIGPIPE, SIG_IGN)
+            let listeners = try listenerFDs.map { text -> WorkerConfiguration.InheritedListener in
+                let parts = text.split(separator: ":")
+                guard parts.count == 2, let wire = WorkerConfiguration.Wire(rawValue: String(parts[0])),
+                    let fd = Int32(parts[1])
+                else { throw ValidationError("--listener-fd \(text): expected uwsgi:FD or http:FD") }
+                return WorkerConfiguration.InheritedListener(fd: fd, proto: wire)
+            }
+            let configuration = WorkerConfiguration(
+                id: workerID, listeners: listeners, threads: options.threads, handler: try options.handler(),
+                limitPost: options.limitPost, socketTimeout: options.socketTimeout, statusFD: statusFD,
+                masterPID: masterPID)
+            WorkerRuntime.run(configuration)
+        }
+    }
+}

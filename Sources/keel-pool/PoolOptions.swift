@@ -1,0 +1,128 @@
+import ArgumentParser
+import KeelApp
+import KeelPool
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The pool's flags, named as uWSGI names them (gunicorn's names where uWSGI has none).
+struct PoolOptions: ParsableArguments {
+    @Option(
+        name: [.customLong("socket"), .customShort("s")],
+        help: ArgumentHelp(
+            "uwsgi-protocol socket: a unix path (/run/app.sock) or HOST:PORT (':3031' = all interfaces). Repeatable.",
+            valueName: "PATH|HOST:PORT"))
+    var socket: [String] = []
+
+    @Option(
+        name: .customLong("http-socket"),
+        help: ArgumentHelp("HTTP/1.1 socket (keep-alive, pipelining), HOST:PORT or a unix path. Repeatable.",
+            valueName: "HOST:PORT"))
+    var httpSocket: [String] = []
+
+    @Option(
+        name: .customLong("chmod-socket"),
+        help: ArgumentHelp("Permissions of unix socket files, octal (e.g. 660, 666).", valueName: "MODE"))
+    var chmodSocket: String?
+
+    @Option(
+        name: [.customLong("listen"), .customShort("l")],
+        help: ArgumentHelp("Listen queue (backlog) of each socket; capped by net.core.somaxconn.", valueName: "N"))
+    var listen: Int = 1024
+
+    @Option(
+        name: [.customLong("processes"), .customShort("p"), .customLong("workers"), .customShort("w")],
+        help: ArgumentHelp("Worker processes (alias --workers).", valueName: "N"))
+    var processes: Int = 1
+
+    @Option(
+        name: .customLong("threads"),
+        help: ArgumentHelp(
+            "Threads per worker: at most N requests run at once in a worker, which stops accepting while all are busy. "
+                + "With 1 the app runs on the worker's I/O thread.", valueName: "N"))
+    var threads: Int = 1
+
+    @Option(
+        name: .customLong("app"),
+        help: ArgumentHelp(
+            "Built-in app to serve: \(BuiltinApps.all.map { "\($0.name) (\($0.summary))" }.joined(separator: ", ")).",
+            valueName: "NAME"))
+    var app: String?
+
+    @Option(name: .customLong("pidfile"), help: ArgumentHelp("Write the master's pid to FILE.", valueName: "FILE"))
+    var pidfile: String?
+
+    @Option(
+        name: .customLong("graceful-timeout"),
+        help: ArgumentHelp("On TERM, seconds in-flight requests get before workers are killed.", valueName: "SECONDS"))
+    var gracefulTimeout: Int = 30
+
+    @Option(
+        name: .customLong("limit-post"),
+        help: ArgumentHelp("Largest request body in bytes (413 above it); 0 = no limit.", valueName: "BYTES"))
+    var limitPost: Int = 1 << 30
+
+    @Option(
+        name: .customLong("socket-timeout"),
+        help: ArgumentHelp(
+            "Seconds a connection may stay silent while its request is expected (also the keep-alive idle time).",
+            valueName: "SECONDS"))
+    var socketTimeout: Int = 4
+
+    @Flag(name: .customLong("master"), help: "Accepted for uWSGI compatibility: keel-pool always runs a master.")
+    var master = false
+
+    @Flag(name: .customLong("die-on-term"), help: "Accepted for uWSGI compatibility: TERM always shuts down gracefully.")
+    var dieOnTerm = false
+
+    /// Checks every value and names the flag to fix; nothing is bound here.
+    func validated(workerArguments: [String]) throws -> PoolConfiguration {
+        guard (1...1024).contains(processes) else {
+            throw ValidationError("--processes \(processes): give a number of workers from 1 to 1024")
+        }
+        guard (1...1024).contains(threads) else {
+            throw ValidationError("--threads \(threads): give a number of threads per worker from 1 to 1024")
+        }
+        guard listen >= 1 else { throw ValidationError("--listen \(listen): the backlog must be at least 1") }
+        guard gracefulTimeout >= 0 else { throw ValidationError("--graceful-timeout must be 0 or more seconds") }
+        guard limitPost >= 0 else { throw ValidationError("--limit-post must be 0 (no limit) or a number of bytes") }
+        guard socketTimeout >= 1 else { throw ValidationError("--socket-timeout must be at least 1 second") }
+        _ = try handler()
+        var mode: mode_t?
+        if let chmodSocket {
+            guard let value = mode_t(chmodSocket, radix: 8), value <= 0o777 else {
+                throw ValidationError("--chmod-socket \(chmodSocket): give octal permissions such as 660 or 666")
+            }
+            mode = value
+        }
+        if socket.isEmpty && httpSocket.isEmpty {
+            throw ValidationError(
+                "no socket to serve on: give --socket PATH|HOST:PORT (uwsgi, for nginx/keel) or --http-socket HOST:PORT")
+        }
+        do {
+            let uwsgi = try socket.map { try ListenAddress.parse($0, flag: "--socket") }
+            let http = try httpSocket.map { try ListenAddress.parse($0, flag: "--http-socket") }
+            let all = uwsgi + http
+            if Set(all.map(\.description)).count != all.count {
+                throw ValidationError("the same address is given twice; each socket needs its own address")
+            }
+            return PoolConfiguration(
+                uwsgiSockets: uwsgi, httpSockets: http, backlog: listen, chmodSocket: mode, processes: processes,
+                threads: threads, appName: app!, pidfile: pidfile, gracefulTimeout: gracefulTimeout,
+                workerArguments: workerArguments)
+        } catch let error as PoolError {
+            throw ValidationError(error.description)
+        }
+    }
+
+    func handler() throws -> any Handler {
+        guard let app else {
+            throw ValidationError("no app to serve: give --app NAME, one of \(BuiltinApps.names.joined(separator: ", "))")
+        }
+        guard let handler = BuiltinApps.named(app) else {
+            throw ValidationError("--app \(app): unknown app; choose one of \(BuiltinApps.names.joined(separator: ", "))")
+        }
+        return handler
+    }
+}
