@@ -48,7 +48,10 @@ let package = Package(
             dependencies: ["KeelPool", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         // Runs the built binaries (and the real nginx) on free ports and temp unix paths.
-        .testTarget(name: "IntegrationTests", dependencies: ["keel-pool", "CKeelSys"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["keel-pool", "UWSGI", .product(name: "NIOCore", package: "swift-nio")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -25,7 +25,7 @@ OUT="$BENCH_DIR/.out"
 SYS_PYTHON=/usr/bin/python3              # Debian's python: the one keel-pool embeds, not pyenv's
 WSGI_APP="$BENCH_DIR/apps/hello_wsgi.py"
 EXPECTED_BODY=$'Hello world!\n'
-INVOCATION="DURATION=$DURATION CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS WARMUP=$WARMUP ONLY=$ONLY bench/run.sh"
+INVOCATION="DURATION=$DURATION CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS WARMUP=$WARMUP ONLY=$ONLY${KEEL_POOL:+ KEEL_POOL=$KEEL_POOL} bench/run.sh"
 
 if [ "$#" -gt 0 ]; then
     echo "bench/run.sh takes no arguments; set DURATION, CONNECTIONS, WRK_THREADS, WARMUP, ONLY (all|keel|uwsgi)," >&2
