@@ -103,7 +103,6 @@ public final class PoolMaster {
         for (address, wire, flag) in wanted {
             let socket = try ListenSocket.bind(
                 address, wire: wire, backlog: configuration.backlog, chmod: configuration.chmodSocket, flag: flag)
-            socket.moveFD()
             sockets.append(socket)
             let shown: String
             if case .tcp(let host, _) = address, let port = socket.boundPort {
@@ -113,6 +112,9 @@ public final class PoolMaster {
             }
             MasterLog.info("\(wire == .http ? "HTTP" : "uwsgi") socket listening on \(shown) (backlog \(configuration.backlog))")
         }
+        // Keep the master's copies above the fds the workers receive (3…, then the status pipe).
+        let highest = Int32(3 + sockets.count)
+        for socket in sockets { _ = socket.relocate { moveAbove($0, highest) } }
     }
 
     private func writePidfile() throws(PoolError) {
@@ -144,8 +146,8 @@ public final class PoolMaster {
                 slots[index].statusFD = spawned.statusFD
                 MasterLog.info("spawned worker \(slots[index].id) (pid \(spawned.pid))")
             } catch {
-                MasterLog.error(error.description)
-                _ = slots[index].exited(now: now)
+                let at = slots[index].spawnFailed(now: now)
+                MasterLog.error("\(error.description); retrying in \(at - now) ms")
                 recordStartupFailure(error.description)
             }
         }
@@ -170,6 +172,7 @@ public final class PoolMaster {
             if slots[index].statusText.hasPrefix("ready"), case .starting = slots[index].state {
                 slots[index].becameReady(now: now)
                 startupFailuresInARow = 0
+                MasterLog.info("worker \(slots[index].id) (pid \(slots[index].pid ?? 0)) ready")
             }
         }
     }
@@ -258,9 +261,4 @@ public final class PoolMaster {
         }
         return "killed by \(name)"
     }
-}
-
-extension ListenSocket {
-    /// Keeps the master's copy above the low fds the workers receive.
-    func moveFD() { _ = self.relocate(moveAbove100) }
 }

@@ -62,6 +62,18 @@ struct WorkerSlot {
         }
     }
 
+    /// posix_spawn itself failed: retry later, with the same backoff as a worker dying young.
+    mutating func spawnFailed(now: Int64) -> Int64 {
+        quickDeaths += 1
+        let at = now + backoffDelay
+        state = .waiting(at: at)
+        return at
+    }
+
+    private var backoffDelay: Int64 {
+        quickDeaths == 0 ? 0 : min(100 << Int64(min(quickDeaths - 1, 10)), Self.maxBackoffMilliseconds)
+    }
+
     /// The worker process ended; what should happen to the slot.
     mutating func exited(now: Int64) -> ExitAction {
         switch state {
@@ -76,7 +88,7 @@ struct WorkerSlot {
             } else {
                 quickDeaths = 0
             }
-            let delay = quickDeaths == 0 ? 0 : min(100 << Int64(min(quickDeaths - 1, 10)), Self.maxBackoffMilliseconds)
+            let delay = backoffDelay
             state = .waiting(at: now + delay)
             return .respawn(at: now + delay, afterStartupFailure: failedStartup)
         }

@@ -21,12 +21,11 @@ struct WorkerSpawner {
     func spawn(workerID: Int) throws(PoolError) -> Spawned {
         var pipeFDs: [Int32] = [-1, -1]
         guard keel_pipe2(&pipeFDs, O_CLOEXEC | O_NONBLOCK) == 0 else { throw .errno("cannot create a status pipe", errno) }
-        let readEnd = pipeFDs[0]
-        // Keep the child's end above the fds it is dup2'd onto, so no dup2 is a no-op that keeps CLOEXEC.
-        let writeEnd = fcntl(pipeFDs[1], F_DUPFD_CLOEXEC, Int32(100))
-        close(pipeFDs[1])
-        defer { close(writeEnd) }
         let statusChildFD = Int32(3 + listeners.count)
+        // Every source fd sits above the child's fds 3…statusChildFD, so no dup2 onto them is a no-op.
+        let readEnd = moveAbove(pipeFDs[0], statusChildFD)
+        let writeEnd = moveAbove(pipeFDs[1], statusChildFD)
+        defer { close(writeEnd) }
         fcntl(writeEnd, F_SETFL, 0)  // the worker writes to it blocking
 
         var arguments = baseArguments
@@ -62,14 +61,14 @@ struct WorkerSpawner {
             close(readEnd)
             throw .errno("cannot spawn a worker (\(executable))", result)
         }
-        return Spawned(pid: pid, statusFD: moveAbove100(readEnd))
+        return Spawned(pid: pid, statusFD: readEnd)
     }
 }
 
-/// Moves a master-side fd above 100 so it never collides with the low fds a worker is given.
-func moveAbove100(_ fd: Int32) -> Int32 {
-    guard fd < 100 else { return fd }
-    let moved = fcntl(fd, F_DUPFD_CLOEXEC, Int32(100))
+/// Moves a master-side fd above `floor`, so it never collides with the low fds a worker is given.
+func moveAbove(_ fd: Int32, _ floor: Int32) -> Int32 {
+    guard fd <= floor else { return fd }
+    let moved = fcntl(fd, F_DUPFD_CLOEXEC, floor + 1)
     guard moved >= 0 else { return fd }
     close(fd)
     return moved

@@ -2,14 +2,15 @@ import CKeelSys
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A worker process: one event loop accepting on the inherited sockets, `threads` app threads, and
-/// the main thread waiting for the master's signals (TERM: finish in-flight requests and exit;
-/// INT/QUIT: exit now).
+/// A worker process: uwsgi sockets served by `threads` blocking threads (UWSGIThreadServer), HTTP
+/// sockets by an acceptor thread, one NIO event loop and `threads` app threads; the main thread waits
+/// for the master's signals (TERM: finish in-flight requests and exit; INT/QUIT: exit now).
 public enum WorkerRuntime {
     public static func run(_ configuration: WorkerConfiguration) -> Never {
         WorkerLog.workerID = configuration.id
@@ -21,6 +22,46 @@ public enum WorkerRuntime {
             if getppid() != masterPID { startupFailed("the master (pid \(masterPID)) is gone", configuration) }
         }
 
+        for listener in configuration.listeners {
+            // Non-blocking, so losing an accept race to another thread or worker returns EAGAIN instead of blocking.
+            let flags = fcntl(listener.fd, F_GETFL)
+            if flags < 0 || fcntl(listener.fd, F_SETFL, flags | O_NONBLOCK) < 0 {
+                startupFailed("inherited socket fd \(listener.fd) is unusable: \(SystemError.message(errno))", configuration)
+            }
+        }
+        let uwsgiListeners = configuration.listeners.filter { $0.proto == .uwsgi }
+        let httpListeners = configuration.listeners.filter { $0.proto == .http }
+
+        let uwsgiServer = UWSGIThreadServer(listeners: uwsgiListeners, configuration: configuration)
+        if !uwsgiListeners.isEmpty {
+            do { try uwsgiServer.start() } catch { startupFailed(error.description, configuration) }
+        }
+        let http = httpListeners.isEmpty ? nil : startHTTP(httpListeners, configuration: configuration)
+        reportReady(configuration)
+
+        var stopping = false
+        while true {
+            let signal = signals.wait(timeoutMilliseconds: stopping ? 50 : nil)
+            switch signal {
+            case SIGTERM where !stopping:
+                stopping = true
+                uwsgiServer.stop()
+                http?.drain()
+            case SIGINT, SIGQUIT:
+                exit(0)
+            default:
+                break  // HUP and USR1 are the master's business
+            }
+            if stopping && uwsgiServer.isStopped && (http?.isDrained ?? true) {
+                exit(0)
+            }
+        }
+    }
+
+    /// The HTTP side: an acceptor thread gated by the thread slots, one NIO event loop, the app threads.
+    private static func startHTTP(
+        _ listeners: [WorkerConfiguration.InheritedListener], configuration: WorkerConfiguration
+    ) -> HTTPServing {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let eventLoop = group.next()
         let gate = SlotGate(threads: configuration.threads)
@@ -28,50 +69,44 @@ public enum WorkerRuntime {
             NIOLoopBound(
                 RequestScheduler(eventLoop: eventLoop, threads: configuration.threads, gate: gate), eventLoop: eventLoop)
         }.wait()
-
-        for listener in configuration.listeners {
-            // Non-blocking so that losing an accept race to another worker returns EAGAIN instead of blocking.
-            let flags = fcntl(listener.fd, F_GETFL)
-            if flags < 0 || fcntl(listener.fd, F_SETFL, flags | O_NONBLOCK) < 0 {
-                startupFailed("inherited socket fd \(listener.fd) is unusable: \(SystemError.message(errno))", configuration)
-            }
-        }
-        let bootstraps = Dictionary(
-            uniqueKeysWithValues: [WorkerConfiguration.Wire.uwsgi, .http].map {
-                ($0, connectionBootstrap($0, configuration: configuration, group: group, scheduler: scheduler))
-            })
-        let acceptor = Acceptor(listeners: configuration.listeners, gate: gate) { accepted in
-            bootstraps[accepted.wire]!.withConnectedSocket(accepted.fd).whenFailure { error in
+        let bootstrap = connectionBootstrap(configuration: configuration, group: group, scheduler: scheduler)
+        let acceptor = Acceptor(listeners: listeners, gate: gate) { accepted in
+            bootstrap.withConnectedSocket(accepted.fd).whenFailure { error in
                 WorkerLog.error("cannot serve an accepted connection: \(error)")
                 gate.give()
             }
         }
         acceptor.start()
-        reportReady(configuration)
+        return HTTPServing(acceptor: acceptor, scheduler: scheduler)
+    }
 
-        while true {
-            let signal = signals.wait(timeoutMilliseconds: nil)
-            switch signal {
-            case SIGTERM:
-                acceptor.stop()
-                eventLoop.execute {
-                    scheduler.value.onDrained = {
-                        scheduler.value.shutdownThreads()
-                        exit(0)
-                    }
-                    scheduler.value.drain()
+    /// Stops and watches the HTTP side during a graceful stop.
+    final class HTTPServing: Sendable {
+        let acceptor: Acceptor
+        let scheduler: NIOLoopBound<RequestScheduler>
+        private let drained = Atomic<Bool>(false)
+
+        init(acceptor: Acceptor, scheduler: NIOLoopBound<RequestScheduler>) {
+            self.acceptor = acceptor
+            self.scheduler = scheduler
+        }
+
+        var isDrained: Bool { drained.load(ordering: .acquiring) }
+
+        func drain() {
+            acceptor.stop()
+            scheduler.eventLoop.execute { [self] in
+                scheduler.value.onDrained = { [self] in
+                    scheduler.value.shutdownThreads()
+                    drained.store(true, ordering: .releasing)
                 }
-            case SIGINT, SIGQUIT:
-                exit(0)
-            default:
-                break  // HUP and USR1 are the master's business
+                scheduler.value.drain()
             }
         }
     }
 
-    /// How an accepted connection of each wire is set up; the acceptor thread hands fds to it.
+    /// How an accepted HTTP connection is set up; the acceptor thread hands fds to it.
     private static func connectionBootstrap(
-        _ wire: WorkerConfiguration.Wire,
         configuration: WorkerConfiguration,
         group: MultiThreadedEventLoopGroup,
         scheduler: NIOLoopBound<RequestScheduler>
@@ -80,22 +115,14 @@ public enum WorkerRuntime {
         return ClientBootstrap(group: group)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: false)
             .channelInitializer { channel in
-                let scheduler = scheduler.value
                 do {
                     let sync = channel.pipeline.syncOperations
-                    switch wire {
-                    case .uwsgi:
-                        try sync.addHandler(IdleCloseHandler(timeout: timeout))
-                        try sync.addHandler(ByteToMessageHandler(UWSGIRequestDecoder()))
-                        try sync.addHandler(UWSGIConnectionHandler(configuration: configuration, scheduler: scheduler))
-                    case .http:
-                        try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-                        try sync.addHandler(IdleStateHandler(readTimeout: timeout))
-                        let local = channel.localAddress
-                        let server = (local?.ipAddress ?? "localhost", local?.port.map(String.init) ?? "")
-                        try sync.addHandler(
-                            HTTPConnectionHandler(configuration: configuration, scheduler: scheduler, serverAddress: server))
-                    }
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    try sync.addHandler(IdleStateHandler(readTimeout: timeout))
+                    let local = channel.localAddress
+                    let server = (local?.ipAddress ?? "localhost", local?.port.map(String.init) ?? "")
+                    try sync.addHandler(
+                        HTTPConnectionHandler(configuration: configuration, scheduler: scheduler.value, serverAddress: server))
                     return channel.eventLoop.makeSucceededVoidFuture()
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)
@@ -113,49 +140,6 @@ public enum WorkerRuntime {
         WorkerLog.error(message)
         if let fd = configuration.statusFD { writeAll(fd, "error: \(message)\n") }
         exit(1)
-    }
-}
-
-/// Closes a uwsgi connection that stays silent past --socket-timeout before its request is complete.
-final class IdleCloseHandler: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private let timeout: TimeAmount
-    private var deadline: Scheduled<Void>?
-    private var responding = false
-
-    init(timeout: TimeAmount) { self.timeout = timeout }
-
-    func handlerAdded(context: ChannelHandlerContext) { arm(context) }
-    func handlerRemoved(context: ChannelHandlerContext) { deadline?.cancel() }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if !responding { arm(context) }
-        context.fireChannelRead(data)
-    }
-
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        // The request has been read in full once the response starts: the app's time is not limited here.
-        responding = true
-        deadline?.cancel()
-        context.write(data, promise: promise)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        deadline?.cancel()
-        context.fireChannelInactive()
-    }
-
-    private func arm(_ context: ChannelHandlerContext) {
-        deadline?.cancel()
-        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-        deadline = context.eventLoop.scheduleTask(in: timeout) {
-            WorkerLog.error("uwsgi request not received within --socket-timeout: connection closed")
-            loopBound.value.close(promise: nil)
-        }
     }
 }
 

@@ -117,9 +117,13 @@ final class PoolUnderTest: @unchecked Sendable {
     let httpPort: Int?
     let socketPath: String?
 
+    let processes: Int
+
     /// Starts keel-pool with `arguments`, plus `--http-socket 127.0.0.1:PORT` and/or `--socket DIR/app.sock`.
     init(http: Bool = true, uwsgi: Bool = false, _ arguments: [String]) throws {
         directory = try Harness.makeTempDirectory()
+        let processesFlag = arguments.firstIndex(of: "--processes").map { arguments[$0 + 1] }
+        processes = processesFlag.flatMap { Int($0) } ?? 1
         var all = arguments
         if http {
             let port = try Harness.freePort()
@@ -139,20 +143,17 @@ final class PoolUnderTest: @unchecked Sendable {
         try waitUntilServing()
     }
 
+    /// Waits until the master has logged every worker ready (without sending a request the app would see).
     func waitUntilServing() throws {
         try Harness.waitUntil("keel-pool to serve", seconds: 20) {
             guard process.isRunning else {
                 throw HarnessError("keel-pool exited early:\n\(process.log)")
             }
-            if let port = httpPort {
-                return (try? HTTPClient.get(port: port, "/")) != nil
-            }
-            if let path = socketPath {
-                return FileManager.default.fileExists(atPath: path) && process.log.contains("spawned worker")
-            }
-            return false
+            return readyWorkers >= processes
         }
     }
+
+    var readyWorkers: Int { log.components(separatedBy: ") ready\n").count - 1 }
 
     var log: String { process.log }
     var workers: [pid_t] { Harness.children(of: process.pid) }

@@ -1,0 +1,255 @@
+import CKeelSys
+import KeelApp
+import NIOCore
+import Synchronization
+import UWSGI
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Serves `--socket` (uwsgi) listeners the way uWSGI's threads do: each of the worker's T threads
+/// waits for a connection, accepts it, reads the packet, runs the app and writes the reply itself,
+/// with blocking I/O bounded by --socket-timeout. A thread busy with a request is not accepting, so
+/// the kernel gives the next connection to an idle thread or worker: the `--threads` contract holds
+/// with no hand-off at all, which is what a one-request-per-connection protocol wants.
+final class UWSGIThreadServer: @unchecked Sendable {
+    private let listeners: [WorkerConfiguration.InheritedListener]
+    private let configuration: WorkerConfiguration
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
+    private let running = Atomic<Int>(0)
+    private let draining = Atomic<Bool>(false)
+
+    init(listeners: [WorkerConfiguration.InheritedListener], configuration: WorkerConfiguration) {
+        self.listeners = listeners
+        self.configuration = configuration
+        var fds: [Int32] = [-1, -1]
+        _ = keel_pipe2(&fds, O_CLOEXEC)
+        wakeRead = fds[0]
+        wakeWrite = fds[1]
+    }
+
+    /// True once every thread has left its loop (after `stop()`).
+    var isStopped: Bool { running.load(ordering: .acquiring) == 0 }
+
+    /// Starts the T threads; fails (startup error) if the system refuses one.
+    func start() throws(PoolError) {
+        for index in 0..<configuration.threads {
+            running.add(1, ordering: .relaxed)
+            let box = Unmanaged.passRetained(self)
+            var thread = pthread_t()
+            let created = pthread_create(&thread, nil, { raw in
+                let server = Unmanaged<UWSGIThreadServer>.fromOpaque(raw!).takeRetainedValue()
+                server.acceptLoop()
+                return nil
+            }, box.toOpaque())
+            if created != 0 {
+                box.release()
+                running.subtract(1, ordering: .relaxed)
+                stop()
+                throw PoolError(
+                    "cannot start thread \(index + 1) of --threads \(configuration.threads): \(SystemError.message(created)); "
+                        + "lower --threads or raise the process limits (ulimit -u / -v)")
+            } else {
+                pthread_detach(thread)
+            }
+        }
+    }
+
+    /// Stops accepting; threads finish the request they are serving, then leave.
+    func stop() {
+        draining.store(true, ordering: .releasing)
+        var byte: UInt8 = 1
+        _ = write(wakeWrite, &byte, 1)  // never read, so it wakes every thread's poll
+    }
+
+    private func acceptLoop() {
+        defer { running.subtract(1, ordering: .releasing) }
+        var pollSet = listeners.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        pollSet.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(64 * 1024)
+        while !draining.load(ordering: .acquiring) {
+            for index in pollSet.indices { pollSet[index].revents = 0 }
+            if poll(&pollSet, nfds_t(pollSet.count), -1) < 0 {
+                if errno == EINTR { continue }
+                WorkerLog.error("poll on the uwsgi sockets failed: \(SystemError.message(errno)); not accepting")
+                return
+            }
+            if pollSet[listeners.count].revents != 0 { return }
+            for index in listeners.indices where pollSet[index].revents != 0 {
+                // Non-blocking listener: losing the race to another thread or worker is EAGAIN, not a hang.
+                let fd = keel_accept4(listeners[index].fd, Int32(SOCK_CLOEXEC.rawValue))
+                if fd < 0 {
+                    if errno == EMFILE || errno == ENFILE {
+                        WorkerLog.error("accept: \(SystemError.message(errno)); raise the open files limit (ulimit -n)")
+                    }
+                    continue
+                }
+                serve(BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), buffer: &buffer)
+                break
+            }
+        }
+    }
+
+    private func serve(_ connection: BlockingConnection, buffer: inout ByteBuffer) {
+        defer { connection.close() }
+        buffer.clear()
+        var parser = UWSGIRequestParser()
+        var head: UWSGIRequestHead?
+        var body = ByteBuffer()
+        do {
+            reading: while true {
+                while let event = try parser.next(&buffer) {
+                    switch event {
+                    case .head(let h):
+                        if configuration.limitPost > 0 && h.contentLength > configuration.limitPost {
+                            WorkerLog.error(
+                                "request body of \(h.contentLength) bytes is over --limit-post \(configuration.limitPost): 413")
+                            respondWithError(connection, status: 413, "Request Entity Too Large\n")
+                            return
+                        }
+                        head = h
+                        if h.contentLength > 0 { body.reserveCapacity(h.contentLength) }
+                    case .body(var chunk):
+                        body.writeBuffer(&chunk)
+                    case .end:
+                        break reading
+                    }
+                }
+                switch connection.read(into: &buffer) {
+                case .bytes:
+                    continue
+                case .closed:
+                    try parser.finish(leftover: buffer)
+                    return
+                case .timedOut:
+                    WorkerLog.error("uwsgi request not received within --socket-timeout \(configuration.socketTimeout)s: closed")
+                    return
+                case .failed(let code):
+                    if code != ECONNRESET { WorkerLog.error("uwsgi read failed: \(SystemError.message(code))") }
+                    return
+                }
+            }
+        } catch {
+            if case .httpRequestOnUWSGISocket = error {
+                WorkerLog.error(error.description)
+                respondWithError(connection, status: 400, "This is a uwsgi socket, not HTTP. \(error)\n")
+            } else {
+                WorkerLog.error("\(error) (closing the connection)")
+            }
+            return
+        }
+        guard let head else { return }
+        let request = Request(vars: head.vars, body: body)
+        respond(to: request, on: connection, headOnly: request.method == "HEAD")
+    }
+
+    private func respond(to request: Request, on connection: BlockingConnection, headOnly: Bool) {
+        let response = AppRunner.respond(to: request, with: configuration.handler)
+        var out = ByteBuffer()
+        switch response.body {
+        case .bytes(let bytes):
+            out.reserveCapacity(256 + bytes.readableBytes)
+            HTTPResponseHeadWriter.write(
+                status: response.status, headers: response.headers.withoutFraming, contentLength: bytes.readableBytes,
+                chunked: false, into: &out)
+            if !headOnly {
+                var bytes = bytes
+                out.writeBuffer(&bytes)
+            }
+            _ = connection.writeAll(out)
+        case .stream(let produce):
+            let declared = response.header("Content-Length").flatMap { Int($0) }
+            // uwsgi has no keep-alive: without a declared length the close ends the body.
+            HTTPResponseHeadWriter.write(
+                status: response.status, headers: declared == nil ? response.headers.withoutFraming : response.headers,
+                contentLength: declared, chunked: false, into: &out)
+            guard connection.writeAll(out) else { return }
+            do {
+                try produce(BlockingBodyWriter(connection: connection, discard: headOnly))
+            } catch {
+                WorkerLog.error("streamed response of \(request.requestLine) failed: \(error)")
+            }
+        }
+    }
+
+    private func respondWithError(_ connection: BlockingConnection, status: Int, _ message: String) {
+        var out = ByteBuffer()
+        HTTPResponseHeadWriter.write(
+            status: status, headers: [("Content-Type", "text/plain")], contentLength: message.utf8.count, chunked: false,
+            into: &out)
+        out.writeString(message)
+        _ = connection.writeAll(out)
+    }
+}
+
+/// A connected socket used with blocking calls and SO_RCVTIMEO/SO_SNDTIMEO deadlines.
+struct BlockingConnection {
+    let fd: Int32
+
+    enum ReadResult {
+        case bytes
+        case closed
+        case timedOut
+        case failed(Int32)
+    }
+
+    init(fd: Int32, timeoutSeconds: Int) {
+        self.fd = fd
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    func read(into buffer: inout ByteBuffer) -> ReadResult {
+        buffer.discardReadBytes()
+        buffer.reserveCapacity(minimumWritableBytes: 16 * 1024)
+        while true {
+            var received = 0
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { raw in
+                received = recv(fd, raw.baseAddress, raw.count, 0)
+                return max(received, 0)
+            }
+            if received > 0 { return .bytes }
+            if received == 0 { return .closed }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN: return .timedOut
+            case let code: return .failed(code)
+            }
+        }
+    }
+
+    /// Writes all of `buffer`; false if the peer went away or stalled past the send timeout.
+    func writeAll(_ buffer: ByteBuffer) -> Bool {
+        var buffer = buffer
+        while buffer.readableBytes > 0 {
+            let n = buffer.withUnsafeReadableBytes { raw in send(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                return false
+            }
+            buffer.moveReaderIndex(forwardBy: n)
+        }
+        return true
+    }
+
+    func close() { Glibc.close(fd) }
+}
+
+/// Streams a body straight to the socket; blocking sends are the backpressure.
+struct BlockingBodyWriter: BodyWriter {
+    let connection: BlockingConnection
+    let discard: Bool
+
+    struct ClientGone: Error, CustomStringConvertible {
+        var description: String { "the client closed the connection or stopped reading (--socket-timeout)" }
+    }
+
+    func write(_ bytes: ByteBuffer) throws {
+        if discard { return }
+        guard connection.writeAll(bytes) else { throw ClientGone() }
+    }
+}

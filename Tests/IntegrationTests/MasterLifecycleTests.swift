@@ -1,0 +1,159 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("master lifecycle", .timeLimit(.minutes(2)))
+struct MasterLifecycleTests {
+    @Test func crashedWorkerIsRespawnedAndTheNextRequestSucceeds() throws {
+        let pool = try PoolUnderTest(["--app", "crash"])
+        let before = pool.workers
+        #expect(before.count == 1)
+        #expect(throws: (any Error).self) { try HTTPClient.get(port: pool.httpPort!, "/") }
+        try Harness.waitUntil("a respawned worker") {
+            let now = pool.workers
+            return now.count == 1 && now != before
+        }
+        #expect(pool.log.contains("killed by SIGKILL; respawning"))
+        try pool.stop()
+    }
+
+    @Test func nextRequestAfterACrashIsServed() throws {
+        // `crash` kills its worker; with an echo-capable app we check a request right after still works.
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let port = try Harness.freePort()
+        let process = try ManagedProcess(
+            Harness.keelPoolPath, ["--app", "crash", "--http-socket", "127.0.0.1:\(port)", "--processes", "2"],
+            logPath: directory + "/log")
+        try Harness.waitUntil("two workers") { Harness.children(of: process.pid).count == 2 }
+        for _ in 0..<3 { _ = try? HTTPClient.get(port: port, "/") }
+        try Harness.waitUntil("three respawns") { process.log.components(separatedBy: "respawning").count > 3 }
+        try Harness.waitUntil("two workers again") { Harness.children(of: process.pid).count == 2 }
+        #expect(try process.stop() == 0)
+    }
+
+    @Test func termLeavesNoProcessNoSocketFileNoPidfile() throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let pool = try PoolUnderTest(http: true, uwsgi: true, ["--app", "hello", "--processes", "3", "--pidfile", "\(NSTemporaryDirectory())/kp-\(getpid()).pid"])
+        let pidfile = "\(NSTemporaryDirectory())/kp-\(getpid()).pid"
+        let pidText = try String(contentsOfFile: pidfile, encoding: .utf8)
+        #expect(pidText == "\(pool.process.pid)\n")
+        let workers = pool.workers
+        #expect(workers.count == 3)
+        #expect(try pool.stop() == 0)
+        for worker in workers { #expect(!Harness.processExists(worker), "worker \(worker) outlived the master") }
+        #expect(!FileManager.default.fileExists(atPath: pool.socketPath!))
+        #expect(!FileManager.default.fileExists(atPath: pidfile))
+        #expect(throws: (any Error).self) { try TestSocket(tcpPort: pool.httpPort!) }
+    }
+
+    @Test func termLetsInFlightRequestsFinish() throws {
+        let pool = try PoolUnderTest(["--app", "sleep", "--threads", "2"])
+        let port = pool.httpPort!
+        let result = ResultBox()
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            result.set((try? HTTPClient.get(port: port, "/?ms=700"))?.status ?? -1)
+            done.signal()
+        }
+        try Harness.waitUntil("the request to be running", seconds: 5) {
+            // The worker holds a connection once the request is in.
+            (try? String(contentsOfFile: "/proc/\(pool.workers.first ?? 0)/net/tcp", encoding: .utf8)) != nil
+                && Date().timeIntervalSince(result.created) > 0.2
+        }
+        kill(pool.process.pid, SIGTERM)
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        #expect(result.value == 200)
+        #expect(try pool.process.waitForExit(seconds: 10) == 0)
+    }
+
+    @Test func intStopsAtOnce() throws {
+        let pool = try PoolUnderTest(["--app", "sleep"])
+        let port = pool.httpPort!
+        DispatchQueue.global().async { _ = try? HTTPClient.get(port: port, "/?ms=5000") }
+        usleep(200_000)
+        let start = Date()
+        let workers = pool.workers
+        try pool.stop(signal: SIGINT)
+        #expect(Date().timeIntervalSince(start) < 3)
+        for worker in workers { #expect(!Harness.processExists(worker)) }
+    }
+
+    @Test func staleSocketFileIsReplaced() throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/stale.sock"
+        // A socket file whose owner is gone: bound, never listened on, closed.
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            raw.copyBytes(from: Array(path.utf8))
+            raw[path.utf8.count] = 0
+        }
+        _ = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        close(fd)
+        #expect(FileManager.default.fileExists(atPath: path))
+        let process = try ManagedProcess(Harness.keelPoolPath, ["--app", "hello", "--socket", path], logPath: directory + "/log")
+        try Harness.waitUntil("the stale file to be replaced") { process.log.contains("spawned worker") }
+        #expect(process.log.contains("removing stale socket file \(path)"))
+        let reply = try UWSGIClient.parse(try UWSGIClient.exchange(path: path, vars: UWSGIClient.vars(uri: "/")))
+        #expect(reply.status == 200)
+        #expect(try process.stop() == 0)
+    }
+
+    @Test func liveSocketIsRefusedWithAClearMessage() throws {
+        let first = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello"])
+        let second = try ManagedProcess(
+            Harness.keelPoolPath, ["--app", "hello", "--socket", first.socketPath!],
+            logPath: first.directory + "/second.log")
+        #expect(try second.waitForExit(seconds: 10) == 1)
+        #expect(second.log.contains("address in use"))
+        #expect(second.log.split(separator: "\n").filter { $0.contains("error") }.count == 1)
+        // The first server is untouched.
+        let reply = try UWSGIClient.parse(try UWSGIClient.exchange(path: first.socketPath!, vars: UWSGIClient.vars(uri: "/")))
+        #expect(reply.status == 200)
+        try first.stop()
+    }
+
+    @Test func tcpAddressInUseIsRefused() throws {
+        let first = try PoolUnderTest(["--app", "hello"])
+        let second = try ManagedProcess(
+            Harness.keelPoolPath, ["--app", "hello", "--http-socket", "127.0.0.1:\(first.httpPort!)"],
+            logPath: first.directory + "/second.log")
+        #expect(try second.waitForExit(seconds: 10) == 1)
+        #expect(second.log.contains("127.0.0.1:\(first.httpPort!): address in use"))
+        try first.stop()
+    }
+
+    @Test func workersThatCannotStartEndTheMasterAfterFiveTries() throws {
+        // Under a 400 MB address-space limit a worker cannot start 200 threads (8 MiB stacks), so it dies before "ready".
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let socket = directory + "/app.sock"
+        let process = try ManagedProcess(
+            "/bin/sh",
+            ["-c", "ulimit -v 400000 && exec \(Harness.keelPoolPath) --app hello --threads 200 --socket \(socket)"],
+            logPath: directory + "/log")
+        #expect(try process.waitForExit(seconds: 30) == 1)
+        let log = process.log
+        #expect(log.contains("workers failed to start 5 times in a row; giving up. Last error: cannot start thread"))
+        #expect(log.contains("lower --threads"))
+        #expect(log.components(separatedBy: "spawned worker").count - 1 == 5)
+        #expect(!FileManager.default.fileExists(atPath: socket))
+    }
+}
+
+final class ResultBox: @unchecked Sendable {
+    let created = Date()
+    private let lock = NSLock()
+    private var stored = 0
+    func set(_ value: Int) { lock.withLock { stored = value } }
+    var value: Int { lock.withLock { stored } }
+}
