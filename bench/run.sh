@@ -139,6 +139,7 @@ start() {
     printf '%q ' "$@" | sed 's/ $//' >"$TMP/$name.cmd"
     # Not a group leader here (no job control), so setsid execs in place and $! is the server.
     setsid "$@" >"$TMP/$name.log" 2>&1 </dev/null &
+    LAST_PID=$!
     SERVERS+=("$!:$sig")
 }
 
@@ -218,7 +219,7 @@ EOF
 
 # --- 4. measuring ---------------------------------------------------------------------------
 
-ROWS=()   # "key|label|rps|p99ms|errors"
+ROWS=()   # "key|label|rps|p99ms|errors|app-server CPU µs per request"
 
 to_ms() {   # wrk's latency ("812.00us", "3.21ms", "1.02s", "1.50m") → milliseconds
     awk -v v="$1" 'BEGIN {
@@ -227,29 +228,51 @@ to_ms() {   # wrk's latency ("812.00us", "3.21ms", "1.02s", "1.50m") → millise
         printf "%.2f", n }'
 }
 
-# measure KEY LABEL URL : warm up, then one measured wrk run; raw output kept in .out/.
+# session_cpu_ticks SID : user+system CPU ticks of every live process in session SID (all threads).
+session_cpu_ticks() {
+    local sid=$1 total=0 stat f
+    for stat in /proc/[0-9]*/stat; do
+        # Fields after the ")" that closes the command name: 4 = session, 12 = utime, 13 = stime.
+        f=$(sed 's/^.*) //' "$stat" 2>/dev/null) || continue
+        set -- $f
+        [ "${4:-}" = "$sid" ] && total=$((total + ${12} + ${13}))
+    done
+    echo "$total"
+}
+
+# measure KEY LABEL URL [APP_SID] : warm up, then one measured wrk run; raw output kept in .out/.
+# With APP_SID, also the app server's CPU time per request (its whole session, master and workers):
+# the figure that still compares app servers when the proxy in front is the bottleneck.
 measure() {
-    local key=$1 label=$2 url=$3 raw="$OUT/wrk-$1.txt" rps p99 errors
+    local key=$1 label=$2 url=$3 sid=${4:-} raw="$OUT/wrk-$1.txt" rps p99 errors cpu_before cpu_after requests cpu_us="-"
     log "$label: warm-up $WARMUP"
     wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$url" >/dev/null
     log "$label: wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency $url"
+    [ -n "$sid" ] && cpu_before=$(session_cpu_ticks "$sid")
     wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$url" >"$raw"
+    if [ -n "$sid" ]; then
+        cpu_after=$(session_cpu_ticks "$sid")
+        requests=$(awk '/requests in/ { print $1; exit }' "$raw")
+        cpu_us=$(awk -v t=$((cpu_after - cpu_before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+            'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }')
+    fi
     rps=$(awk '/^Requests\/sec:/ { print $2 }' "$raw")
     p99=$(to_ms "$(awk '$1 == "99%" { print $2; exit }' "$raw")")
     # Socket errors and non-2xx answers: a fast row with errors is not a result.
     errors=$(awk '/Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
                   /Non-2xx or 3xx responses:/ { n += $5 }
                   END { print n + 0 }' "$raw")
-    ROWS+=("$key|$label|$rps|$p99|$errors")
-    log "$label: $rps req/s, p99 $p99 ms, $errors errors"
+    ROWS+=("$key|$label|$rps|$p99|$errors|$cpu_us")
+    log "$label: $rps req/s, p99 $p99 ms, $errors errors, app server CPU $cpu_us µs/request"
 }
 
 row_a() {   # keel-pool, direct HTTP
     local port
     port=$(free_port)
     start keel-http TERM "$KEEL_POOL" --http-socket "127.0.0.1:$port" --processes 2 --threads 1 --app hello
+    local sid=$LAST_PID
     wait_ready "http://127.0.0.1:$port/"
-    measure a "keel-pool, HTTP direct" "http://127.0.0.1:$port/"
+    measure a "keel-pool, HTTP direct" "http://127.0.0.1:$port/" "$sid"
     stop_servers
 }
 
@@ -262,8 +285,9 @@ row_d() {   # uWSGI, direct HTTP (the anchor of row a)
     # uWSGI takes TERM as "reload"; INT stops it.
     start uwsgi-http INT "$VENV/bin/uwsgi" --master --processes 2 --threads 1 \
         --http-socket "127.0.0.1:$port" --add-header "Connection: close" --wsgi-file "$WSGI_APP" --disable-logging
+    local sid=$LAST_PID
     wait_ready "http://127.0.0.1:$port/"
-    measure d "uWSGI, HTTP direct" "http://127.0.0.1:$port/"
+    measure d "uWSGI, HTTP direct" "http://127.0.0.1:$port/" "$sid"
     stop_servers
 }
 
@@ -271,9 +295,10 @@ row_b() {   # nginx → keel-pool over uwsgi on a unix socket
     local port sock="$TMP/keel.sock"
     port=$(free_port)
     start keel-uwsgi TERM "$KEEL_POOL" --socket "$sock" --processes 2 --threads 1 --app hello
+    local sid=$LAST_PID
     start_nginx nginx-keel "$port" "$sock"
     wait_ready "http://127.0.0.1:$port/"
-    measure b "nginx → keel-pool (uwsgi, unix)" "http://127.0.0.1:$port/"
+    measure b "nginx → keel-pool (uwsgi, unix)" "http://127.0.0.1:$port/" "$sid"
     stop_servers
 }
 
@@ -282,9 +307,10 @@ row_c() {   # nginx → uWSGI over uwsgi on a unix socket
     port=$(free_port)
     start uwsgi-uwsgi INT "$VENV/bin/uwsgi" --master --processes 2 --threads 1 \
         --socket "$sock" --wsgi-file "$WSGI_APP" --disable-logging
+    local sid=$LAST_PID
     start_nginx nginx-uwsgi "$port" "$sock"
     wait_ready "http://127.0.0.1:$port/"
-    measure c "nginx → uWSGI (uwsgi, unix)" "http://127.0.0.1:$port/"
+    measure c "nginx → uWSGI (uwsgi, unix)" "http://127.0.0.1:$port/" "$sid"
     stop_servers
 }
 
@@ -298,25 +324,27 @@ field() {   # field KEY N : the Nth field of row KEY (empty when the row did not
 }
 
 ratio_line() {   # ratio_line LABEL NUM_KEY DEN_KEY
-    local nr dr np dp
-    nr=$(field "$2" 3) dr=$(field "$3" 3) np=$(field "$2" 4) dp=$(field "$3" 4)
+    local nr dr np dp nc dc
+    nr=$(field "$2" 3) dr=$(field "$3" 3) np=$(field "$2" 4) dp=$(field "$3" 4) nc=$(field "$2" 6) dc=$(field "$3" 6)
     [ -n "$nr" ] && [ -n "$dr" ] || return 0
-    awk -v l="$1" -v nr="$nr" -v dr="$dr" -v np="$np" -v dp="$dp" \
-        'BEGIN { printf "| %s | %.2f× | %.2f× |\n", l, nr / dr, (dp > 0 ? np / dp : 0) }'
+    # CPU is inverted (uWSGI's µs / keel-pool's µs) so that, like rps, higher means keel-pool is better.
+    awk -v l="$1" -v nr="$nr" -v dr="$dr" -v np="$np" -v dp="$dp" -v nc="$nc" -v dc="$dc" \
+        'BEGIN { printf "| %s | %.2f× | %.2f× | %s |\n", l, nr / dr, (dp > 0 ? np / dp : 0),
+                 (nc + 0 > 0 && dc + 0 > 0 ? sprintf("%.2f×", dc / nc) : "-") }'
 }
 
 report() {
-    local r key label rps p99 errors
-    echo "| setup | requests/s | p99 (ms) | errors |"
-    echo "| --- | ---: | ---: | ---: |"
+    local r key label rps p99 errors cpu
+    echo "| setup | requests/s | p99 (ms) | errors | app server CPU µs/request |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
     for r in ${ROWS[@]+"${ROWS[@]}"}; do
-        IFS='|' read -r key label rps p99 errors <<<"$r"
-        echo "| $label | $rps | $p99 | $errors |"
+        IFS='|' read -r key label rps p99 errors cpu <<<"$r"
+        echo "| $label | $rps | $p99 | $errors | $cpu |"
     done
     if { [ -n "$(field b 3)" ] && [ -n "$(field c 3)" ]; } || { [ -n "$(field a 3)" ] && [ -n "$(field d 3)" ]; }; then
         echo
-        echo "| ratio (keel-pool / uWSGI) | requests/s (higher is better) | p99 (lower is better) |"
-        echo "| --- | ---: | ---: |"
+        echo "| ratio (keel-pool / uWSGI) | requests/s (higher is better) | p99 (lower is better) | requests per CPU-second (higher is better) |"
+        echo "| --- | ---: | ---: | ---: |"
         ratio_line "keel-pool vs uWSGI behind nginx" b c
         ratio_line "keel-pool vs uWSGI, HTTP direct" a d
     fi

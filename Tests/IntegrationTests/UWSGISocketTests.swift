@@ -71,6 +71,20 @@ struct UWSGISocketTests {
         try pool.stop()
     }
 
+    @Test func silentClientIsClosedAfterSocketTimeout() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello", "--socket-timeout", "1"])
+        let socket = try TestSocket(unixPath: pool.socketPath!)
+        try socket.write([0, 200, 0])  // three bytes of a header, then silence
+        let start = Date()
+        #expect(try socket.readToEOF().isEmpty)
+        let waited = Date().timeIntervalSince(start)
+        #expect(waited >= 0.9 && waited < 5, "closed after \(waited)s")
+        try Harness.waitUntil("the timeout log line") { pool.log.contains("not received within --socket-timeout 1s") }
+        let after = try UWSGIClient.parse(try UWSGIClient.exchange(path: pool.socketPath!, vars: UWSGIClient.vars(uri: "/")))
+        #expect(after.status == 200)
+        try pool.stop()
+    }
+
     @Test func truncatedPacketIsLoggedAndDoesNotHurt() throws {
         let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello"])
         do {

@@ -18,7 +18,7 @@ func bodyString(_ response: Response) -> String? {
     // MARK: Registry
 
     @Test func registryListsEveryApp() {
-        #expect(BuiltinApps.names == ["hello", "echo", "sleep", "env", "crash"])
+        #expect(BuiltinApps.names == ["hello", "echo", "sleep", "env", "crash", "status"])
         #expect(BuiltinApps.all.allSatisfy { !$0.summary.isEmpty })
         #expect(BuiltinApps.named("hello") is HelloApp)
         #expect(BuiltinApps.named("echo") is EchoApp)
@@ -168,5 +168,24 @@ func bodyString(_ response: Response) -> String? {
 
     @Test func httpErrorDescription() {
         #expect(HTTPError(400, "bad ms").description == "400: bad ms")
+    }
+}
+
+@Suite("status app")
+struct StatusAppTests {
+    @Test(arguments: [("/404", 404), ("/200", 200), ("/503", 503), ("/204", 204)])
+    func answersThePathStatus(path: String, status: Int) throws {
+        let response = try StatusApp().handle(Request(vars: [("PATH_INFO", path)]))
+        #expect(response.status == status)
+        if case .bytes(let body) = response.body {
+            #expect(body.readableBytes == (status == 204 ? 0 : "status \(status)\n".utf8.count))
+        } else {
+            Issue.record("status answers with bytes")
+        }
+    }
+
+    @Test(arguments: ["/", "/abc", "/99", "/600", "/4040", "/404/x"])
+    func rejectsAnythingElseWith400(path: String) {
+        #expect(throws: HTTPError.self) { try StatusApp().handle(Request(vars: [("PATH_INFO", path)])) }
     }
 }

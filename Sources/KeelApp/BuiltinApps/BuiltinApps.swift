@@ -11,6 +11,7 @@ public enum BuiltinApps {
         ("sleep", "blocks its thread ?ms=N milliseconds (default 1000), then 200", SleepApp()),
         ("env", "the request's vars as a JSON object", EnvApp()),
         ("crash", "kills its own worker process (SIGKILL), to test respawning", CrashApp()),
+        ("status", "answers with the status in the path, /404 → 404 (for testing proxies)", StatusApp()),
     ]
 
     public static var names: [String] { all.map(\.name) }
@@ -66,6 +67,19 @@ public struct EnvApp: Handler {
         }
         json += "\n}\n"
         return Response(status: 200, contentType: "application/json", json)
+    }
+}
+
+public struct StatusApp: Handler {
+    public init() {}
+    public func handle(_ request: Request) throws -> Response {
+        let digits = request.path.dropFirst()
+        guard digits.count == 3, let status = Int(digits), (200...599).contains(status) else {
+            throw HTTPError(400, "status: ask for /NNN with NNN from 200 to 599, e.g. /404\n")
+        }
+        // 204 and 304 carry no body (RFC 9110); every other status says what it is.
+        if status == 204 || status == 304 { return Response(status: status, headers: [], body: .bytes(ByteBuffer())) }
+        return Response(status: status, "status \(status)\n")
     }
 }
 

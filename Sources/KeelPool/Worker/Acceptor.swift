@@ -17,6 +17,8 @@ final class Acceptor: @unchecked Sendable {
     private let wakeRead: Int32
     private let wakeWrite: Int32
     private let onAccepted: (Accepted) -> Void
+    /// Runs on the acceptor thread once it has stopped and swept the backlog.
+    var onStopped: (@Sendable () -> Void)?
     private var thread: pthread_t?
 
     init(
@@ -78,6 +80,16 @@ final class Acceptor: @unchecked Sendable {
                 break  // re-check the free slots before the next accept
             }
         }
-        for listener in listeners { close(listener.fd) }
+        // Connections the kernel already queued are served, not reset by the close of the listener.
+        for listener in listeners {
+            while true {
+                let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
+                if fd < 0 { break }
+                gate.take()
+                onAccepted((fd, listener.proto))
+            }
+            close(listener.fd)
+        }
+        onStopped?()
     }
 }

@@ -29,6 +29,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
     private var responseVersion = HTTPVersion.http1_1
     private var isHeadRequest = false
     private var keepAlive = true
+    private var servedRequests = 0
 
     init(configuration: WorkerConfiguration, scheduler: RequestScheduler, serverAddress: (name: String, port: String)) {
         self.configuration = configuration
@@ -146,9 +147,11 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
         context.close(promise: nil)
     }
 
+    /// Idle keep-alive connections close now; a new one (maybe swept from the backlog) still gets its
+    /// first request served, with `Connection: close`, or is closed by --socket-timeout.
     func drain() {
         draining = true
-        if case .idle = state { context?.close(promise: nil) }
+        if case .idle = state, servedRequests > 0 { context?.close(promise: nil) }
     }
 
     // MARK: ResponseSink
@@ -179,6 +182,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
 
     func endResponse() {
         giveSlot()
+        servedRequests += 1
         guard let context else { return }
         let close = !keepAlive || draining
         if case .discarding = state {} else { state = .idle }

@@ -66,21 +66,27 @@ final class UWSGIThreadServer: @unchecked Sendable {
 
     private func acceptLoop() {
         defer { running.subtract(1, ordering: .releasing) }
-        var pollSet = listeners.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
-        pollSet.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
         var buffer = ByteBuffer()
         buffer.reserveCapacity(64 * 1024)
+        defer { sweepBacklog(buffer: &buffer) }
+        var pollSet = listeners.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
+        pollSet.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
+        var mustWait = false
         while !draining.load(ordering: .acquiring) {
-            for index in pollSet.indices { pollSet[index].revents = 0 }
-            if poll(&pollSet, nfds_t(pollSet.count), -1) < 0 {
-                if errno == EINTR { continue }
-                WorkerLog.error("poll on the uwsgi sockets failed: \(SystemError.message(errno)); not accepting")
-                return
+            if mustWait {
+                for index in pollSet.indices { pollSet[index].revents = 0 }
+                if poll(&pollSet, nfds_t(pollSet.count), -1) < 0 {
+                    if errno == EINTR { continue }
+                    WorkerLog.error("poll on the uwsgi sockets failed: \(SystemError.message(errno)); not accepting")
+                    return
+                }
+                if pollSet[listeners.count].revents != 0 { return }
             }
-            if pollSet[listeners.count].revents != 0 { return }
-            for index in listeners.indices where pollSet[index].revents != 0 {
+            // Under load a connection is usually waiting already: accept first, poll only when there is none.
+            mustWait = true
+            for listener in listeners {
                 // Non-blocking listener: losing the race to another thread or worker is EAGAIN, not a hang.
-                let fd = keel_accept4(listeners[index].fd, Int32(SOCK_CLOEXEC.rawValue))
+                let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue))
                 if fd < 0 {
                     if errno == EMFILE || errno == ENFILE {
                         WorkerLog.error("accept: \(SystemError.message(errno)); raise the open files limit (ulimit -n)")
@@ -88,7 +94,19 @@ final class UWSGIThreadServer: @unchecked Sendable {
                     continue
                 }
                 serve(BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), buffer: &buffer)
+                mustWait = false
                 break
+            }
+        }
+    }
+
+    /// On stop, connections the kernel already queued are served, not reset by the close of the listener.
+    private func sweepBacklog(buffer: inout ByteBuffer) {
+        for listener in listeners {
+            while true {
+                let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue))
+                if fd < 0 { break }
+                serve(BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), buffer: &buffer)
             }
         }
     }
@@ -189,6 +207,14 @@ final class UWSGIThreadServer: @unchecked Sendable {
 struct BlockingConnection {
     let fd: Int32
 
+    /// Set per connection: accepted AF_UNIX sockets do not inherit the listener's timeouts.
+    init(fd: Int32, timeoutSeconds: Int) {
+        self.fd = fd
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     enum ReadResult {
         case bytes
         case closed
@@ -196,12 +222,6 @@ struct BlockingConnection {
         case failed(Int32)
     }
 
-    init(fd: Int32, timeoutSeconds: Int) {
-        self.fd = fd
-        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    }
 
     func read(into buffer: inout ByteBuffer) -> ReadResult {
         buffer.discardReadBytes()

@@ -93,15 +93,18 @@ public enum WorkerRuntime {
 
         var isDrained: Bool { drained.load(ordering: .acquiring) }
 
+        /// Stops the acceptor; once it has handed over the swept backlog, drains the connections.
         func drain() {
-            acceptor.stop()
-            scheduler.eventLoop.execute { [self] in
-                scheduler.value.onDrained = { [self] in
-                    scheduler.value.shutdownThreads()
-                    drained.store(true, ordering: .releasing)
+            acceptor.onStopped = { [self] in
+                scheduler.eventLoop.execute { [self] in
+                    scheduler.value.onDrained = { [self] in
+                        scheduler.value.shutdownThreads()
+                        drained.store(true, ordering: .releasing)
+                    }
+                    scheduler.value.drain()
                 }
-                scheduler.value.drain()
             }
+            acceptor.stop()
         }
     }
 
