@@ -97,6 +97,14 @@ struct MasterLifecycleTests {
         for worker in workers { #expect(!Harness.processExists(worker)) }
     }
 
+    @Test(arguments: [("660", 0o660), ("666", 0o666), ("600", 0o600)])
+    func chmodSocketSetsTheFileMode(flag: String, mode: Int) throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello", "--chmod-socket", flag])
+        let attributes = try FileManager.default.attributesOfItem(atPath: pool.socketPath!)
+        #expect((attributes[.posixPermissions] as? Int) == mode)
+        try pool.stop()
+    }
+
     @Test func staleSocketFileIsReplaced() throws {
         let directory = try Harness.makeTempDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

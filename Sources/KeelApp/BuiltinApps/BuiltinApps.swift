@@ -12,6 +12,8 @@ public enum BuiltinApps {
         ("env", "the request's vars as a JSON object", EnvApp()),
         ("crash", "kills its own worker process (SIGKILL), to test respawning", CrashApp()),
         ("status", "answers with the status in the path, /404 → 404 (for testing proxies)", StatusApp()),
+        ("stream", "streams ?chunks=N (default 4) chunks of ?size=S bytes (default 1024), length unknown up front",
+         StreamApp()),
     ]
 
     public static var names: [String] { all.map(\.name) }
@@ -80,6 +82,31 @@ public struct StatusApp: Handler {
         // 204 and 304 carry no body (RFC 9110); every other status says what it is.
         if status == 204 || status == 304 { return Response(status: status, headers: [], body: .bytes(ByteBuffer())) }
         return Response(status: status, "status \(status)\n")
+    }
+}
+
+public struct StreamApp: Handler {
+    /// Bounds so a typo cannot ask for an endless response.
+    public static let maxChunks = 100_000
+    public static let maxChunkSize = 1 << 20
+    public init() {}
+    public func handle(_ request: Request) throws -> Response {
+        let chunks = try Self.parameter(request, "chunks", default: 4, max: Self.maxChunks)
+        let size = try Self.parameter(request, "size", default: 1024, max: Self.maxChunkSize)
+        return Response(status: 200, headers: [("Content-Type", "application/octet-stream")], body: .stream { writer in
+            // Chunk i is filled with the byte i % 256, so a reordered or lost chunk is visible to a test.
+            for index in 0..<chunks {
+                try writer.write(ByteBuffer(repeating: UInt8(truncatingIfNeeded: index), count: size))
+            }
+        })
+    }
+
+    static func parameter(_ request: Request, _ name: String, default value: Int, max: Int) throws -> Int {
+        guard let raw = request.queryParameter(name) else { return value }
+        guard let number = Int(raw), number >= 0, number <= max else {
+            throw HTTPError(400, "stream: ?\(name)= must be an integer from 0 to \(max)\n")
+        }
+        return number
     }
 }
 
