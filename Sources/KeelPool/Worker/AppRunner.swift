@@ -39,11 +39,10 @@ enum AppRunner {
                         sink.endResponse()
                     }
                 case .stream(let produce):
-                    let declared = response.header("Content-Length").flatMap { Int($0) }
-                    let headers = declared == nil ? response.headers.withoutFraming : response.headers
+                    let framing = streamFraming(of: response)
                     onLoop(eventLoop) {
                         boundSink.value.writeResponseHead(
-                            status: response.status, headers: headers, contentLength: declared)
+                            status: response.status, headers: framing.headers, contentLength: framing.contentLength)
                     }
                     let writer = SinkBodyWriter(sink: boundSink, eventLoop: eventLoop, inline: inline)
                     do {
@@ -68,6 +67,15 @@ enum AppRunner {
             WorkerLog.error("app failed on \(request.requestLine): \(error)")
             return Response(status: 500, "Internal Server Error\n")
         }
+    }
+
+    /// A streamed body keeps a Content-Length the app declared (and its headers as given); otherwise
+    /// the worker frames it (chunked or close-delimited) and drops any framing header the app set.
+    static func streamFraming(of response: Response) -> (headers: [(name: String, value: String)], contentLength: Int?) {
+        if let declared = response.header("Content-Length").flatMap({ Int($0) }) {
+            return (response.headers.filter { $0.name.lowercased() != "content-length" }, declared)
+        }
+        return (response.headers.withoutFraming, nil)
     }
 
     static func onLoop(_ eventLoop: any EventLoop, _ body: @escaping @Sendable () -> Void) {

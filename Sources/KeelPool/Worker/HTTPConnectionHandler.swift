@@ -105,13 +105,18 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
     }
 
     private func respondWithError(head: HTTPRequestHead, status: HTTPResponseStatus, close: Bool) {
-        keepAlive = false
-        responseVersion = head.version
-        isHeadRequest = head.method == .HEAD
         let message = status == .payloadTooLarge
             ? "Request body is over --limit-post \(configuration.limitPost) bytes\n" : "\(status.reasonPhrase)\n"
         if status == .payloadTooLarge { WorkerLog.error("\(head.method) \(head.uri): \(message.dropLast()): 413") }
-        writeResponseHead(status: Int(status.code), headers: [("Content-Type", "text/plain")], contentLength: message.utf8.count)
+        writeErrorAndClose(to: head, status: Int(status.code), message)
+    }
+
+    /// A short text response from the worker itself (413, 408), after which the connection closes.
+    private func writeErrorAndClose(to head: HTTPRequestHead, status: Int, _ message: String) {
+        keepAlive = false
+        responseVersion = head.version
+        isHeadRequest = head.method == .HEAD
+        writeResponseHead(status: status, headers: [("Content-Type", "text/plain")], contentLength: message.utf8.count)
         _ = writeResponseBody(ByteBuffer(string: message))
         endResponse()
     }
@@ -127,12 +132,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
         case .receiving(let head, _):
             WorkerLog.error("\(head.method) \(head.uri): request not received within --socket-timeout: 408")
             state = .discarding
-            keepAlive = false
-            responseVersion = head.version
-            let message = "Request Timeout\n"
-            writeResponseHead(status: 408, headers: [("Content-Type", "text/plain")], contentLength: message.utf8.count)
-            _ = writeResponseBody(ByteBuffer(string: message))
-            endResponse()
+            writeErrorAndClose(to: head, status: 408, "Request Timeout\n")
         case .running, .discarding:
             break  // the app is working, or an error response is on its way
         }

@@ -179,11 +179,11 @@ final class UWSGIThreadServer: @unchecked Sendable {
             }
             _ = connection.writeAll(out)
         case .stream(let produce):
-            let declared = response.header("Content-Length").flatMap { Int($0) }
             // uwsgi has no keep-alive: without a declared length the close ends the body.
+            let framing = AppRunner.streamFraming(of: response)
             HTTPResponseHeadWriter.write(
-                status: response.status, headers: declared == nil ? response.headers.withoutFraming : response.headers,
-                contentLength: declared, chunked: false, into: &out)
+                status: response.status, headers: framing.headers, contentLength: framing.contentLength,
+                chunked: false, into: &out)
             guard connection.writeAll(out) else { return }
             do {
                 try produce(BlockingBodyWriter(connection: connection, discard: headOnly))

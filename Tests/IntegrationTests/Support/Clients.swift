@@ -11,26 +11,15 @@ final class TestSocket {
     let fd: Int32
 
     init(tcpPort port: Int) throws {
-        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         addr.sin_port = UInt16(port).bigEndian
-        let result = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        if result != 0 {
-            let code = errno
-            close(fd)
-            throw HarnessError("connect 127.0.0.1:\(port): \(String(cString: strerror(code)))")
-        }
+        fd = try Self.connect(to: &addr, family: AF_INET, describing: "127.0.0.1:\(port)")
         setTimeout(seconds: 15)
     }
 
     init(unixPath path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
@@ -38,17 +27,23 @@ final class TestSocket {
             raw.copyBytes(from: bytes)
             raw[bytes.count] = 0
         }
-        let result = withUnsafePointer(to: &addr) {
+        fd = try Self.connect(to: &addr, family: AF_UNIX, describing: path)
+        setTimeout(seconds: 15)
+    }
+
+    private static func connect<Address>(to address: inout Address, family: Int32, describing name: String) throws -> Int32 {
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
+        let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<Address>.size))
             }
         }
         if result != 0 {
             let code = errno
             close(fd)
-            throw HarnessError("connect \(path): \(String(cString: strerror(code)))")
+            throw HarnessError("connect \(name): \(String(cString: strerror(code)))")
         }
-        setTimeout(seconds: 15)
+        return fd
     }
 
     deinit { close(fd) }
