@@ -114,6 +114,43 @@ struct HTTPSocketTests {
         try pool.stop()
     }
 
+    @Test func expect100ContinueGetsAnInterimResponse() throws {
+        let pool = try PoolUnderTest(["--app", "echo"])
+        let socket = try TestSocket(tcpPort: pool.httpPort!)
+        try socket.write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n")
+        let reader = HTTPResponseReader(socket)
+        let interim = try reader.next()
+        #expect(interim.status == 100)
+        try socket.write("hello")
+        let reply = try reader.next()
+        #expect(reply.status == 200)
+        #expect(reply.text == "hello")
+        try pool.stop()
+    }
+
+    @Test func halfSentRequestGets408AfterSocketTimeout() throws {
+        let pool = try PoolUnderTest(["--app", "echo", "--socket-timeout", "1"])
+        let socket = try TestSocket(tcpPort: pool.httpPort!)
+        try socket.write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nonly part of it")
+        let reply = try HTTPResponseReader(socket).next()
+        #expect(reply.status == 408)
+        #expect(reply.header("Connection") == "close")
+        try Harness.waitUntil("the 408 log line") { pool.log.contains("request not received within --socket-timeout: 408") }
+        try pool.stop()
+    }
+
+    @Test func idleKeepAliveConnectionIsClosedAfterSocketTimeout() throws {
+        let pool = try PoolUnderTest(["--app", "hello", "--socket-timeout", "1"])
+        let socket = try TestSocket(tcpPort: pool.httpPort!)
+        try socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        let reader = HTTPResponseReader(socket)
+        #expect(try reader.next().status == 200)
+        let start = Date()
+        #expect(try socket.readToEOF().isEmpty)  // closed by the worker, no bytes
+        #expect(Date().timeIntervalSince(start) < 5)
+        try pool.stop()
+    }
+
     @Test func appErrorsKeepTheirStatus() throws {
         let pool = try PoolUnderTest(["--app", "sleep"])
         let reply = try HTTPClient.get(port: pool.httpPort!, "/?ms=abc")

@@ -77,9 +77,10 @@ import Testing
         #expect(slot.state == before)
     }
 
-    @Test(arguments: [
-        (Phase.waiting, nil), (.starting, 42), (.ready, 42), (.stopping, 42), (.retired, nil),
-    ] as [(Phase, Int32?)])
+    @Test(
+        arguments: [
+            (Phase.waiting, nil), (.starting, 42), (.ready, 42), (.stopping, 42), (.retired, nil),
+        ] as [(Phase, Int32?)])
     func pidIsKnownWhileAProcessExists(phase: Phase, pid: Int32?) {
         #expect(phase.slot().pid == pid)
     }
@@ -213,13 +214,14 @@ import Testing
 
     // MARK: Stopping
 
-    @Test(arguments: [
-        (Phase.waiting, .retired),
-        (.starting, .stopping(pid: 42, since: 100)),
-        (.ready, .stopping(pid: 42, since: 100)),
-        (.stopping, .stopping(pid: 42, since: 100)),
-        (.retired, .retired),
-    ] as [(Phase, WorkerSlot.State)])
+    @Test(
+        arguments: [
+            (Phase.waiting, .retired),
+            (.starting, .stopping(pid: 42, since: 100)),
+            (.ready, .stopping(pid: 42, since: 100)),
+            (.stopping, .stopping(pid: 42, since: 100)),
+            (.retired, .retired),
+        ] as [(Phase, WorkerSlot.State)])
     func stopFromEachState(phase: Phase, expected: WorkerSlot.State) {
         var slot = phase.slot()
         slot.stop()

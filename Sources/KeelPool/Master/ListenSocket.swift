@@ -10,20 +10,34 @@ public enum ListenAddress: Equatable, Sendable, CustomStringConvertible {
     /// Parses a uWSGI-style address; anything with a `/` or ending in `.sock` is a unix path.
     public static func parse(_ text: String, flag: String) throws(PoolError) -> ListenAddress {
         if text.isEmpty { throw PoolError("\(flag) is empty: give a unix socket path or HOST:PORT") }
-        if text.contains("/") || text.hasSuffix(".sock") {
+        if text.hasPrefix("unix:") || text.contains("/") || text.hasSuffix(".sock") {
             let path = text.hasPrefix("unix:") ? String(text.dropFirst(5)) : text
+            if path.isEmpty { throw PoolError("\(flag) \(text): give the unix socket's path after unix:") }
             // sun_path holds 108 bytes including the terminating NUL.
             if path.utf8.count > 107 {
                 throw PoolError("\(flag) \(path): unix socket paths are limited to 107 bytes; use a shorter path")
             }
             return .unix(path: path)
         }
-        guard let colon = text.lastIndex(of: ":") else {
-            throw PoolError("\(flag) \(text): expected a unix socket path or HOST:PORT such as 127.0.0.1:8000")
+        let host: String
+        let portText: Substring
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            // [IPv6]:port
+            host = String(text[text.index(after: text.startIndex)..<close])
+            let rest = text[text.index(after: close)...]
+            portText = rest.hasPrefix(":") ? rest.dropFirst() : ""
+        } else {
+            guard let colon = text.lastIndex(of: ":") else {
+                throw PoolError("\(flag) \(text): expected a unix socket path or HOST:PORT such as 127.0.0.1:8000")
+            }
+            host = String(text[..<colon])
+            if host.contains(":") {
+                throw PoolError("\(flag) \(text): write an IPv6 address in brackets, e.g. [::1]:8000")
+            }
+            portText = text[text.index(after: colon)...]
         }
-        var host = String(text[..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+        guard !portText.isEmpty, portText.allSatisfy(\.isASCIIDigit), let port = Int(portText), (0...65535).contains(port)
+        else {
             throw PoolError("\(flag) \(text): the port must be a number from 0 to 65535")
         }
         return .tcp(host: host.isEmpty ? "0.0.0.0" : host, port: port)
@@ -205,7 +219,9 @@ public final class ListenSocket {
 
     /// Whether a server accepts connections on the unix socket at `path` (ECONNREFUSED means stale).
     static func unixSocketIsLive(_ path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        // Non-blocking: a blocking connect to a listener with a full backlog would wait, not fail.
+        let fd = socket(
+            AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { Glibc.close(fd) }
         var addr = sockaddr_un.make(path)
@@ -241,4 +257,8 @@ func systemMaxBacklog() -> Int? {
     let count = read(fd, &buffer, 31)
     guard count > 0 else { return nil }
     return Int(String(decoding: buffer[..<count], as: UTF8.self).filter(\.isNumber))
+}
+
+extension Character {
+    fileprivate var isASCIIDigit: Bool { isASCII && isNumber }
 }

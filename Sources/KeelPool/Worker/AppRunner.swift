@@ -60,12 +60,45 @@ enum AppRunner {
     /// The app's response, or the error page it earned: HTTPError keeps its status, anything else is a 500.
     static func respond(to request: Request, with handler: any Handler) -> Response {
         do {
-            return try handler.handle(request)
+            let response = try handler.handle(request)
+            if let problem = invalidHeader(in: response) {
+                WorkerLog.error("app answered \(request.requestLine) with an invalid header (\(problem)): sent 500 instead")
+                return Response(status: 500, "Internal Server Error\n")
+            }
+            guard (100...999).contains(response.status) else {
+                WorkerLog.error("app answered \(request.requestLine) with status \(response.status): sent 500 instead")
+                return Response(status: 500, "Internal Server Error\n")
+            }
+            return response
         } catch let error as HTTPError {
             return Response(status: error.status, error.message)
         } catch {
             WorkerLog.error("app failed on \(request.requestLine): \(error)")
             return Response(status: 500, "Internal Server Error\n")
+        }
+    }
+
+    /// Header names must be HTTP tokens and values must not hold CR, LF or NUL, or a response could
+    /// smuggle extra headers (RFC 9110 §5.1, §5.5). Returns what is wrong, or nil.
+    static func invalidHeader(in response: Response) -> String? {
+        for header in response.headers {
+            if header.name.isEmpty || !header.name.utf8.allSatisfy(isTokenByte) {
+                return "name \(header.name.debugDescription)"
+            }
+            if header.value.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 }) {
+                return "\(header.name) value holds CR, LF or NUL"
+            }
+        }
+        return nil
+    }
+
+    private static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return "!#$%&'*+-.^_`|~".utf8.contains(byte)
         }
     }
 

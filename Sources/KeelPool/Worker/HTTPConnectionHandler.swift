@@ -207,7 +207,7 @@ enum HTTPRequestVars {
         remote: SocketAddress?,
         server: (name: String, port: String)
     ) -> [(name: String, value: String)] {
-        let uri = head.uri
+        let uri = originForm(head.uri)
         let pathEnd = uri.firstIndex(of: "?") ?? uri.endIndex
         let query = pathEnd < uri.endIndex ? String(uri[uri.index(after: pathEnd)...]) : ""
         var vars: [(name: String, value: String)] = [
@@ -242,8 +242,22 @@ enum HTTPRequestVars {
     }
 }
 
+extension HTTPRequestVars {
+    /// `http://host/p?q` (absolute form, RFC 9112 §3.2.2) → `/p?q`, as nginx turns it into its $request_uri.
+    static func originForm(_ target: String) -> String {
+        for scheme in ["http://", "https://"] where target.lowercased().hasPrefix(scheme) {
+            let afterScheme = target.dropFirst(scheme.count)
+            guard let slash = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) else { return "/" }
+            let rest = String(afterScheme[slash...])
+            return rest.hasPrefix("?") ? "/" + rest : rest
+        }
+        return target
+    }
+}
+
 enum PercentDecoding {
-    /// %XX-decodes a path; invalid escapes stay as they are (nginx does the same for PATH_INFO).
+    /// %XX-decodes a path; invalid escapes stay as they are (nginx would answer 400, a stricter choice
+    /// left to the front).
     static func decode(_ path: Substring) -> String {
         guard path.contains("%") else { return String(path) }
         var bytes: [UInt8] = []
