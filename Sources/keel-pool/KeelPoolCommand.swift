@@ -12,7 +12,8 @@ struct KeelPoolCommand: ParsableCommand {
         commandName: "keel-pool",
         abstract: "Keel's application server: a master supervising worker processes × threads, speaking uwsgi and HTTP.",
         discussion: """
-            Signals: TERM = graceful shutdown (in-flight requests finish), INT/QUIT = immediate shutdown.
+            Signals: TERM = graceful shutdown (in-flight requests finish), INT/QUIT = immediate shutdown,
+            HUP = graceful reload (new workers first), TTIN/TTOU = one worker more/fewer.
             Examples:
               keel-pool --http-socket 127.0.0.1:8000 --app hello
               keel-pool --socket /run/app.sock --chmod-socket 660 --processes 4 --threads 2 --app env
@@ -71,10 +72,11 @@ struct KeelPoolCommand: ParsableCommand {
                 else { throw ValidationError("--listener-fd \(text): expected uwsgi:FD or http:FD") }
                 return WorkerConfiguration.InheritedListener(fd: fd, proto: wire)
             }
-            let configuration = WorkerConfiguration(
+            var configuration = WorkerConfiguration(
                 id: workerID, listeners: listeners, threads: options.threads, handler: try options.handler(),
                 limitPost: options.limitPost, socketTimeout: options.socketTimeout, statusFD: statusFD,
                 masterPID: masterPID)
+            configuration.maxRequests = options.jitteredMaxRequests
             WorkerRuntime.run(configuration)
         }
     }

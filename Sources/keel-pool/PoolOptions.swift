@@ -70,11 +70,39 @@ struct PoolOptions: ParsableArguments {
             valueName: "SECONDS"))
     var socketTimeout: Int = 4
 
+    @Option(
+        name: .customLong("max-requests"),
+        help: ArgumentHelp(
+            "Recycle a worker after it has answered N requests (0 = never): its successor starts before it leaves.",
+            valueName: "N"))
+    var maxRequests: Int = 0
+
+    @Option(
+        name: .customLong("max-requests-jitter"),
+        help: ArgumentHelp(
+            "Add a random 0…J to each worker's --max-requests, so workers do not all recycle at once.", valueName: "J"))
+    var maxRequestsJitter: Int = 0
+
+    @Option(
+        name: .customLong("max-worker-lifetime"),
+        help: ArgumentHelp("Recycle a worker after it has lived this long (0 = never).", valueName: "SECONDS"))
+    var maxWorkerLifetime: Int = 0
+
+    @Option(
+        name: .customLong("reload-on-rss"),
+        help: ArgumentHelp("Recycle a worker whose resident memory exceeds MB (0 = never).", valueName: "MB"))
+    var reloadOnRSS: Int = 0
+
     @Flag(name: .customLong("master"), help: "Accepted for uWSGI compatibility: keel-pool always runs a master.")
     var master = false
 
     @Flag(name: .customLong("die-on-term"), help: "Accepted for uWSGI compatibility: TERM always shuts down gracefully.")
     var dieOnTerm = false
+
+    /// This worker's --max-requests with its own random jitter (gunicorn's semantics).
+    var jitteredMaxRequests: Int {
+        maxRequests == 0 ? 0 : maxRequests + (maxRequestsJitter > 0 ? Int.random(in: 0...maxRequestsJitter) : 0)
+    }
 
     /// Checks every value and names the flag to fix; nothing is bound here.
     func validated(workerArguments: [String]) throws -> PoolConfiguration {
@@ -88,6 +116,15 @@ struct PoolOptions: ParsableArguments {
         guard gracefulTimeout >= 0 else { throw ValidationError("--graceful-timeout must be 0 or more seconds") }
         guard limitPost >= 0 else { throw ValidationError("--limit-post must be 0 (no limit) or a number of bytes") }
         guard socketTimeout >= 1 else { throw ValidationError("--socket-timeout must be at least 1 second") }
+        for (flag, value) in [
+            ("--max-requests", maxRequests), ("--max-requests-jitter", maxRequestsJitter),
+            ("--max-worker-lifetime", maxWorkerLifetime), ("--reload-on-rss", reloadOnRSS),
+        ] where value < 0 {
+            throw ValidationError("\(flag) \(value): give 0 (off) or a positive number")
+        }
+        if maxRequestsJitter > 0 && maxRequests == 0 {
+            throw ValidationError("--max-requests-jitter needs --max-requests: the jitter is added to it")
+        }
         _ = try handler()
         var mode: mode_t?
         if let chmodSocket {
@@ -107,10 +144,13 @@ struct PoolOptions: ParsableArguments {
             if Set(all.map(\.description)).count != all.count {
                 throw ValidationError("the same address is given twice; each socket needs its own address")
             }
-            return PoolConfiguration(
+            var configuration = PoolConfiguration(
                 uwsgiSockets: uwsgi, httpSockets: http, backlog: listen, chmodSocket: mode, processes: processes,
                 threads: threads, appName: app!, pidfile: pidfile, gracefulTimeout: gracefulTimeout,
                 workerArguments: workerArguments)
+            configuration.maxWorkerLifetime = maxWorkerLifetime
+            configuration.reloadOnRSS = reloadOnRSS
+            return configuration
         } catch let error as PoolError {
             throw ValidationError(error.description)
         }

@@ -47,17 +47,17 @@ import Testing
         #expect(slot.spawns == 0)
         #expect(slot.quickDeaths == 0)
         #expect(slot.statusFD == nil)
-        #expect(slot.statusText == "")
+        #expect(slot.statusPending == "" && slot.reportedError == nil)
     }
 
     @Test func spawnedStartsTheWorkerAndCountsIt() {
         var slot = WorkerSlot(id: 1)
-        slot.statusText = "error: left over from the last worker"
+        slot.statusPending = "error: left ov"; slot.reportedError = "left over from the last worker"
         slot.spawned(pid: 42, now: 1_000)
         #expect(slot.state == .starting(pid: 42, since: 1_000))
         #expect(slot.pid == 42)
         #expect(slot.spawns == 1)
-        #expect(slot.statusText == "")
+        #expect(slot.statusPending == "" && slot.reportedError == nil)
         #expect(!slot.isDue(now: 1_000))
     }
 
@@ -257,5 +257,28 @@ import Testing
         slot.stop()
         #expect(slot.state == .retired)
         #expect(!slot.isDue(now: 110))
+    }
+}
+
+@Suite struct WorkerSlotReplacementTests {
+    @Test(arguments: [false, true])
+    func exitWithoutReplacementRetiresFromStartingAndReady(wasReady: Bool) {
+        var slot = WorkerSlot(id: 1)
+        slot.spawned(pid: 10, now: 0)
+        if wasReady { slot.becameReady(now: 5) }
+        #expect(slot.exited(now: 5_000, replace: false) == .none)
+        #expect(slot.state == .retired)
+    }
+
+    @Test(arguments: [false, true])
+    func exitWithReplacementRespawnsFromStartingAndReady(wasReady: Bool) {
+        var slot = WorkerSlot(id: 1)
+        slot.spawned(pid: 10, now: 0)
+        if wasReady { slot.becameReady(now: 5) }
+        guard case .respawn(_, let afterStartupFailure) = slot.exited(now: 5_000, replace: true) else {
+            Issue.record("a worker that dies unasked is respawned")
+            return
+        }
+        #expect(afterStartupFailure == !wasReady)
     }
 }

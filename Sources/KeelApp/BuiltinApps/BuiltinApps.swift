@@ -12,6 +12,7 @@ public enum BuiltinApps {
         ("env", "the request's vars as a JSON object", EnvApp()),
         ("crash", "kills its own worker process (SIGKILL), to test respawning", CrashApp()),
         ("status", "answers with the status in the path, /404 → 404 (for testing proxies)", StatusApp()),
+        ("leak", "keeps ?mb=N (default 1) MiB allocated per request for good, to test --reload-on-rss", LeakApp()),
         ("stream", "streams ?chunks=N (default 4) chunks of ?size=S bytes (default 1024), length unknown up front",
          StreamApp()),
     ]
@@ -107,6 +108,31 @@ public struct StreamApp: Handler {
             throw HTTPError(400, "stream: ?\(name)= must be an integer from 0 to \(max)\n")
         }
         return number
+    }
+}
+
+public struct LeakApp: Handler {
+    /// What every request keeps, on purpose: the worker's memory only grows until it is recycled.
+    nonisolated(unsafe) static var kept: [[UInt8]] = []
+    static let lock = AppMutex()
+    public init() {}
+    public func handle(_ request: Request) throws -> Response {
+        let mb = try StreamApp.parameter(request, "mb", default: 1, max: 64)
+        // Filled, not just reserved, so the pages count in the resident set.
+        let block = [UInt8](repeating: 0xA5, count: mb << 20)
+        Self.lock.withLock { Self.kept.append(block) }
+        return Response(status: 200, "kept \(mb) MiB more\n")
+    }
+}
+
+/// A tiny mutex so the leak app is safe on several threads without pulling NIOConcurrencyHelpers in.
+final class AppMutex: @unchecked Sendable {
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    init() { pthread_mutex_init(mutex, nil) }
+    func withLock<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
     }
 }
 

@@ -14,6 +14,10 @@ public struct PoolConfiguration: Sendable {
     public var pidfile: String?
     /// Seconds TERM waits for in-flight requests before workers are killed.
     public var gracefulTimeout: Int
+    /// Recycle a worker after it has lived this many seconds (0 = never).
+    public var maxWorkerLifetime: Int = 0
+    /// Recycle a worker whose resident memory exceeds this many MiB (0 = never).
+    public var reloadOnRSS: Int = 0
     /// Arguments each worker gets after the executable: `_worker` and the pool's own flags.
     public var workerArguments: [String]
 

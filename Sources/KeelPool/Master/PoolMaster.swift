@@ -21,11 +21,15 @@ public final class PoolMaster {
     private var spawner: WorkerSpawner!
     private var phase = Phase.running
     private var startupFailuresInARow = 0
-    private var lastStartupError = ""
     private var exitCode: Int32 = 0
+    /// The current reload generation; HUP increments it.
+    private var generation = 0
+    /// How many workers the pool keeps (`--processes`, changed by TTIN/TTOU).
+    private var targetProcesses: Int
 
     public init(configuration: PoolConfiguration) {
         self.configuration = configuration
+        self.targetProcesses = configuration.processes
     }
 
     /// Binds, spawns and supervises until the pool is stopped; returns the process exit code.
@@ -47,10 +51,16 @@ public final class PoolMaster {
                 + "\(configuration.threads) threads, master pid \(getpid())")
         slots = (1...configuration.processes).map { WorkerSlot(id: $0) }
 
+        var lastHealthCheck: Int64 = 0
         while true {
             let now = monotonicMilliseconds()
             spawnDueWorkers(now: now)
             readStatusPipes(now: now)
+            if now - lastHealthCheck >= 1000 {
+                lastHealthCheck = now
+                recycleAgedOrBloatedWorkers(now: now)
+            }
+            slots.removeAll { $0.state == .retired }
             if case .stopping(let deadline, let graceful) = phase {
                 if slots.allSatisfy({ $0.pid == nil }) { break }
                 if now >= deadline {
@@ -83,7 +93,24 @@ public final class PoolMaster {
             MasterLog.info("\(signal == SIGINT ? "INT" : "QUIT"): immediate shutdown")
             beginStopping(graceful: false)
         case SIGHUP:
-            MasterLog.warning("HUP: graceful reload is not available in this version; ignored (use TERM and restart)")
+            reload()
+        case SIGTTIN:
+            guard case .running = phase else { return }
+            targetProcesses += 1
+            let id = (slots.filter { $0.generation == generation && $0.isLive }.map(\.id).max() ?? 0) + 1
+            slots.append(WorkerSlot(id: id, generation: generation))
+            MasterLog.info("TTIN: one more worker, now \(targetProcesses)")
+        case SIGTTOU:
+            guard case .running = phase else { return }
+            guard targetProcesses > 1 else {
+                MasterLog.warning("TTOU: already at 1 worker; ignored")
+                return
+            }
+            targetProcesses -= 1
+            let candidates = slots.indices.filter { slots[$0].generation == generation && slots[$0].isLive }
+            if let index = candidates.max(by: { slots[$0].id < slots[$1].id }) {
+                stopSlot(index, reason: "TTOU: one worker fewer, now \(targetProcesses)")
+            }
         default:
             break
         }
@@ -153,6 +180,8 @@ public final class PoolMaster {
         }
     }
 
+    /// Reads what workers wrote on their status pipes: `ready`, `recycle` (it reached --max-requests
+    /// and is draining itself) or `error: …` (its startup failed), one per line.
     private func readStatusPipes(now: Int64) {
         for index in slots.indices {
             guard let fd = slots[index].statusFD else { continue }
@@ -160,7 +189,7 @@ public final class PoolMaster {
             while true {
                 let count = read(fd, &buffer, buffer.count)
                 if count > 0 {
-                    slots[index].statusText += String(decoding: buffer[..<count], as: UTF8.self)
+                    slots[index].statusPending += String(decoding: buffer[..<count], as: UTF8.self)
                     continue
                 }
                 if count == 0 || (errno != EAGAIN && errno != EINTR) {
@@ -169,11 +198,71 @@ public final class PoolMaster {
                 }
                 break
             }
-            if slots[index].statusText.hasPrefix("ready"), case .starting = slots[index].state {
-                slots[index].becameReady(now: now)
-                startupFailuresInARow = 0
-                MasterLog.info("worker \(slots[index].id) (pid \(slots[index].pid ?? 0)) ready")
+            while let newline = slots[index].statusPending.firstIndex(of: "\n") {
+                let line = String(slots[index].statusPending[..<newline])
+                slots[index].statusPending.removeSubrange(...newline)
+                handleStatus(line, slot: index, now: now)
             }
+        }
+    }
+
+    private func handleStatus(_ line: String, slot index: Int, now: Int64) {
+        let slotID = slots[index].id
+        let pid = slots[index].pid ?? 0
+        if line == "ready" {
+            guard case .starting = slots[index].state else { return }
+            slots[index].becameReady(now: now)
+            startupFailuresInARow = 0
+            MasterLog.info("worker \(slotID) (pid \(pid)) ready")
+            // A new generation's worker is serving: one worker of an older generation may leave now.
+            if let old = slots.indices.first(where: { slots[$0].generation < slots[index].generation && slots[$0].isLive }) {
+                stopSlot(old, reason: "replaced by generation \(slots[index].generation)")
+            }
+        } else if line == "recycle" {
+            recycle(index, reason: "reached --max-requests", signalWorker: false, now: now)
+        } else if line.hasPrefix("error: ") {
+            slots[index].reportedError = String(line.dropFirst(7))
+        }
+    }
+
+    /// Replaces a worker: its successor is spawned now, before the old one (draining) has left.
+    private func recycle(_ index: Int, reason: String, signalWorker: Bool, now: Int64) {
+        guard case .running = phase, slots[index].isLive, slots[index].pid != nil else { return }
+        let successor = WorkerSlot(id: slots[index].id, generation: slots[index].generation, spawnAt: now)
+        stopSlot(index, reason: "\(reason): recycling", signal: signalWorker)
+        slots.append(successor)
+    }
+
+    /// Tells one worker to finish its requests and leave while the pool goes on (USR2, see WorkerRuntime);
+    /// it is not respawned.
+    private func stopSlot(_ index: Int, reason: String, signal: Bool = true) {
+        let pid = slots[index].pid
+        MasterLog.info("worker \(slots[index].id)\(pid.map { " (pid \($0))" } ?? ""): \(reason)")
+        slots[index].stop()
+        if signal, let pid { kill(pid, SIGUSR2) }
+    }
+
+    /// --max-worker-lifetime and --reload-on-rss, checked once a second.
+    private func recycleAgedOrBloatedWorkers(now: Int64) {
+        guard case .running = phase else { return }
+        for index in slots.indices {
+            guard case .ready(let pid, let since) = slots[index].state else { continue }
+            if configuration.maxWorkerLifetime > 0 && now - since >= Int64(configuration.maxWorkerLifetime) * 1000 {
+                recycle(index, reason: "lived --max-worker-lifetime \(configuration.maxWorkerLifetime)s", signalWorker: true, now: now)
+            } else if configuration.reloadOnRSS > 0, let rss = residentMiB(of: pid), rss > configuration.reloadOnRSS {
+                recycle(index, reason: "RSS \(rss) MiB over --reload-on-rss \(configuration.reloadOnRSS)", signalWorker: true, now: now)
+            }
+        }
+    }
+
+    /// HUP: a new generation of workers starts; each one that becomes ready retires an old one.
+    private func reload() {
+        guard case .running = phase else { return }
+        generation += 1
+        MasterLog.info("HUP: graceful reload, starting generation \(generation) (\(targetProcesses) workers)")
+        let now = monotonicMilliseconds()
+        for id in 1...targetProcesses {
+            slots.append(WorkerSlot(id: id, generation: generation, spawnAt: now))
         }
     }
 
@@ -187,10 +276,10 @@ public final class PoolMaster {
             readStatusPipes(now: now)
             let slotID = slots[index].id
             let reason = Self.describeExit(status)
-            let reported = slots[index].statusText
-                .split(separator: "\n").first { $0.hasPrefix("error: ") }
-                .map { String($0.dropFirst(7)) }
-            let action = slots[index].exited(now: now)
+            let reported = slots[index].reportedError
+            let replace: Bool
+            if case .running = phase { replace = slots[index].generation == generation } else { replace = false }
+            let action = slots[index].exited(now: now, replace: replace)
             switch action {
             case .none:
                 MasterLog.info("worker \(slotID) (pid \(pid)) exited: \(reason)")
@@ -213,13 +302,37 @@ public final class PoolMaster {
 
     private func recordStartupFailure(_ message: String) {
         startupFailuresInARow += 1
-        lastStartupError = message
-        if startupFailuresInARow >= Self.maxStartupFailures, case .running = phase {
+        guard startupFailuresInARow >= Self.maxStartupFailures, case .running = phase else { return }
+        if slots.contains(where: { $0.generation < generation && $0.isReady }) {
+            // A reload whose new workers cannot start must not take the running ones down with it.
             MasterLog.error(
-                "workers failed to start \(startupFailuresInARow) times in a row; giving up. Last error: \(message)")
-            exitCode = 1
-            beginStopping(graceful: false)
+                "reload failed: new workers failed to start \(startupFailuresInARow) times in a row; "
+                    + "keeping the running workers. Last error: \(message)")
+            startupFailuresInARow = 0
+            for index in slots.indices where slots[index].generation == generation {
+                if let pid = slots[index].pid { kill(pid, SIGKILL) }
+                slots[index].stop()
+            }
+            for index in slots.indices where slots[index].isLive { slots[index].generation = generation }
+            return
         }
+        MasterLog.error(
+            "workers failed to start \(startupFailuresInARow) times in a row; giving up. Last error: \(message)")
+        exitCode = 1
+        beginStopping(graceful: false)
+    }
+
+    /// Resident set size of a process in MiB, from /proc (nil if it is gone).
+    private func residentMiB(of pid: pid_t) -> Int? {
+        let fd = open("/proc/\(pid)/statm", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 128)
+        let count = read(fd, &buffer, 127)
+        guard count > 0 else { return nil }
+        let fields = String(decoding: buffer[..<count], as: UTF8.self).split(separator: " ")
+        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE))) / (1 << 20)
     }
 
     private func beginStopping(graceful: Bool) {

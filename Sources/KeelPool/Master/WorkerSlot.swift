@@ -19,18 +19,39 @@ struct WorkerSlot {
     }
 
     let id: Int
+    /// Which reload generation the worker belongs to: HUP starts a new one and retires the older.
+    var generation: Int
     private(set) var state: State = .waiting(at: 0)
     /// Deaths soon after spawning, in a row: drives the backoff.
     private(set) var quickDeaths = 0
     private(set) var spawns = 0
     var statusFD: Int32?
-    var statusText = ""
+    /// Bytes read from the status pipe that do not yet form a whole line.
+    var statusPending = ""
+    /// The last `error: …` line the worker reported.
+    var reportedError: String?
 
     /// A worker that lived less than this is "dying young", and its respawn is delayed.
     static let quickDeathMilliseconds: Int64 = 1_000
     static let maxBackoffMilliseconds: Int64 = 10_000
 
-    init(id: Int) { self.id = id }
+    init(id: Int, generation: Int = 0, spawnAt: Int64 = 0) {
+        self.id = id
+        self.generation = generation
+        self.state = .waiting(at: spawnAt)
+    }
+
+    var isLive: Bool {
+        switch state {
+        case .waiting, .starting, .ready: return true
+        case .stopping, .retired: return false
+        }
+    }
+
+    var isReady: Bool {
+        if case .ready = state { return true }
+        return false
+    }
 
     var pid: Int32? {
         switch state {
@@ -47,7 +68,8 @@ struct WorkerSlot {
     mutating func spawned(pid: Int32, now: Int64) {
         state = .starting(pid: pid, since: now)
         spawns += 1
-        statusText = ""
+        statusPending = ""
+        reportedError = nil
     }
 
     mutating func becameReady(now: Int64) {
@@ -74,10 +96,14 @@ struct WorkerSlot {
         quickDeaths == 0 ? 0 : min(100 << Int64(min(quickDeaths - 1, 10)), Self.maxBackoffMilliseconds)
     }
 
-    /// The worker process ended; what should happen to the slot.
-    mutating func exited(now: Int64) -> ExitAction {
+    /// The worker process ended; what should happen to the slot. With `replace` false (the pool is
+    /// stopping, or the slot belongs to a generation being replaced) the slot retires.
+    mutating func exited(now: Int64, replace: Bool = true) -> ExitAction {
         switch state {
         case .stopping, .retired, .waiting:
+            state = .retired
+            return .none
+        case .starting where !replace, .ready where !replace:
             state = .retired
             return .none
         case .starting(_, let since), .ready(_, let since):

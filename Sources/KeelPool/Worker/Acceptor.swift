@@ -47,8 +47,12 @@ final class Acceptor: @unchecked Sendable {
         self.thread = thread
     }
 
-    /// Stops accepting for good: wakes the loop, which closes this worker's copies of the listeners.
-    func stop() {
+    private var sweepOnStop = false
+
+    /// Stops accepting for good: wakes the loop, which closes this worker's copies of the listeners
+    /// (after serving what the kernel had queued when `sweep`: the whole pool is stopping).
+    func stop(sweep: Bool = false) {
+        sweepOnStop = sweep
         gate.drain()
         var byte: UInt8 = 1
         _ = write(wakeWrite, &byte, 1)
@@ -80,9 +84,10 @@ final class Acceptor: @unchecked Sendable {
                 break  // re-check the free slots before the next accept
             }
         }
-        // Connections the kernel already queued are served, not reset by the close of the listener.
+        // When the pool stops, connections the kernel already queued are served, not reset by the close.
+        let deadline = monotonicMilliseconds() + BacklogSweep.maxMilliseconds
         for listener in listeners {
-            while true {
+            for _ in 0..<(sweepOnStop ? BacklogSweep.maxConnections : 0) where monotonicMilliseconds() < deadline {
                 let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
                 if fd < 0 { break }
                 gate.take()

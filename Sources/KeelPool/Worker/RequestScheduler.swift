@@ -19,10 +19,13 @@ final class RequestScheduler {
     /// Called once, on the loop, when draining has finished every connection.
     var onDrained: (() -> Void)?
 
-    init(eventLoop: any EventLoop, threads: Int, gate: SlotGate) {
+    private let counter: RequestCounter
+
+    init(eventLoop: any EventLoop, threads: Int, gate: SlotGate, counter: RequestCounter) {
         self.eventLoop = eventLoop
         self.threads = threads
         self.gate = gate
+        self.counter = counter
         if threads > 1 {
             let pool = NIOThreadPool(numberOfThreads: threads)
             pool.start()
@@ -79,6 +82,7 @@ final class RequestScheduler {
 
     private func finished(_ completion: () -> Void) {
         running -= 1
+        counter.requestServed()
         completion()
         if running < threads, let next = queue.popFirst() {
             next()

@@ -20,10 +20,14 @@ final class UWSGIThreadServer: @unchecked Sendable {
     private let wakeWrite: Int32
     private let running = Atomic<Int>(0)
     private let draining = Atomic<Bool>(false)
+    private let sweepOnStop = Atomic<Bool>(false)
 
-    init(listeners: [WorkerConfiguration.InheritedListener], configuration: WorkerConfiguration) {
+    private let counter: RequestCounter
+
+    init(listeners: [WorkerConfiguration.InheritedListener], configuration: WorkerConfiguration, counter: RequestCounter) {
         self.listeners = listeners
         self.configuration = configuration
+        self.counter = counter
         var fds: [Int32] = [-1, -1]
         _ = keel_pipe2(&fds, O_CLOEXEC)
         wakeRead = fds[0]
@@ -57,8 +61,10 @@ final class UWSGIThreadServer: @unchecked Sendable {
         }
     }
 
-    /// Stops accepting; threads finish the request they are serving, then leave.
-    func stop() {
+    /// Stops accepting; threads finish the request they are serving, then leave. With `sweep` (the
+    /// whole pool is stopping) they first serve what the kernel had already queued on the listeners.
+    func stop(sweep: Bool = false) {
+        sweepOnStop.store(sweep, ordering: .relaxed)
         draining.store(true, ordering: .releasing)
         var byte: UInt8 = 1
         _ = write(wakeWrite, &byte, 1)  // never read, so it wakes every thread's poll
@@ -100,10 +106,13 @@ final class UWSGIThreadServer: @unchecked Sendable {
         }
     }
 
-    /// On stop, connections the kernel already queued are served, not reset by the close of the listener.
+    /// When the pool stops, connections the kernel already queued are served, not reset by the close
+    /// of the listener. Bounded, since on a TCP socket new connections may keep arriving until then.
     private func sweepBacklog(buffer: inout ByteBuffer) {
+        guard sweepOnStop.load(ordering: .relaxed) else { return }
+        let deadline = monotonicMilliseconds() + BacklogSweep.maxMilliseconds
         for listener in listeners {
-            while true {
+            for _ in 0..<BacklogSweep.maxConnections where monotonicMilliseconds() < deadline {
                 let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue))
                 if fd < 0 { break }
                 serve(BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), buffer: &buffer)
@@ -162,6 +171,7 @@ final class UWSGIThreadServer: @unchecked Sendable {
         guard let head else { return }
         let request = Request(vars: head.vars, body: body)
         respond(to: request, on: connection, headOnly: request.method == "HEAD")
+        counter.requestServed()
     }
 
     private func respond(to request: Request, on connection: BlockingConnection, headOnly: Bool) {
@@ -201,6 +211,12 @@ final class UWSGIThreadServer: @unchecked Sendable {
         out.writeString(message)
         _ = connection.writeAll(out)
     }
+}
+
+/// Bounds of the final accept sweep when the pool stops: one listen backlog's worth, briefly.
+enum BacklogSweep {
+    static let maxConnections = 1024
+    static let maxMilliseconds: Int64 = 2000
 }
 
 /// A connected socket used with blocking calls and SO_RCVTIMEO/SO_SNDTIMEO deadlines.

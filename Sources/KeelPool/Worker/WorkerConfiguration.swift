@@ -29,6 +29,8 @@ public struct WorkerConfiguration: Sendable {
     public var statusFD: Int32?
     /// The master's pid: the worker ends itself if it is orphaned.
     public var masterPID: Int32?
+    /// Requests after which this worker recycles itself (0 = never); jitter already added.
+    public var maxRequests: Int = 0
 
     public init(
         id: Int, listeners: [InheritedListener], threads: Int, handler: any Handler, limitPost: Int,

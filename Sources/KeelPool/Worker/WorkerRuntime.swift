@@ -32,21 +32,30 @@ public enum WorkerRuntime {
         let uwsgiListeners = configuration.listeners.filter { $0.proto == .uwsgi }
         let httpListeners = configuration.listeners.filter { $0.proto == .http }
 
-        let uwsgiServer = UWSGIThreadServer(listeners: uwsgiListeners, configuration: configuration)
+        // Reaching --max-requests: tell the master (it spawns the successor now), then drain as on TERM.
+        let counter = RequestCounter(limit: configuration.maxRequests) {
+            WorkerLog.info("served --max-requests \(configuration.maxRequests) requests: recycling")
+            if let fd = configuration.statusFD { writeAll(fd, "recycle\n") }
+            kill(getpid(), SIGUSR2)
+        }
+        let uwsgiServer = UWSGIThreadServer(listeners: uwsgiListeners, configuration: configuration, counter: counter)
         if !uwsgiListeners.isEmpty {
             do { try uwsgiServer.start() } catch { startupFailed(error.description, configuration) }
         }
-        let http = httpListeners.isEmpty ? nil : startHTTP(httpListeners, configuration: configuration)
+        let http = httpListeners.isEmpty ? nil : startHTTP(httpListeners, configuration: configuration, counter: counter)
         reportReady(configuration)
 
         var stopping = false
         while true {
             let signal = signals.wait(timeoutMilliseconds: stopping ? 50 : nil)
             switch signal {
-            case SIGTERM where !stopping:
+            case SIGTERM where !stopping, SIGUSR2 where !stopping:
+                // TERM: the pool is stopping, so serve the backlog too. USR2: only this worker leaves
+                // (recycle, reload, TTOU); the others and its successor serve the shared backlog.
                 stopping = true
-                uwsgiServer.stop()
-                http?.drain()
+                let sweep = signal == SIGTERM
+                uwsgiServer.stop(sweep: sweep)
+                http?.drain(sweep: sweep)
             case SIGINT, SIGQUIT:
                 exit(0)
             default:
@@ -60,14 +69,15 @@ public enum WorkerRuntime {
 
     /// The HTTP side: an acceptor thread gated by the thread slots, one NIO event loop, the app threads.
     private static func startHTTP(
-        _ listeners: [WorkerConfiguration.InheritedListener], configuration: WorkerConfiguration
+        _ listeners: [WorkerConfiguration.InheritedListener], configuration: WorkerConfiguration, counter: RequestCounter
     ) -> HTTPServing {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let eventLoop = group.next()
         let gate = SlotGate(threads: configuration.threads)
         let scheduler = try! eventLoop.submit {
             NIOLoopBound(
-                RequestScheduler(eventLoop: eventLoop, threads: configuration.threads, gate: gate), eventLoop: eventLoop)
+                RequestScheduler(eventLoop: eventLoop, threads: configuration.threads, gate: gate, counter: counter),
+                eventLoop: eventLoop)
         }.wait()
         let bootstrap = connectionBootstrap(configuration: configuration, group: group, scheduler: scheduler)
         let acceptor = Acceptor(listeners: listeners, gate: gate) { accepted in
@@ -94,7 +104,7 @@ public enum WorkerRuntime {
         var isDrained: Bool { drained.load(ordering: .acquiring) }
 
         /// Stops the acceptor; once it has handed over the swept backlog, drains the connections.
-        func drain() {
+        func drain(sweep: Bool) {
             acceptor.onStopped = { [self] in
                 scheduler.eventLoop.execute { [self] in
                     scheduler.value.onDrained = { [self] in
@@ -104,7 +114,7 @@ public enum WorkerRuntime {
                     scheduler.value.drain()
                 }
             }
-            acceptor.stop()
+            acceptor.stop(sweep: sweep)
         }
     }
 
@@ -133,10 +143,10 @@ public enum WorkerRuntime {
             }
     }
 
+    /// The status pipe stays open after "ready": a recycling worker says so on it too.
     private static func reportReady(_ configuration: WorkerConfiguration) {
         guard let fd = configuration.statusFD else { return }
         writeAll(fd, "ready\n")
-        close(fd)
     }
 
     static func startupFailed(_ message: String, _ configuration: WorkerConfiguration) -> Never {

@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Recycling and reloads under load: every request sent is answered 200, none is lost.
+@Suite("recycling and reload under load", .serialized, .timeLimit(.minutes(3)))
+struct RecyclingTests {
+    static func uwsgiHello(_ path: String) -> @Sendable () throws -> Int {
+        { try UWSGIClient.parse(try UWSGIClient.exchange(path: path, vars: UWSGIClient.vars(uri: "/"))).status }
+    }
+
+    static func count(_ text: String, in log: String) -> Int { log.components(separatedBy: text).count - 1 }
+
+    @Test func maxRequestsWithJitterRecyclesWithoutAFailure() throws {
+        let pool = try PoolUnderTest(
+            http: false, uwsgi: true,
+            ["--app", "hello", "--processes", "2", "--max-requests", "50", "--max-requests-jitter", "10"])
+        let load = LoadClient(threads: 4, total: 3000, seconds: 60, Self.uwsgiHello(pool.socketPath!))
+        load.wait()
+        #expect(load.failures.isEmpty, "\(load.failures.count) failures, first: \(load.failures.first ?? "")")
+        #expect(load.succeeded == 3000)
+        let log = pool.log
+        try Harness.waitUntil(
+            "40 recycles to be logged; got \(Self.count("reached --max-requests: recycling", in: log)) of "
+                + "\(Self.count("served --max-requests", in: log)), \(Self.count("\n", in: log)) lines"
+        ) {
+            Self.count("reached --max-requests: recycling", in: pool.log) >= 40
+        }
+        // 3,000 requests at 50…60 per worker: between 50 and 60 recycles.
+        #expect(Self.count("reached --max-requests: recycling", in: pool.log) <= 60)
+        #expect(pool.workers.count == 2)
+        try pool.stop()
+    }
+
+    @Test func maxRequestsOnTheHTTPSocketToo() throws {
+        let pool = try PoolUnderTest(["--app", "hello", "--processes", "2", "--threads", "2", "--max-requests", "20"])
+        let port = pool.httpPort!
+        let load = LoadClient(threads: 3, total: 600, seconds: 60) { try HTTPClient.get(port: port, "/").status }
+        load.wait()
+        #expect(load.failures.isEmpty, "\(load.failures.count) failures, first: \(load.failures.first ?? "")")
+        #expect(load.succeeded == 600)
+        try Harness.waitUntil("recycles") { Self.count("reached --max-requests: recycling", in: pool.log) >= 25 }
+        try pool.stop()
+    }
+
+    @Test func hupEverySecondDuringLoadDropsNothingAndReplacesWorkers() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello", "--processes", "2", "--threads", "2"])
+        let before = Set(pool.workers)
+        let load = LoadClient(threads: 4, total: 1_000_000, seconds: 7, Self.uwsgiHello(pool.socketPath!))
+        for _ in 0..<5 {
+            Thread.sleep(forTimeInterval: 1)  // the test's own pacing of signals, not synchronisation
+            kill(pool.process.pid, SIGHUP)
+        }
+        load.stop()
+        load.wait()
+        #expect(load.failures.isEmpty, "\(load.failures.count) failures, first: \(load.failures.first ?? "")")
+        #expect(load.succeeded > 100)
+        try Harness.waitUntil("two workers of the last generation") {
+            pool.workers.count == 2 && Self.count("ready\n", in: pool.log) >= 12
+        }
+        #expect(Set(pool.workers).isDisjoint(with: before))
+        #expect(Self.count("HUP: graceful reload", in: pool.log) == 5)
+        try pool.stop()
+    }
+
+    @Test func ttinAndTtouChangeTheWorkerCount() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello", "--processes", "2"])
+        kill(pool.process.pid, SIGTTIN)
+        try Harness.waitUntil("three workers") { pool.workers.count == 3 && Self.count("ready\n", in: pool.log) == 3 }
+        // One at a time: two identical signals sent together may arrive as one.
+        kill(pool.process.pid, SIGTTOU)
+        try Harness.waitUntil("two workers") { pool.workers.count == 2 }
+        kill(pool.process.pid, SIGTTOU)
+        try Harness.waitUntil("one worker") { pool.workers.count == 1 }
+        kill(pool.process.pid, SIGTTOU)  // never below one
+        try Harness.waitUntil("the refusal") { pool.log.contains("TTOU: already at 1 worker") }
+        #expect(pool.workers.count == 1)
+        let reply = try UWSGIClient.parse(try UWSGIClient.exchange(path: pool.socketPath!, vars: UWSGIClient.vars(uri: "/")))
+        #expect(reply.status == 200)
+        try pool.stop()
+    }
+
+    @Test func reloadOnRSSRecyclesALeakingWorker() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "leak", "--reload-on-rss", "120"])
+        let first = pool.workers
+        let path = pool.socketPath!
+        let load = LoadClient(threads: 1, total: 400, seconds: 30) {
+            try UWSGIClient.parse(try UWSGIClient.exchange(path: path, vars: UWSGIClient.vars(uri: "/?mb=8"))).status
+        }
+        try Harness.waitUntil("an RSS recycle", seconds: 30) { pool.log.contains("over --reload-on-rss 120: recycling") }
+        load.stop()
+        load.wait()
+        #expect(load.failures.isEmpty, "\(load.failures.count) failures, first: \(load.failures.first ?? "")")
+        try Harness.waitUntil("a new worker") { pool.workers.count == 1 && pool.workers != first }
+        try pool.stop()
+    }
+
+    @Test func maxWorkerLifetimeRecyclesOnSchedule() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello", "--max-worker-lifetime", "1"])
+        let load = LoadClient(threads: 2, total: 1_000_000, seconds: 3.5, Self.uwsgiHello(pool.socketPath!))
+        load.wait()
+        #expect(load.failures.isEmpty, "\(load.failures.count) failures, first: \(load.failures.first ?? "")")
+        #expect(Self.count("lived --max-worker-lifetime 1s: recycling", in: pool.log) >= 2)
+        try pool.stop()
+    }
+}
