@@ -3,6 +3,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 
 int keel_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }
 
@@ -13,3 +14,5 @@ int keel_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, in
 int keel_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
 
 int keel_accept4(int fd, int flags) { return accept4(fd, NULL, NULL, flags); }
+
+int keel_memfd_create(const char *name, unsigned int flags) { return memfd_create(name, flags); }

@@ -18,7 +18,7 @@ struct KeelPoolCommand: ParsableCommand {
               keel-pool --http-socket 127.0.0.1:8000 --app hello
               keel-pool --socket /run/app.sock --chmod-socket 660 --processes 4 --threads 2 --app env
             """,
-        subcommands: [Check.self, Worker.self])
+        subcommands: [Check.self, Stats.self, Worker.self])
 
     @OptionGroup var options: PoolOptions
 
@@ -62,9 +62,18 @@ struct KeelPoolCommand: ParsableCommand {
         @Option(name: .customLong("status-fd")) var statusFD: Int32?
         @Option(name: .customLong("master-pid")) var masterPID: Int32?
         @Option(name: .customLong("listener-fd")) var listenerFDs: [String] = []
+        @Option(name: .customLong("scoreboard")) var scoreboard: String?
 
         func run() throws {
             signal(SIGPIPE, SIG_IGN)
+            do {
+                WorkerRuntime.run(try configuration())
+            } catch {
+                WorkerRuntime.startupFailed("\(error)", statusFD: statusFD)
+            }
+        }
+
+        func configuration() throws -> WorkerConfiguration {
             let listeners = try listenerFDs.map { text -> WorkerConfiguration.InheritedListener in
                 let parts = text.split(separator: ":")
                 guard parts.count == 2, let wire = WorkerConfiguration.Wire(rawValue: String(parts[0])),
@@ -77,7 +86,17 @@ struct KeelPoolCommand: ParsableCommand {
                 limitPost: options.limitPost, socketTimeout: options.socketTimeout, statusFD: statusFD,
                 masterPID: masterPID)
             configuration.maxRequests = options.jitteredMaxRequests
-            WorkerRuntime.run(configuration)
+            if let scoreboard {
+                let parts = scoreboard.split(separator: ":").compactMap { Int($0) }
+                guard parts.count == 3 else { throw ValidationError("--scoreboard \(scoreboard): expected FD:RECORD:CAPACITY") }
+                do {
+                    let board = try Scoreboard.map(fd: Int32(parts[0]), capacity: parts[2], threads: options.threads)
+                    configuration.scoreboard = (board, parts[1])
+                } catch {
+                    throw ValidationError(error.description)
+                }
+            }
+            return configuration
         }
     }
 }

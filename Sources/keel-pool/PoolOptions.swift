@@ -93,6 +93,20 @@ struct PoolOptions: ParsableArguments {
         help: ArgumentHelp("Recycle a worker whose resident memory exceeds MB (0 = never).", valueName: "MB"))
     var reloadOnRSS: Int = 0
 
+    @Option(
+        name: .customLong("harakiri"),
+        help: ArgumentHelp(
+            "Kill (and replace) a worker whose request runs longer than this; the request line is logged (0 = off).",
+            valueName: "SECONDS"))
+    var harakiri: Int = 0
+
+    @Option(
+        name: .customLong("stats"),
+        help: ArgumentHelp(
+            "Serve one JSON document of the pool's state per connection here (read it with `keel-pool stats ADDR`).",
+            valueName: "PATH|HOST:PORT"))
+    var stats: String?
+
     @Flag(name: .customLong("master"), help: "Accepted for uWSGI compatibility: keel-pool always runs a master.")
     var master = false
 
@@ -118,7 +132,7 @@ struct PoolOptions: ParsableArguments {
         guard socketTimeout >= 1 else { throw ValidationError("--socket-timeout must be at least 1 second") }
         for (flag, value) in [
             ("--max-requests", maxRequests), ("--max-requests-jitter", maxRequestsJitter),
-            ("--max-worker-lifetime", maxWorkerLifetime), ("--reload-on-rss", reloadOnRSS),
+            ("--max-worker-lifetime", maxWorkerLifetime), ("--reload-on-rss", reloadOnRSS), ("--harakiri", harakiri),
         ] where value < 0 {
             throw ValidationError("\(flag) \(value): give 0 (off) or a positive number")
         }
@@ -149,6 +163,11 @@ struct PoolOptions: ParsableArguments {
                 threads: threads, appName: app!, pidfile: pidfile, gracefulTimeout: gracefulTimeout,
                 workerArguments: workerArguments)
             configuration.maxWorkerLifetime = maxWorkerLifetime
+            configuration.harakiri = harakiri
+            configuration.stats = try stats.map { try ListenAddress.parse($0, flag: "--stats") }
+            if let stats = configuration.stats, all.contains(stats) {
+                throw ValidationError("--stats \(stats) is also a serving socket; give the stats server its own address")
+            }
             configuration.reloadOnRSS = reloadOnRSS
             return configuration
         } catch let error as PoolError {

@@ -13,5 +13,7 @@ int keel_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, in
 int keel_pipe2(int fds[2], int flags);
 /// accept4: declared only under _GNU_SOURCE.
 int keel_accept4(int fd, int flags);
+/// memfd_create: declared only under _GNU_SOURCE.
+int keel_memfd_create(const char *name, unsigned int flags);
 
 #endif

@@ -144,9 +144,9 @@ public struct CrashApp: Handler {
     }
 }
 
-enum JSON {
+public enum JSON {
     /// A JSON string literal for `s`, escaping quotes, backslashes and control characters.
-    static func quote(_ s: String) -> String {
+    public static func quote(_ s: String) -> String {
         var out = "\""
         for scalar in s.unicodeScalars {
             switch scalar {

@@ -14,6 +14,10 @@ public struct PoolConfiguration: Sendable {
     public var pidfile: String?
     /// Seconds TERM waits for in-flight requests before workers are killed.
     public var gracefulTimeout: Int
+    /// Kill a worker whose request has run longer than this many seconds (0 = never).
+    public var harakiri: Int = 0
+    /// Where the stats server listens (nil = no stats server).
+    public var stats: ListenAddress?
     /// Recycle a worker after it has lived this many seconds (0 = never).
     public var maxWorkerLifetime: Int = 0
     /// Recycle a worker whose resident memory exceeds this many MiB (0 = never).

@@ -19,6 +19,8 @@ public final class PoolMaster {
     private var sockets: [ListenSocket] = []
     private var slots: [WorkerSlot] = []
     private var spawner: WorkerSpawner!
+    private var scoreboard: Scoreboard!
+    private var statsServer: StatsServer?
     private var phase = Phase.running
     private var startupFailuresInARow = 0
     private var exitCode: Int32 = 0
@@ -37,6 +39,14 @@ public final class PoolMaster {
         SignalSet.masterSignals.block()
         do {
             try bindSockets()
+            // Room for every worker twice over: a reload or a recycle briefly runs old and new side by side.
+            scoreboard = try Scoreboard.create(
+                capacity: max(64, configuration.processes * 4), threads: configuration.threads,
+                above: Int32(3 + sockets.count + 1))
+            if let address = configuration.stats {
+                statsServer = try StatsServer(address: address)
+                MasterLog.info("stats server listening on \(address)")
+            }
             try writePidfile()
         } catch {
             MasterLog.error(error.description)
@@ -45,7 +55,7 @@ public final class PoolMaster {
         }
         spawner = WorkerSpawner(
             executable: currentExecutablePath(), baseArguments: configuration.workerArguments,
-            listeners: sockets.map { ($0.fd, $0.wire) })
+            listeners: sockets.map { ($0.fd, $0.wire) }, scoreboard: scoreboard)
         MasterLog.info(
             "keel-pool starting: app \(configuration.appName), \(configuration.processes) processes × "
                 + "\(configuration.threads) threads, master pid \(getpid())")
@@ -56,6 +66,10 @@ public final class PoolMaster {
             let now = monotonicMilliseconds()
             spawnDueWorkers(now: now)
             readStatusPipes(now: now)
+            killStuckRequests(now: now)
+            statsServer?.serve {
+                statsDocument(now: now, slots: slots, sockets: sockets, scoreboard: scoreboard, generation: generation)
+            }
             if now - lastHealthCheck >= 1000 {
                 lastHealthCheck = now
                 recycleAgedOrBloatedWorkers(now: now)
@@ -96,6 +110,12 @@ public final class PoolMaster {
             reload()
         case SIGTTIN:
             guard case .running = phase else { return }
+            guard targetProcesses < scoreboard.capacity / 2 else {
+                MasterLog.warning(
+                    "TTIN: already \(targetProcesses) workers, the most this pool's scoreboard holds; "
+                        + "restart with a higher --processes to grow further")
+                return
+            }
             targetProcesses += 1
             let id = (slots.filter { $0.generation == generation && $0.isLive }.map(\.id).max() ?? 0) + 1
             slots.append(WorkerSlot(id: id, generation: generation))
@@ -153,6 +173,7 @@ public final class PoolMaster {
     }
 
     private func cleanup() {
+        statsServer?.close()
         for socket in sockets { socket.close() }
         sockets.removeAll()
         if let path = configuration.pidfile { unlink(path) }
@@ -167,9 +188,17 @@ public final class PoolMaster {
     private func spawnDueWorkers(now: Int64) {
         guard case .running = phase else { return }
         for index in slots.indices where slots[index].isDue(now: now) {
+            let inUse = Set(slots.compactMap(\.scoreboardSlot))
+            guard let record = (0..<scoreboard.capacity).first(where: { !inUse.contains($0) }) else {
+                MasterLog.error("no free scoreboard record for worker \(slots[index].id); will retry")
+                continue
+            }
             do {
-                let spawned = try spawner.spawn(workerID: slots[index].id)
+                scoreboard.reset(record)
+                let spawned = try spawner.spawn(workerID: slots[index].id, scoreboardSlot: record)
+                scoreboard.setPID(record, spawned.pid)
                 slots[index].spawned(pid: spawned.pid, now: now)
+                slots[index].scoreboardSlot = record
                 slots[index].statusFD = spawned.statusFD
                 MasterLog.info("spawned worker \(slots[index].id) (pid \(spawned.pid))")
             } catch {
@@ -297,6 +326,32 @@ public final class PoolMaster {
                 close(fd)
                 slots[index].statusFD = nil
             }
+            slots[index].scoreboardSlot = nil
+        }
+    }
+
+    /// --harakiri: a request running longer than the limit gets its worker killed (and replaced).
+    private func killStuckRequests(now: Int64) {
+        guard configuration.harakiri > 0, case .running = phase else { return }
+        let limit = Int64(configuration.harakiri) * 1000
+        for index in slots.indices {
+            guard let pid = slots[index].pid, let record = slots[index].scoreboardSlot, !slots[index].harakiriSent else {
+                continue
+            }
+            let view = scoreboard.read(record)
+            guard view.pid == pid else { continue }
+            for thread in view.threads {
+                guard let started = thread.startedAt, now - started > limit else { continue }
+                let seconds = Double(now - started) / 1000
+                MasterLog.error(
+                    "HARAKIRI: worker \(slots[index].id) (pid \(pid)) ran \(thread.requestLine.debugDescription) for "
+                        + "\(seconds.formatted1)s, over --harakiri \(configuration.harakiri)s: killing it (SIGKILL); "
+                        + "its clients get 502 from the proxy")
+                slots[index].harakiriSent = true
+                slots[index].harakiriCount += 1
+                kill(pid, SIGKILL)
+                break
+            }
         }
     }
 
@@ -323,7 +378,7 @@ public final class PoolMaster {
     }
 
     /// Resident set size of a process in MiB, from /proc (nil if it is gone).
-    private func residentMiB(of pid: pid_t) -> Int? {
+    func residentMiB(of pid: pid_t) -> Int? {
         let fd = open("/proc/\(pid)/statm", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
@@ -373,5 +428,13 @@ public final class PoolMaster {
         default: name = "signal \(signal)"
         }
         return "killed by \(name)"
+    }
+}
+
+extension Double {
+    /// One decimal, without Foundation.
+    var formatted1: String {
+        let tenths = Int((self * 10).rounded())
+        return "\(tenths / 10).\(abs(tenths % 10))"
     }
 }

@@ -26,6 +26,12 @@ struct WorkerSlot {
     private(set) var quickDeaths = 0
     private(set) var spawns = 0
     var statusFD: Int32?
+    /// Which scoreboard record the running worker writes (assigned at spawn).
+    var scoreboardSlot: Int?
+    /// Requests killed by --harakiri in this slot (for stats).
+    var harakiriCount = 0
+    /// Set once harakiri has killed the current worker, so it is reported once.
+    var harakiriSent = false
     /// Bytes read from the status pipe that do not yet form a whole line.
     var statusPending = ""
     /// The last `error: …` line the worker reported.
@@ -70,6 +76,7 @@ struct WorkerSlot {
         spawns += 1
         statusPending = ""
         reportedError = nil
+        harakiriSent = false
     }
 
     mutating func becameReady(now: Int64) {

@@ -11,6 +11,8 @@ struct WorkerSpawner {
     /// Arguments every worker gets after the executable name (the `_worker` subcommand and the pool's flags).
     let baseArguments: [String]
     let listeners: [(fd: Int32, wire: WorkerConfiguration.Wire)]
+    /// Shared with every worker, on the fd after the status pipe.
+    let scoreboard: Scoreboard
 
     struct Spawned {
         var pid: pid_t
@@ -18,18 +20,22 @@ struct WorkerSpawner {
         var statusFD: Int32
     }
 
-    func spawn(workerID: Int) throws(PoolError) -> Spawned {
+    func spawn(workerID: Int, scoreboardSlot: Int) throws(PoolError) -> Spawned {
         var pipeFDs: [Int32] = [-1, -1]
         guard keel_pipe2(&pipeFDs, O_CLOEXEC | O_NONBLOCK) == 0 else { throw .errno("cannot create a status pipe", errno) }
         let statusChildFD = Int32(3 + listeners.count)
-        // Every source fd sits above the child's fds 3…statusChildFD, so no dup2 onto them is a no-op.
-        let readEnd = moveAbove(pipeFDs[0], statusChildFD)
-        let writeEnd = moveAbove(pipeFDs[1], statusChildFD)
+        let scoreboardChildFD = statusChildFD + 1
+        // Every source fd sits above the child's fds 3…scoreboardChildFD, so no dup2 onto them is a no-op.
+        let readEnd = moveAbove(pipeFDs[0], scoreboardChildFD)
+        let writeEnd = moveAbove(pipeFDs[1], scoreboardChildFD)
         defer { close(writeEnd) }
         fcntl(writeEnd, F_SETFL, 0)  // the worker writes to it blocking
 
         var arguments = baseArguments
         arguments += ["--worker-id", String(workerID), "--status-fd", String(statusChildFD), "--master-pid", String(getpid())]
+        arguments += [
+            "--scoreboard", "\(scoreboardChildFD):\(scoreboardSlot):\(scoreboard.capacity)",
+        ]
         for (index, listener) in listeners.enumerated() {
             arguments += ["--listener-fd", "\(listener.wire.rawValue):\(3 + index)"]
         }
@@ -41,7 +47,8 @@ struct WorkerSpawner {
             posix_spawn_file_actions_adddup2(&actions, listener.fd, Int32(3 + index))
         }
         posix_spawn_file_actions_adddup2(&actions, writeEnd, statusChildFD)
-        keel_spawn_file_actions_addclosefrom(&actions, statusChildFD + 1)
+        posix_spawn_file_actions_adddup2(&actions, scoreboard.fd, scoreboardChildFD)
+        keel_spawn_file_actions_addclosefrom(&actions, scoreboardChildFD + 1)
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

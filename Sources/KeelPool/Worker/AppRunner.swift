@@ -26,6 +26,7 @@ enum AppRunner {
         let inline = scheduler.runsInline
         let boundSink = NIOLoopBound(sink, eventLoop: eventLoop)
         scheduler.execute(
+            requestLine: request.requestLine,
             {
                 let response = respond(to: request, with: handler)
                 switch response.body {

@@ -13,6 +13,9 @@ final class RequestScheduler {
     private let threadPool: NIOThreadPool?
 
     private var running = 0
+    /// Rows of this worker's scoreboard record not taken by a running request.
+    private var freeThreadRows: [Int]
+    private let scoreboard: (board: Scoreboard, record: Int)?
     private var queue = CircularBuffer<() -> Void>()
     private var connections: [ObjectIdentifier: any DrainableConnection] = [:]
     private(set) var isDraining = false
@@ -21,11 +24,16 @@ final class RequestScheduler {
 
     private let counter: RequestCounter
 
-    init(eventLoop: any EventLoop, threads: Int, gate: SlotGate, counter: RequestCounter) {
+    init(
+        eventLoop: any EventLoop, threads: Int, gate: SlotGate, counter: RequestCounter,
+        scoreboard: (board: Scoreboard, record: Int)?
+    ) {
         self.eventLoop = eventLoop
         self.threads = threads
         self.gate = gate
         self.counter = counter
+        self.scoreboard = scoreboard
+        self.freeThreadRows = Array((0..<threads).reversed())
         if threads > 1 {
             let pool = NIOThreadPool(numberOfThreads: threads)
             pool.start()
@@ -59,9 +67,17 @@ final class RequestScheduler {
     // MARK: requests
 
     /// Runs `job` on an app thread (or inline) when one is free; `completion` runs on the loop after it.
-    func execute(_ job: @escaping @Sendable () -> Void, completion: @escaping () -> Void) {
+    func execute(requestLine: String, _ job: @escaping @Sendable () -> Void, completion: @escaping () -> Void) {
         let start = { [self] in
             running += 1
+            // running ≤ threads, so a row is always free here.
+            let row = freeThreadRows.popLast()!
+            scoreboard?.board.requestStarted(scoreboard!.record, thread: row, line: requestLine, now: monotonicMilliseconds())
+            let completion = { [self] in
+                scoreboard?.board.requestFinished(scoreboard!.record, thread: row, now: monotonicMilliseconds())
+                freeThreadRows.append(row)
+                completion()
+            }
             if let pool = threadPool {
                 let bound = NIOLoopBound((scheduler: self, completion: completion), eventLoop: eventLoop)
                 pool.submit { [eventLoop] _ in

@@ -21,6 +21,8 @@ final class UWSGIThreadServer: @unchecked Sendable {
     private let running = Atomic<Int>(0)
     private let draining = Atomic<Bool>(false)
     private let sweepOnStop = Atomic<Bool>(false)
+    /// Hands each thread its index, its row in this worker's scoreboard record.
+    private let nextThreadIndex = Atomic<Int>(0)
 
     private let counter: RequestCounter
 
@@ -45,7 +47,7 @@ final class UWSGIThreadServer: @unchecked Sendable {
             var thread = pthread_t()
             let created = pthread_create(&thread, nil, { raw in
                 let server = Unmanaged<UWSGIThreadServer>.fromOpaque(raw!).takeRetainedValue()
-                server.acceptLoop()
+                server.acceptLoop(thread: server.nextThreadIndex.wrappingAdd(1, ordering: .relaxed).oldValue)
                 return nil
             }, box.toOpaque())
             if created != 0 {
@@ -70,11 +72,11 @@ final class UWSGIThreadServer: @unchecked Sendable {
         _ = write(wakeWrite, &byte, 1)  // never read, so it wakes every thread's poll
     }
 
-    private func acceptLoop() {
+    private func acceptLoop(thread: Int) {
         defer { running.subtract(1, ordering: .releasing) }
         var buffer = ByteBuffer()
         buffer.reserveCapacity(64 * 1024)
-        defer { sweepBacklog(buffer: &buffer) }
+        defer { sweepBacklog(thread: thread, buffer: &buffer) }
         var pollSet = listeners.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
         pollSet.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
         var mustWait = false
@@ -99,7 +101,7 @@ final class UWSGIThreadServer: @unchecked Sendable {
                     }
                     continue
                 }
-                serve(BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), buffer: &buffer)
+                serve(BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), thread: thread, buffer: &buffer)
                 mustWait = false
                 break
             }
@@ -108,19 +110,19 @@ final class UWSGIThreadServer: @unchecked Sendable {
 
     /// When the pool stops, connections the kernel already queued are served, not reset by the close
     /// of the listener. Bounded, since on a TCP socket new connections may keep arriving until then.
-    private func sweepBacklog(buffer: inout ByteBuffer) {
+    private func sweepBacklog(thread: Int, buffer: inout ByteBuffer) {
         guard sweepOnStop.load(ordering: .relaxed) else { return }
         let deadline = monotonicMilliseconds() + BacklogSweep.maxMilliseconds
         for listener in listeners {
             for _ in 0..<BacklogSweep.maxConnections where monotonicMilliseconds() < deadline {
                 let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue))
                 if fd < 0 { break }
-                serve(BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), buffer: &buffer)
+                serve(BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), thread: thread, buffer: &buffer)
             }
         }
     }
 
-    private func serve(_ connection: BlockingConnection, buffer: inout ByteBuffer) {
+    private func serve(_ connection: BlockingConnection, thread: Int, buffer: inout ByteBuffer) {
         defer { connection.close() }
         buffer.clear()
         var parser = UWSGIRequestParser()
@@ -170,7 +172,11 @@ final class UWSGIThreadServer: @unchecked Sendable {
         }
         guard let head else { return }
         let request = Request(vars: head.vars, body: body)
+        let scoreboard = configuration.scoreboard
+        scoreboard?.board.requestStarted(
+            scoreboard!.record, thread: thread, line: request.requestLine, now: monotonicMilliseconds())
         respond(to: request, on: connection, headOnly: request.method == "HEAD")
+        scoreboard?.board.requestFinished(scoreboard!.record, thread: thread, now: monotonicMilliseconds())
         counter.requestServed()
     }
 

@@ -53,6 +53,7 @@ public enum WorkerRuntime {
                 // TERM: the pool is stopping, so serve the backlog too. USR2: only this worker leaves
                 // (recycle, reload, TTOU); the others and its successor serve the shared backlog.
                 stopping = true
+                if let scoreboard = configuration.scoreboard { scoreboard.board.setState(scoreboard.record, .draining) }
                 let sweep = signal == SIGTERM
                 uwsgiServer.stop(sweep: sweep)
                 http?.drain(sweep: sweep)
@@ -76,7 +77,9 @@ public enum WorkerRuntime {
         let gate = SlotGate(threads: configuration.threads)
         let scheduler = try! eventLoop.submit {
             NIOLoopBound(
-                RequestScheduler(eventLoop: eventLoop, threads: configuration.threads, gate: gate, counter: counter),
+                RequestScheduler(
+                    eventLoop: eventLoop, threads: configuration.threads, gate: gate, counter: counter,
+                    scoreboard: configuration.scoreboard),
                 eventLoop: eventLoop)
         }.wait()
         let bootstrap = connectionBootstrap(configuration: configuration, group: group, scheduler: scheduler)
@@ -150,8 +153,13 @@ public enum WorkerRuntime {
     }
 
     static func startupFailed(_ message: String, _ configuration: WorkerConfiguration) -> Never {
+        startupFailed(message, statusFD: configuration.statusFD)
+    }
+
+    /// Ends a worker that cannot start, telling the master why on the status pipe.
+    public static func startupFailed(_ message: String, statusFD: Int32?) -> Never {
         WorkerLog.error(message)
-        if let fd = configuration.statusFD { writeAll(fd, "error: \(message)\n") }
+        if let fd = statusFD { writeAll(fd, "error: \(message)\n") }
         exit(1)
     }
 }

@@ -1,0 +1,104 @@
+import KeelApp
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `--stats`: like uWSGI's stats server, each connection gets one JSON document and is closed.
+/// The master polls it on its tick (it has no event loop), so a reply takes up to 100 ms.
+final class StatsServer {
+    private let socket: ListenSocket
+
+    init(address: ListenAddress) throws(PoolError) {
+        socket = try ListenSocket.bind(address, wire: .http, backlog: 16, chmod: nil, flag: "--stats")
+        let flags = fcntl(socket.fd, F_GETFL)
+        _ = fcntl(socket.fd, F_SETFL, flags | O_NONBLOCK)
+    }
+
+    /// Answers every waiting client with `document()` (built once, only if someone asked).
+    func serve(_ document: () -> String) {
+        var text: String?
+        while true {
+            let client = accept4Blocking(socket.fd)
+            guard client >= 0 else { return }
+            if text == nil { text = document() }
+            // A client that does not read must not stall the master: one second, then give up.
+            var timeout = timeval(tv_sec: 1, tv_usec: 0)
+            setsockopt(client, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            writeAll(client, text!)
+            Glibc.close(client)
+        }
+    }
+
+    func close() { socket.close() }
+
+    /// accept4 with a blocking, close-on-exec client socket (the listener itself is non-blocking).
+    private func accept4Blocking(_ fd: Int32) -> Int32 {
+        let client = accept(fd, nil, nil)
+        if client >= 0 { _ = fcntl(client, F_SETFD, FD_CLOEXEC) }
+        return client
+    }
+}
+
+extension PoolMaster {
+    /// The stats document: the pool, its sockets, and per worker and thread what the scoreboard says.
+    func statsDocument(now: Int64, slots: [WorkerSlot], sockets: [ListenSocket], scoreboard: Scoreboard, generation: Int)
+        -> String
+    {
+        var workers: [String] = []
+        for slot in slots.sorted(by: { ($0.id, $0.generation) < ($1.id, $1.generation) }) {
+            guard let pid = slot.pid else { continue }
+            let status: String
+            switch slot.state {
+            case .starting: status = "starting"
+            case .stopping: status = "stopping"
+            default: status = "idle"
+            }
+            var fields = [
+                "\"id\": \(slot.id)", "\"pid\": \(pid)", "\"generation\": \(slot.generation)",
+                "\"respawns\": \(max(0, slot.spawns - 1))", "\"harakiri_count\": \(slot.harakiriCount)",
+                "\"rss_mib\": \(residentMiB(of: pid).map(String.init) ?? "null")",
+            ]
+            var threads: [String] = []
+            var busy = false
+            if let record = slot.scoreboardSlot {
+                let view = scoreboard.read(record)
+                fields.append("\"requests\": \(view.requests)")
+                let average = view.requests > 0 ? view.busyMicros / view.requests : 0
+                fields.append("\"avg_rt_us\": \(average)")
+                for (index, thread) in view.threads.enumerated() {
+                    if let started = thread.startedAt {
+                        busy = true
+                        threads.append(
+                            "{\"id\": \(index), \"status\": \"busy\", \"request\": \(JSON.quote(thread.requestLine)), "
+                                + "\"running_ms\": \(now - started)}")
+                    } else {
+                        threads.append("{\"id\": \(index), \"status\": \"idle\"}")
+                    }
+                }
+            }
+            fields.append("\"status\": \"\(status == "idle" && busy ? "busy" : status)\"")
+            fields.append("\"threads\": [" + threads.joined(separator: ", ") + "]")
+            workers.append("    {" + fields.joined(separator: ", ") + "}")
+        }
+        let socketList = sockets.map { socket in
+            "{\"name\": \(JSON.quote(socket.address.description)), \"proto\": \"\(socket.wire.rawValue)\", "
+                + "\"queue\": \(socket.acceptQueueLength.map(String.init) ?? "null")}"
+        }
+        return "{\n  \"version\": \"keel-pool\",\n  \"pid\": \(getpid()),\n  \"generation\": \(generation),\n"
+            + "  \"sockets\": [" + socketList.joined(separator: ", ") + "],\n"
+            + "  \"workers\": [\n" + workers.joined(separator: ",\n") + "\n  ]\n}\n"
+    }
+}
+
+extension ListenSocket {
+    /// Connections waiting in a TCP listener's accept queue (TCP_INFO's tcpi_unacked on a listener);
+    /// nil for unix sockets, whose queue Linux does not report this way.
+    var acceptQueueLength: Int? {
+        guard case .tcp = address else { return nil }
+        var info = tcp_info()
+        var length = socklen_t(MemoryLayout<tcp_info>.size)
+        guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0 else { return nil }
+        return Int(info.tcpi_unacked)
+    }
+}

@@ -1,0 +1,164 @@
+import CKeelSys
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Shared memory between the master and its workers (a memfd the master creates and every worker
+/// maps): one record per worker position and one per thread, so the master can see who is busy
+/// with which request since when (harakiri, stats) without asking anyone.
+///
+/// Layout: `capacity` worker records of `workerRecordSize` bytes, each followed by `threads` thread
+/// records. Workers write only their own record; fields are naturally aligned 8-byte words, so a
+/// reader sees whole values (a request line being rewritten may read half old, which stats accept).
+public final class Scoreboard: @unchecked Sendable {
+    public let fd: Int32
+    public let capacity: Int
+    public let threads: Int
+    private let base: UnsafeMutableRawPointer
+    private let size: Int
+
+    static let workerRecordSize = 64
+    static let threadRecordSize = 320
+    static let requestLineBytes = 256
+
+    // Worker record: byte offsets.
+    private static let pidOffset = 0
+    private static let requestsOffset = 8
+    private static let stateOffset = 16
+    private static let busyMicrosOffset = 24
+    // Thread record: byte offsets.
+    private static let startOffset = 0
+    private static let lineLengthOffset = 8
+    private static let lineOffset = 16
+
+    public enum WorkerState: Int64, Sendable {
+        case idle = 0
+        case busy = 1
+        case draining = 2
+    }
+
+    private var recordSize: Int { Self.workerRecordSize + threads * Self.threadRecordSize }
+
+    /// The master's side: a new memfd sized for `capacity` workers of `threads` threads, kept above
+    /// fd `floor` so that no dup2 onto a worker's low fds can overwrite it during a spawn.
+    public static func create(capacity: Int, threads: Int, above floor: Int32) throws(PoolError) -> Scoreboard {
+        let created = keel_memfd_create("keel-pool-scoreboard", 1)  // 1 = MFD_CLOEXEC (hidden by Glibc)
+        guard created >= 0 else { throw .errno("cannot create the scoreboard (memfd_create)", errno) }
+        let fd = moveAbove(created, floor)
+        let size = capacity * (workerRecordSize + threads * threadRecordSize)
+        guard ftruncate(fd, off_t(size)) == 0 else {
+            let code = errno
+            close(fd)
+            throw .errno("cannot size the scoreboard to \(size) bytes", code)
+        }
+        return try map(fd: fd, capacity: capacity, threads: threads)
+    }
+
+    /// A worker's side: maps the inherited memfd.
+    public static func map(fd: Int32, capacity: Int, threads: Int) throws(PoolError) -> Scoreboard {
+        let size = capacity * (workerRecordSize + threads * threadRecordSize)
+        guard let base = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), base != MAP_FAILED else {
+            throw .errno("cannot map the scoreboard", errno)
+        }
+        return Scoreboard(fd: fd, capacity: capacity, threads: threads, base: base, size: size)
+    }
+
+    private init(fd: Int32, capacity: Int, threads: Int, base: UnsafeMutableRawPointer, size: Int) {
+        self.fd = fd
+        self.capacity = capacity
+        self.threads = threads
+        self.base = base
+        self.size = size
+    }
+
+    deinit { munmap(base, size) }
+
+    private func worker(_ index: Int) -> UnsafeMutableRawPointer { base + index * recordSize }
+    private func thread(_ index: Int, _ thread: Int) -> UnsafeMutableRawPointer {
+        worker(index) + Self.workerRecordSize + thread * Self.threadRecordSize
+    }
+
+    private func load(_ pointer: UnsafeMutableRawPointer) -> Int64 {
+        pointer.assumingMemoryBound(to: Int64.self).pointee
+    }
+    private func store(_ pointer: UnsafeMutableRawPointer, _ value: Int64) {
+        pointer.assumingMemoryBound(to: Int64.self).pointee = value
+    }
+
+    // MARK: master
+
+    /// Clears a record for a worker about to be spawned into it.
+    public func reset(_ index: Int) {
+        memset(worker(index), 0, recordSize)
+    }
+
+    public func setPID(_ index: Int, _ pid: Int32) { store(worker(index) + Self.pidOffset, Int64(pid)) }
+
+    // MARK: workers
+
+    /// A thread of worker record `index` starts a request (`line` is what logs will quote).
+    public func requestStarted(_ index: Int, thread slot: Int, line: String, now: Int64) {
+        let record = thread(index, slot % threads)
+        var length = 0
+        line.utf8.withContiguousStorageIfAvailable { bytes in
+            length = min(bytes.count, Self.requestLineBytes)
+            (record + Self.lineOffset).copyMemory(from: bytes.baseAddress!, byteCount: length)
+        } ?? {
+            let bytes = Array(line.utf8.prefix(Self.requestLineBytes))
+            length = bytes.count
+            (record + Self.lineOffset).copyMemory(from: bytes, byteCount: length)
+        }()
+        store(record + Self.lineLengthOffset, Int64(length))
+        store(record + Self.startOffset, now)
+    }
+
+    /// The request of that thread is answered.
+    public func requestFinished(_ index: Int, thread slot: Int, now: Int64) {
+        let record = thread(index, slot % threads)
+        let started = load(record + Self.startOffset)
+        store(record + Self.startOffset, 0)
+        let requests = worker(index) + Self.requestsOffset
+        store(requests, load(requests) + 1)
+        if started > 0 {
+            let busy = worker(index) + Self.busyMicrosOffset
+            store(busy, load(busy) + (now - started) * 1000)
+        }
+    }
+
+    public func setState(_ index: Int, _ state: WorkerState) { store(worker(index) + Self.stateOffset, state.rawValue) }
+
+    // MARK: readers
+
+    public struct ThreadView: Sendable {
+        public var startedAt: Int64?  // monotonic ms, nil when idle
+        public var requestLine: String
+    }
+
+    public struct WorkerView: Sendable {
+        public var pid: Int32
+        public var requests: Int64
+        public var state: WorkerState
+        /// Total time spent answering requests, microseconds (for the average response time).
+        public var busyMicros: Int64
+        public var threads: [ThreadView]
+    }
+
+    public func read(_ index: Int) -> WorkerView {
+        let record = worker(index)
+        let threadViews = (0..<threads).map { slot -> ThreadView in
+            let t = thread(index, slot)
+            let start = load(t + Self.startOffset)
+            let length = max(0, min(Int(load(t + Self.lineLengthOffset)), Self.requestLineBytes))
+            let line = start > 0
+                ? String(decoding: UnsafeRawBufferPointer(start: t + Self.lineOffset, count: length), as: UTF8.self) : ""
+            return ThreadView(startedAt: start > 0 ? start : nil, requestLine: line)
+        }
+        return WorkerView(
+            pid: Int32(truncatingIfNeeded: load(record + Self.pidOffset)),
+            requests: load(record + Self.requestsOffset),
+            state: WorkerState(rawValue: load(record + Self.stateOffset)) ?? .idle,
+            busyMicros: load(record + Self.busyMicrosOffset),
+            threads: threadViews)
+    }
+}

@@ -1,0 +1,111 @@
+import ArgumentParser
+import Foundation
+import KeelPool
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension KeelPoolCommand {
+    /// Reads a `--stats` server and prints the pool as a table (uwsgitop's job, once).
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print a running pool's --stats document as a table (--json for the document itself).")
+
+        @Argument(help: ArgumentHelp("The --stats address of the pool.", valueName: "PATH|HOST:PORT"))
+        var address: String
+
+        @Flag(name: .customLong("json"), help: "Print the JSON document as received.")
+        var json = false
+
+        func run() throws {
+            let parsed: ListenAddress
+            do { parsed = try ListenAddress.parse(address, flag: "stats") } catch { throw ValidationError(error.description) }
+            let text = try Self.fetch(parsed)
+            if json {
+                print(text, terminator: "")
+                return
+            }
+            guard let document = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+                throw ValidationError("\(address) did not answer with a keel-pool stats document")
+            }
+            print(Self.table(document))
+        }
+
+        static func fetch(_ address: ListenAddress) throws -> String {
+            var fd: Int32 = -1
+            var result: Int32 = -1
+            switch address {
+            case .unix(let path):
+                fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+                var addr = sockaddr_un()
+                addr.sun_family = sa_family_t(AF_UNIX)
+                withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+                    let bytes = Array(path.utf8.prefix(raw.count - 1))
+                    raw.copyBytes(from: bytes)
+                    raw[bytes.count] = 0
+                }
+                result = withUnsafePointer(to: &addr) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                    }
+                }
+            case .tcp(let host, let port):
+                var hints = addrinfo()
+                hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+                var info: UnsafeMutablePointer<addrinfo>?
+                guard getaddrinfo(host == "0.0.0.0" ? "127.0.0.1" : host, String(port), &hints, &info) == 0, let info
+                else { throw ValidationError("stats \(address): cannot resolve \(host)") }
+                defer { freeaddrinfo(info) }
+                fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue), 0)
+                result = connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen)
+            }
+            guard fd >= 0, result == 0 else {
+                let message = String(cString: strerror(errno))
+                if fd >= 0 { close(fd) }
+                throw ValidationError("stats \(address): cannot connect (\(message)); is keel-pool running with --stats \(address)?")
+            }
+            defer { close(fd) }
+            var timeout = timeval(tv_sec: 5, tv_usec: 0)
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            var bytes: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while true {
+                let n = read(fd, &buffer, buffer.count)
+                if n <= 0 { break }
+                bytes += buffer[..<n]
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+
+        static func table(_ document: [String: Any]) -> String {
+            var lines = ["keel-pool master pid \(document["pid"] ?? "?"), generation \(document["generation"] ?? 0)"]
+            for socket in document["sockets"] as? [[String: Any]] ?? [] {
+                let queue = (socket["queue"] as? Int).map(String.init) ?? "n/a"
+                lines.append("socket \(socket["name"] ?? "?") (\(socket["proto"] ?? "?")), listen queue \(queue)")
+            }
+            let header = ["WID", "PID", "GEN", "STATUS", "REQUESTS", "RESPAWNS", "HARAKIRI", "RSS MiB", "AVG ms", "CURRENT"]
+            var rows = [header]
+            for worker in document["workers"] as? [[String: Any]] ?? [] {
+                let current = (worker["threads"] as? [[String: Any]] ?? []).compactMap { thread -> String? in
+                    guard let request = thread["request"] as? String else { return nil }
+                    return "\(request) (\(thread["running_ms"] ?? 0) ms)"
+                }.joined(separator: "; ")
+                let average = (worker["avg_rt_us"] as? Int).map { String(format: "%.2f", Double($0) / 1000) } ?? "-"
+                rows.append([
+                    "\(worker["id"] ?? "")", "\(worker["pid"] ?? "")", "\(worker["generation"] ?? "")",
+                    "\(worker["status"] ?? "")", "\(worker["requests"] ?? 0)", "\(worker["respawns"] ?? 0)",
+                    "\(worker["harakiri_count"] ?? 0)", (worker["rss_mib"] as? Int).map(String.init) ?? "-", average,
+                    current,
+                ])
+            }
+            let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+            for row in rows {
+                lines.append(
+                    row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                        .joined(separator: "  ").trimmingCharacters(in: .whitespaces))
+            }
+            return lines.joined(separator: "\n")
+        }
+    }
+}
