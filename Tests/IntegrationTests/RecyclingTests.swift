@@ -15,9 +15,12 @@ struct RecyclingTests {
     static func count(_ text: String, in log: String) -> Int { log.components(separatedBy: text).count - 1 }
 
     @Test func maxRequestsWithJitterRecyclesWithoutAFailure() throws {
+        let statsDirectory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: statsDirectory) }
+        let stats = statsDirectory + "/stats.sock"
         let pool = try PoolUnderTest(
             http: false, uwsgi: true,
-            ["--app", "hello", "--processes", "2", "--max-requests", "50", "--max-requests-jitter", "10"])
+            ["--app", "hello", "--processes", "2", "--max-requests", "50", "--max-requests-jitter", "10", "--stats", stats])
         let load = LoadClient(threads: 4, total: 3000, seconds: 60, Self.uwsgiHello(pool.socketPath!))
         load.wait()
         #expect(load.failures.isEmpty, "\(load.failures.count) failures, first: \(load.failures.first ?? "")")
@@ -29,8 +32,12 @@ struct RecyclingTests {
         ) {
             Self.count("reached --max-requests: recycling", in: pool.log) >= 40
         }
-        // 3,000 requests at 50…60 per worker: between 50 and 60 recycles.
+        // 3,000 requests at 50…60 per worker: between 50 and 60 recycles, which stats count as respawns.
         #expect(Self.count("reached --max-requests: recycling", in: pool.log) <= 60)
+        try Harness.waitUntil("stats to show the respawns") {
+            let document = try JSONSerialization.jsonObject(with: Data(try UWSGIStatsReader.read(unixPath: stats).utf8))
+            return ((document as? [String: Any])?["respawns"] as? Int ?? 0) >= 40
+        }
         #expect(pool.workers.count == 2)
         try pool.stop()
     }
@@ -49,8 +56,8 @@ struct RecyclingTests {
     @Test func hupEverySecondDuringLoadDropsNothingAndReplacesWorkers() throws {
         let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello", "--processes", "2", "--threads", "2"])
         let before = Set(pool.workers)
-        let load = LoadClient(threads: 4, total: 1_000_000, seconds: 7, Self.uwsgiHello(pool.socketPath!))
-        for _ in 0..<5 {
+        let load = LoadClient(threads: 4, total: 1_000_000, seconds: 12, Self.uwsgiHello(pool.socketPath!))
+        for _ in 0..<10 {
             Thread.sleep(forTimeInterval: 1)  // the test's own pacing of signals, not synchronisation
             kill(pool.process.pid, SIGHUP)
         }
@@ -59,10 +66,10 @@ struct RecyclingTests {
         #expect(load.failures.isEmpty, "\(load.failures.count) failures, first: \(load.failures.first ?? "")")
         #expect(load.succeeded > 100)
         try Harness.waitUntil("two workers of the last generation") {
-            pool.workers.count == 2 && Self.count("ready\n", in: pool.log) >= 12
+            pool.workers.count == 2 && Self.count("ready\n", in: pool.log) >= 22
         }
         #expect(Set(pool.workers).isDisjoint(with: before))
-        #expect(Self.count("HUP: graceful reload", in: pool.log) == 5)
+        #expect(Self.count("HUP: graceful reload", in: pool.log) == 10)
         try pool.stop()
     }
 

@@ -28,6 +28,9 @@ public final class PoolMaster {
     private var generation = 0
     /// How many workers the pool keeps (`--processes`, changed by TTIN/TTOU).
     private var targetProcesses: Int
+    /// Spawns per worker id beyond its first: survives recycling, which replaces the slot itself.
+    private var respawnsByID: [Int: Int] = [:]
+    private var spawnedIDs: Set<Int> = []
 
     public init(configuration: PoolConfiguration) {
         self.configuration = configuration
@@ -68,7 +71,9 @@ public final class PoolMaster {
             readStatusPipes(now: now)
             killStuckRequests(now: now)
             statsServer?.serve {
-                statsDocument(now: now, slots: slots, sockets: sockets, scoreboard: scoreboard, generation: generation)
+                statsDocument(
+                    now: now, slots: slots, sockets: sockets, scoreboard: scoreboard, generation: generation,
+                    respawns: respawnsByID)
             }
             if now - lastHealthCheck >= 1000 {
                 lastHealthCheck = now
@@ -197,6 +202,8 @@ public final class PoolMaster {
                 scoreboard.reset(record)
                 let spawned = try spawner.spawn(workerID: slots[index].id, scoreboardSlot: record)
                 scoreboard.setPID(record, spawned.pid)
+                let id = slots[index].id
+                if !spawnedIDs.insert(id).inserted { respawnsByID[id, default: 0] += 1 }
                 slots[index].spawned(pid: spawned.pid, now: now)
                 slots[index].scoreboardSlot = record
                 slots[index].statusFD = spawned.statusFD

@@ -42,9 +42,10 @@ final class StatsServer {
 
 extension PoolMaster {
     /// The stats document: the pool, its sockets, and per worker and thread what the scoreboard says.
-    func statsDocument(now: Int64, slots: [WorkerSlot], sockets: [ListenSocket], scoreboard: Scoreboard, generation: Int)
-        -> String
-    {
+    func statsDocument(
+        now: Int64, slots: [WorkerSlot], sockets: [ListenSocket], scoreboard: Scoreboard, generation: Int,
+        respawns: [Int: Int]
+    ) -> String {
         var workers: [String] = []
         for slot in slots.sorted(by: { ($0.id, $0.generation) < ($1.id, $1.generation) }) {
             guard let pid = slot.pid else { continue }
@@ -56,7 +57,7 @@ extension PoolMaster {
             }
             var fields = [
                 "\"id\": \(slot.id)", "\"pid\": \(pid)", "\"generation\": \(slot.generation)",
-                "\"respawns\": \(max(0, slot.spawns - 1))", "\"harakiri_count\": \(slot.harakiriCount)",
+                "\"respawns\": \(respawns[slot.id] ?? 0)", "\"harakiri_count\": \(slot.harakiriCount)",
                 "\"rss_mib\": \(residentMiB(of: pid).map(String.init) ?? "null")",
             ]
             var threads: [String] = []
@@ -66,6 +67,7 @@ extension PoolMaster {
                 fields.append("\"requests\": \(view.requests)")
                 let average = view.requests > 0 ? view.busyMicros / view.requests : 0
                 fields.append("\"avg_rt_us\": \(average)")
+                fields.append("\"last_heartbeat_ms\": \(view.heartbeat > 0 ? String(now - view.heartbeat) : "null")")
                 for (index, thread) in view.threads.enumerated() {
                     if let started = thread.startedAt {
                         busy = true
@@ -86,6 +88,7 @@ extension PoolMaster {
                 + "\"queue\": \(socket.acceptQueueLength.map(String.init) ?? "null")}"
         }
         return "{\n  \"version\": \"keel-pool\",\n  \"pid\": \(getpid()),\n  \"generation\": \(generation),\n"
+            + "  \"respawns\": \(respawns.values.reduce(0, +)),\n"
             + "  \"sockets\": [" + socketList.joined(separator: ", ") + "],\n"
             + "  \"workers\": [\n" + workers.joined(separator: ",\n") + "\n  ]\n}\n"
     }

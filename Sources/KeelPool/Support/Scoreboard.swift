@@ -27,6 +27,7 @@ public final class Scoreboard: @unchecked Sendable {
     private static let requestsOffset = 8
     private static let stateOffset = 16
     private static let busyMicrosOffset = 24
+    private static let heartbeatOffset = 32
     // Thread record: byte offsets.
     private static let startOffset = 0
     private static let lineLengthOffset = 8
@@ -128,6 +129,9 @@ public final class Scoreboard: @unchecked Sendable {
 
     public func setState(_ index: Int, _ state: WorkerState) { store(worker(index) + Self.stateOffset, state.rawValue) }
 
+    /// The worker's main thread is alive (written every second).
+    public func heartbeat(_ index: Int, now: Int64) { store(worker(index) + Self.heartbeatOffset, now) }
+
     // MARK: readers
 
     public struct ThreadView: Sendable {
@@ -141,6 +145,8 @@ public final class Scoreboard: @unchecked Sendable {
         public var state: WorkerState
         /// Total time spent answering requests, microseconds (for the average response time).
         public var busyMicros: Int64
+        /// Monotonic ms of the last heartbeat (0 = none yet).
+        public var heartbeat: Int64
         public var threads: [ThreadView]
     }
 
@@ -159,6 +165,7 @@ public final class Scoreboard: @unchecked Sendable {
             requests: load(record + Self.requestsOffset),
             state: WorkerState(rawValue: load(record + Self.stateOffset)) ?? .idle,
             busyMicros: load(record + Self.busyMicrosOffset),
+            heartbeat: load(record + Self.heartbeatOffset),
             threads: threadViews)
     }
 }

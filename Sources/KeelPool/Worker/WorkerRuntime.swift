@@ -47,7 +47,10 @@ public enum WorkerRuntime {
 
         var stopping = false
         while true {
-            let signal = signals.wait(timeoutMilliseconds: stopping ? 50 : nil)
+            if let scoreboard = configuration.scoreboard {
+                scoreboard.board.heartbeat(scoreboard.record, now: monotonicMilliseconds())
+            }
+            let signal = signals.wait(timeoutMilliseconds: stopping ? 50 : 1000)
             switch signal {
             case SIGTERM where !stopping, SIGUSR2 where !stopping:
                 // TERM: the pool is stopping, so serve the backlog too. USR2: only this worker leaves
