@@ -13,7 +13,7 @@ struct KeelPoolCommand: ParsableCommand {
         abstract: "Keel's application server: a master supervising worker processes × threads, speaking uwsgi and HTTP.",
         discussion: """
             Signals: TERM = graceful shutdown (in-flight requests finish), INT/QUIT = immediate shutdown,
-            HUP = graceful reload (new workers first), TTIN/TTOU = one worker more/fewer.
+            HUP = graceful reload (new workers first), TTIN/TTOU = one worker more/fewer, USR1 = reopen --logto.
             Examples:
               keel-pool --http-socket 127.0.0.1:8000 --app hello
               keel-pool --socket /run/app.sock --chmod-socket 660 --processes 4 --threads 2 --app env
@@ -86,6 +86,7 @@ struct KeelPoolCommand: ParsableCommand {
                 limitPost: options.limitPost, socketTimeout: options.socketTimeout, statusFD: statusFD,
                 masterPID: masterPID)
             configuration.maxRequests = options.jitteredMaxRequests
+            configuration.logTo = options.logTo
             if let scoreboard {
                 let parts = scoreboard.split(separator: ":").compactMap { Int($0) }
                 guard parts.count == 3 else { throw ValidationError("--scoreboard \(scoreboard): expected FD:RECORD:CAPACITY") }

@@ -107,6 +107,12 @@ struct PoolOptions: ParsableArguments {
             valueName: "PATH|HOST:PORT"))
     var stats: String?
 
+    @Option(
+        name: .customLong("logto"),
+        help: ArgumentHelp("Append the master's and workers' logs to FILE (USR1 reopens it, for logrotate).",
+            valueName: "FILE"))
+    var logTo: String?
+
     @Flag(name: .customLong("master"), help: "Accepted for uWSGI compatibility: keel-pool always runs a master.")
     var master = false
 
@@ -164,6 +170,7 @@ struct PoolOptions: ParsableArguments {
                 workerArguments: workerArguments)
             configuration.maxWorkerLifetime = maxWorkerLifetime
             configuration.harakiri = harakiri
+            configuration.logTo = logTo
             configuration.stats = try stats.map { try ListenAddress.parse($0, flag: "--stats") }
             if let stats = configuration.stats, all.contains(stats) {
                 throw ValidationError("--stats \(stats) is also a serving socket; give the stats server its own address")

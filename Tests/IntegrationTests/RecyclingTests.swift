@@ -114,3 +114,32 @@ struct RecyclingTests {
         try pool.stop()
     }
 }
+
+@Suite("--logto and USR1", .timeLimit(.minutes(1)))
+struct LogReopenTests {
+    @Test func usr1ReopensTheLogFileAfterItWasMoved() throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = directory + "/pool.log"
+        let socket = directory + "/app.sock"
+        let process = try ManagedProcess(
+            Harness.keelPoolPath, ["--app", "hello", "--socket", socket, "--logto", log], logPath: directory + "/out")
+        try Harness.waitUntil("the worker to be ready") {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains(") ready")
+        }
+        try FileManager.default.moveItem(atPath: log, toPath: log + ".1")  // what logrotate does
+        kill(process.pid, SIGUSR1)
+        try Harness.waitUntil("the master's line in the new file") {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("USR1: reopened \(log)")
+        }
+        // A worker line (an HTTP request on the uwsgi socket is logged by the worker) lands in the new file too.
+        try Harness.waitUntil("a worker line in the new file") {
+            let probe = try TestSocket(unixPath: socket)
+            try probe.write("GET / HTTP/1.1\r\n\r\n")
+            _ = try probe.readToEOF()
+            return ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("worker 1: error: an HTTP request")
+        }
+        #expect(try String(contentsOfFile: log + ".1", encoding: .utf8).contains(") ready"))
+        #expect(try process.stop() == 0)
+    }
+}

@@ -41,6 +41,7 @@ public final class PoolMaster {
     public func run() -> Int32 {
         SignalSet.masterSignals.block()
         do {
+            if let path = configuration.logTo { try LogFile.redirect(to: path) }
             try bindSockets()
             // Room for every worker twice over: a reload or a recycle briefly runs old and new side by side.
             scoreboard = try Scoreboard.create(
@@ -113,6 +114,14 @@ public final class PoolMaster {
             beginStopping(graceful: false)
         case SIGHUP:
             reload()
+        case SIGUSR1:
+            guard let path = configuration.logTo else {
+                MasterLog.info("USR1: no --logto file to reopen (logs go to the inherited stderr)")
+                return
+            }
+            LogFile.reopen(path) { MasterLog.error($0) }
+            MasterLog.info("USR1: reopened \(path)")
+            killAll(SIGUSR1)
         case SIGTTIN:
             guard case .running = phase else { return }
             guard targetProcesses < scoreboard.capacity / 2 else {

@@ -31,6 +31,8 @@ public struct WorkerConfiguration: Sendable {
     public var masterPID: Int32?
     /// Requests after which this worker recycles itself (0 = never); jitter already added.
     public var maxRequests: Int = 0
+    /// `--logto`: reopened on USR1 (the master forwards the signal after reopening its own).
+    public var logTo: String?
     /// The pool's shared scoreboard and this worker's record in it (nil when run without a master).
     public var scoreboard: (board: Scoreboard, record: Int)?
 

@@ -62,8 +62,10 @@ public enum WorkerRuntime {
                 http?.drain(sweep: sweep)
             case SIGINT, SIGQUIT:
                 exit(0)
+            case SIGUSR1:
+                if let path = configuration.logTo { LogFile.reopen(path) { WorkerLog.error($0) } }
             default:
-                break  // HUP and USR1 are the master's business
+                break  // HUP and the rest are the master's business
             }
             if stopping && uwsgiServer.isStopped && (http?.isDrained ?? true) {
                 exit(0)
