@@ -142,6 +142,19 @@ struct PoolOptions: ParsableArguments {
         ] where value < 0 {
             throw ValidationError("\(flag) \(value): give 0 (off) or a positive number")
         }
+        // Bounds that keep the master's millisecond arithmetic far from overflow: ten years, a trillion requests.
+        let tenYears = 315_360_000
+        for (flag, value) in [
+            ("--harakiri", harakiri), ("--max-worker-lifetime", maxWorkerLifetime),
+            ("--graceful-timeout", gracefulTimeout), ("--socket-timeout", socketTimeout),
+        ] where value > tenYears {
+            throw ValidationError("\(flag) \(value): at most \(tenYears) seconds (ten years)")
+        }
+        for (flag, value) in [("--max-requests", maxRequests), ("--max-requests-jitter", maxRequestsJitter)]
+        where value > 1_000_000_000_000 {
+            throw ValidationError("\(flag) \(value): at most 1000000000000")
+        }
+        guard reloadOnRSS <= 1 << 30 else { throw ValidationError("--reload-on-rss \(reloadOnRSS): at most \(1 << 30) MB") }
         if maxRequestsJitter > 0 && maxRequests == 0 {
             throw ValidationError("--max-requests-jitter needs --max-requests: the jitter is added to it")
         }

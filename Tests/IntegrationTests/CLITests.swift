@@ -23,6 +23,9 @@ struct CLITests {
         (["--app", "hello", "--chmod-socket", "999", "--socket", "/tmp/x.sock"], "--chmod-socket 999"),
         (["--app", "hello", "--socket", "/nonexistent-dir/app.sock"], "directory /nonexistent-dir does not exist"),
         (["--app", "hello", "--processes", "many", "--http-socket", ":1"], "many"),
+        (["--app", "hello", "--harakiri", "10000000000000000", "--http-socket", ":1"], "--harakiri 10000000000000000: at most"),
+        (["--app", "hello", "--graceful-timeout", "99999999999", "--http-socket", ":1"], "--graceful-timeout 99999999999: at most"),
+        (["--app", "hello", "--max-requests-jitter", "5", "--http-socket", ":1"], "--max-requests-jitter needs --max-requests"),
     ])
     func badFlagsAreExplained(arguments: [String], message: String) throws {
         let (code, output) = try Self.run(arguments)

@@ -38,6 +38,19 @@ struct UWSGISocketTests {
         try pool.stop()
     }
 
+    @Test func hugeDeclaredBodyWithNoLimitIs413AndTheWorkerLives() throws {
+        // --limit-post 0 means no configured limit; a buffered body still cannot pass 4 GiB.
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "echo", "--limit-post", "0"])
+        let vars = UWSGIClient.vars(method: "POST", uri: "/", contentLength: 5_000_000_000)
+        let reply = try UWSGIClient.parse(try UWSGIClient.exchange(path: pool.socketPath!, vars: vars, body: [1, 2, 3]))
+        #expect(reply.status == 413)
+        let before = pool.workers
+        let after = try UWSGIClient.parse(try UWSGIClient.exchange(path: pool.socketPath!, vars: UWSGIClient.vars(uri: "/")))
+        #expect(after.status == 200)
+        #expect(pool.workers == before, "the worker must not have crashed and been respawned")
+        try pool.stop()
+    }
+
     @Test func httpClientOnUWSGISocketIsToldSoAndLogged() throws {
         let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello"])
         let socket = try TestSocket(unixPath: pool.socketPath!)

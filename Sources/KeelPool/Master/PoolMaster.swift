@@ -121,7 +121,7 @@ public final class PoolMaster {
             }
             LogFile.reopen(path) { MasterLog.error($0) }
             MasterLog.info("USR1: reopened \(path)")
-            killAll(SIGUSR1)
+            killAll(SIGHUP)  // workers take HUP as "reopen logs" (see SignalSet.workerSignals)
         case SIGTTIN:
             guard case .running = phase else { return }
             guard targetProcesses < scoreboard.capacity / 2 else {

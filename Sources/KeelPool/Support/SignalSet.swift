@@ -11,7 +11,9 @@ struct SignalSet {
         for signal in signals { sigaddset(&self.signals, signal) }
     }
 
-    static let workerSignals = SignalSet([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU])
+    /// No SIGUSR1: Swift's crash backtracer uses it to pause threads, and a worker waiting for it would
+    /// swallow it and freeze for half a minute on a crash. The master reaches workers with HUP instead.
+    static let workerSignals = SignalSet([SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR2, SIGTTIN, SIGTTOU])
     static let masterSignals = SignalSet([
         SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2, SIGTTIN, SIGTTOU, SIGPIPE,
     ])

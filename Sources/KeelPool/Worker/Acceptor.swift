@@ -74,9 +74,7 @@ final class Acceptor: @unchecked Sendable {
                 let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
                 if fd < 0 {
                     // Another worker won the race (EAGAIN), or the client gave up already.
-                    if errno == EMFILE || errno == ENFILE {
-                        WorkerLog.error("accept: \(SystemError.message(errno)); raise the open files limit (ulimit -n)")
-                    }
+                    if errno == EMFILE || errno == ENFILE { AcceptBackoff.outOfDescriptors(errno) }
                     continue
                 }
                 gate.take()
@@ -96,5 +94,19 @@ final class Acceptor: @unchecked Sendable {
             close(listener.fd)
         }
         onStopped?()
+    }
+}
+
+/// Out of file descriptors, the listener stays readable: pause instead of spinning, and say so once a second.
+enum AcceptBackoff {
+    nonisolated(unsafe) private static var lastLog: Int64 = 0
+
+    static func outOfDescriptors(_ code: Int32) {
+        let now = monotonicMilliseconds()
+        if now - lastLog >= 1000 {
+            lastLog = now
+            WorkerLog.error("accept: \(SystemError.message(code)); raise the open files limit (ulimit -n). Pausing accepts")
+        }
+        usleep(100_000)
     }
 }

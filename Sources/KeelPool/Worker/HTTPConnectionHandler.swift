@@ -43,7 +43,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        giveSlot()
+        // A request still in the app keeps its slot until it ends (endResponse gives it back).
+        if case .running = state {} else { giveSlot() }
         self.context = nil
         scheduler.connectionClosed(self)
         context.fireChannelInactive()
@@ -64,7 +65,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
                 scheduler.takeSlot()
             }
             let declared = head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
-            if configuration.limitPost > 0 && declared > configuration.limitPost {
+            if declared > configuration.effectiveBodyLimit {
                 state = .discarding
                 respondWithError(head: head, status: .payloadTooLarge, close: true)
                 return
@@ -76,7 +77,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
             state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
         case (.body(var chunk), .receiving(let head, var body)):
             state = .idle  // drop the reference so the append below does not copy
-            if configuration.limitPost > 0 && body.readableBytes + chunk.readableBytes > configuration.limitPost {
+            if body.readableBytes + chunk.readableBytes > configuration.effectiveBodyLimit {
                 state = .discarding
                 respondWithError(head: head, status: .payloadTooLarge, close: true)
                 return
@@ -106,7 +107,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
 
     private func respondWithError(head: HTTPRequestHead, status: HTTPResponseStatus, close: Bool) {
         let message = status == .payloadTooLarge
-            ? "Request body is over --limit-post \(configuration.limitPost) bytes\n" : "\(status.reasonPhrase)\n"
+            ? "Request body is over the limit of \(configuration.effectiveBodyLimit) bytes (--limit-post)\n"
+            : "\(status.reasonPhrase)\n"
         if status == .payloadTooLarge { WorkerLog.error("\(head.method) \(head.uri): \(message.dropLast()): 413") }
         writeErrorAndClose(to: head, status: Int(status.code), message)
     }
@@ -151,6 +153,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
     /// first request served, with `Connection: close`, or is closed by --socket-timeout.
     func drain() {
         draining = true
+        // The response under way says so, so the client does not pipeline more on this connection.
+        keepAlive = false
         if case .idle = state, servedRequests > 0 { context?.close(promise: nil) }
     }
 

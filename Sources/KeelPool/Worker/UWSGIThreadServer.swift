@@ -96,9 +96,7 @@ final class UWSGIThreadServer: @unchecked Sendable {
                 // Non-blocking listener: losing the race to another thread or worker is EAGAIN, not a hang.
                 let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue))
                 if fd < 0 {
-                    if errno == EMFILE || errno == ENFILE {
-                        WorkerLog.error("accept: \(SystemError.message(errno)); raise the open files limit (ulimit -n)")
-                    }
+                    if errno == EMFILE || errno == ENFILE { AcceptBackoff.outOfDescriptors(errno) }
                     continue
                 }
                 serve(BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), thread: thread, buffer: &buffer)
@@ -133,14 +131,16 @@ final class UWSGIThreadServer: @unchecked Sendable {
                 while let event = try parser.next(&buffer) {
                     switch event {
                     case .head(let h):
-                        if configuration.limitPost > 0 && h.contentLength > configuration.limitPost {
+                        if h.contentLength > configuration.effectiveBodyLimit {
                             WorkerLog.error(
-                                "request body of \(h.contentLength) bytes is over --limit-post \(configuration.limitPost): 413")
+                                "request body of \(h.contentLength) bytes is over the limit of "
+                                    + "\(configuration.effectiveBodyLimit) (--limit-post): 413")
                             respondWithError(connection, status: 413, "Request Entity Too Large\n")
                             return
                         }
                         head = h
-                        if h.contentLength > 0 { body.reserveCapacity(h.contentLength) }
+                        // Reserve a first megabyte at most: a declared length is a claim, not memory to hand out.
+                        if h.contentLength > 0 { body.reserveCapacity(min(h.contentLength, 1 << 20)) }
                     case .body(var chunk):
                         body.writeBuffer(&chunk)
                     case .end:

@@ -23,6 +23,11 @@ public struct WorkerConfiguration: Sendable {
     public var handler: any Handler
     /// Largest request body accepted, in bytes; 0 = no limit (uWSGI's --limit-post).
     public var limitPost: Int
+    /// The limit actually enforced: bodies are buffered, and a buffer holds at most 4 GiB − 1.
+    public var effectiveBodyLimit: Int {
+        let bufferLimit = Int(UInt32.max) - 1
+        return limitPost > 0 ? min(limitPost, bufferLimit) : bufferLimit
+    }
     /// Seconds a connection may stay silent while a request is expected (uWSGI's --socket-timeout).
     public var socketTimeout: Int
     /// Write end of the pipe on which the worker tells the master "ready" or its startup error.

@@ -17,6 +17,7 @@ public enum WorkerRuntime {
         // Signals are taken synchronously by the main thread; block them before any thread exists.
         let signals = SignalSet.workerSignals
         signals.block()
+        signal(SIGUSR1, SIG_IGN)  // not ours (see SignalSet.workerSignals); ignored rather than fatal
         if let masterPID = configuration.masterPID {
             _ = keel_set_parent_death_signal(SIGTERM)
             if getppid() != masterPID { startupFailed("the master (pid \(masterPID)) is gone", configuration) }
@@ -62,10 +63,11 @@ public enum WorkerRuntime {
                 http?.drain(sweep: sweep)
             case SIGINT, SIGQUIT:
                 exit(0)
-            case SIGUSR1:
+            case SIGHUP:
+                // The master's USR1 ("reopen logs"), forwarded as HUP (see SignalSet.workerSignals).
                 if let path = configuration.logTo { LogFile.reopen(path) { WorkerLog.error($0) } }
             default:
-                break  // HUP and the rest are the master's business
+                break
             }
             if stopping && uwsgiServer.isStopped && (http?.isDrained ?? true) {
                 exit(0)
