@@ -89,9 +89,11 @@ struct KeelPoolCommand: ParsableCommand {
             configuration.logTo = options.logTo
             if let scoreboard {
                 let parts = scoreboard.split(separator: ":").compactMap { Int($0) }
-                guard parts.count == 3 else { throw ValidationError("--scoreboard \(scoreboard): expected FD:RECORD:CAPACITY") }
+                guard parts.count == 4 else {
+                    throw ValidationError("--scoreboard \(scoreboard): expected FD:RECORD:CAPACITY:ROWS")
+                }
                 do {
-                    let board = try Scoreboard.map(fd: Int32(parts[0]), capacity: parts[2], threads: options.threads)
+                    let board = try Scoreboard.map(fd: Int32(parts[0]), capacity: parts[2], threads: parts[3])
                     configuration.scoreboard = (board, parts[1])
                 } catch {
                     throw ValidationError(error.description)

@@ -35,6 +35,27 @@ struct HarakiriAndStatsTests {
         try pool.stop()
     }
 
+    @Test func harakiriSeesHTTPRequestsWhileUWSGITrafficFlows() throws {
+        // Both protocols in one worker: their threads have separate scoreboard rows.
+        let pool = try PoolUnderTest(http: true, uwsgi: true, ["--app", "sleep", "--threads", "2", "--harakiri", "1"])
+        let port = pool.httpPort!
+        let start = Date()
+        let done = DispatchSemaphore(value: 0)
+        let result = ResultBox()
+        Thread {
+            result.set((try? HTTPClient.get(port: port, "/held?ms=6000"))?.status ?? -1)
+            done.signal()
+        }.start()
+        let load = LoadClient(threads: 1, total: 1_000_000, seconds: 2.5, RecyclingTests.uwsgiHello(pool.socketPath!))
+        #expect(done.wait(timeout: .now() + 10) == .success)
+        #expect(result.value == -1, "the killed worker's HTTP client sees the connection close")
+        #expect(Date().timeIntervalSince(start) < 4)
+        load.stop()
+        load.wait()
+        try Harness.waitUntil("the HARAKIRI line") { pool.log.contains("ran \"GET /held?ms=6000 HTTP/1.1\" for") }
+        try pool.stop()
+    }
+
     @Test func statsServesTheStateAndTheCLIPrintsATable() throws {
         let directory = try Harness.makeTempDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

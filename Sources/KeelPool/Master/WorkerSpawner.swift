@@ -34,7 +34,7 @@ struct WorkerSpawner {
         var arguments = baseArguments
         arguments += ["--worker-id", String(workerID), "--status-fd", String(statusChildFD), "--master-pid", String(getpid())]
         arguments += [
-            "--scoreboard", "\(scoreboardChildFD):\(scoreboardSlot):\(scoreboard.capacity)",
+            "--scoreboard", "\(scoreboardChildFD):\(scoreboardSlot):\(scoreboard.capacity):\(scoreboard.threads)",
         ]
         for (index, listener) in listeners.enumerated() {
             arguments += ["--listener-fd", "\(listener.wire.rawValue):\(3 + index)"]

@@ -9,8 +9,10 @@ import Glibc
 /// with which request since when (harakiri, stats) without asking anyone.
 ///
 /// Layout: `capacity` worker records of `workerRecordSize` bytes, each followed by `threads` thread
-/// records. Workers write only their own record; fields are naturally aligned 8-byte words, so a
-/// reader sees whole values (a request line being rewritten may read half old, which stats accept).
+/// rows. Each row has one writer at a time (a uwsgi thread owns its row; HTTP rows are written by the
+/// event loop), and counters live in the rows, summed by readers, so no write needs an atomic
+/// read-modify-write. Fields are aligned 8-byte words, so a reader sees whole values (a request line
+/// being rewritten may read half old, which stats accept).
 public final class Scoreboard: @unchecked Sendable {
     public let fd: Int32
     public let capacity: Int
@@ -19,19 +21,19 @@ public final class Scoreboard: @unchecked Sendable {
     private let size: Int
 
     static let workerRecordSize = 64
-    static let threadRecordSize = 320
+    static let threadRecordSize = 32 + 256
     static let requestLineBytes = 256
 
     // Worker record: byte offsets.
     private static let pidOffset = 0
-    private static let requestsOffset = 8
     private static let stateOffset = 16
-    private static let busyMicrosOffset = 24
     private static let heartbeatOffset = 32
-    // Thread record: byte offsets.
+    // Thread row: byte offsets.
     private static let startOffset = 0
     private static let lineLengthOffset = 8
-    private static let lineOffset = 16
+    private static let requestsOffset = 16
+    private static let busyMicrosOffset = 24
+    private static let lineOffset = 32
 
     public enum WorkerState: Int64, Sendable {
         case idle = 0
@@ -119,11 +121,9 @@ public final class Scoreboard: @unchecked Sendable {
         let record = thread(index, slot % threads)
         let started = load(record + Self.startOffset)
         store(record + Self.startOffset, 0)
-        let requests = worker(index) + Self.requestsOffset
-        store(requests, load(requests) + 1)
+        store(record + Self.requestsOffset, load(record + Self.requestsOffset) + 1)
         if started > 0 {
-            let busy = worker(index) + Self.busyMicrosOffset
-            store(busy, load(busy) + (now - started) * 1000)
+            store(record + Self.busyMicrosOffset, load(record + Self.busyMicrosOffset) + (now - started) * 1000)
         }
     }
 
@@ -152,9 +152,13 @@ public final class Scoreboard: @unchecked Sendable {
 
     public func read(_ index: Int) -> WorkerView {
         let record = worker(index)
+        var requests: Int64 = 0
+        var busyMicros: Int64 = 0
         let threadViews = (0..<threads).map { slot -> ThreadView in
             let t = thread(index, slot)
             let start = load(t + Self.startOffset)
+            requests += load(t + Self.requestsOffset)
+            busyMicros += load(t + Self.busyMicrosOffset)
             let length = max(0, min(Int(load(t + Self.lineLengthOffset)), Self.requestLineBytes))
             let line = start > 0
                 ? String(decoding: UnsafeRawBufferPointer(start: t + Self.lineOffset, count: length), as: UTF8.self) : ""
@@ -162,9 +166,9 @@ public final class Scoreboard: @unchecked Sendable {
         }
         return WorkerView(
             pid: Int32(truncatingIfNeeded: load(record + Self.pidOffset)),
-            requests: load(record + Self.requestsOffset),
+            requests: requests,
             state: WorkerState(rawValue: load(record + Self.stateOffset)) ?? .idle,
-            busyMicros: load(record + Self.busyMicrosOffset),
+            busyMicros: busyMicros,
             heartbeat: load(record + Self.heartbeatOffset),
             threads: threadViews)
     }

@@ -24,16 +24,18 @@ final class RequestScheduler {
 
     private let counter: RequestCounter
 
+    /// `firstRow`: this scheduler's rows in the worker's scoreboard record start there (after the uwsgi
+    /// threads' rows when the worker serves both protocols).
     init(
         eventLoop: any EventLoop, threads: Int, gate: SlotGate, counter: RequestCounter,
-        scoreboard: (board: Scoreboard, record: Int)?
+        scoreboard: (board: Scoreboard, record: Int)?, firstRow: Int
     ) {
         self.eventLoop = eventLoop
         self.threads = threads
         self.gate = gate
         self.counter = counter
         self.scoreboard = scoreboard
-        self.freeThreadRows = Array((0..<threads).reversed())
+        self.freeThreadRows = Array((firstRow..<firstRow + threads).reversed())
         if threads > 1 {
             let pool = NIOThreadPool(numberOfThreads: threads)
             pool.start()

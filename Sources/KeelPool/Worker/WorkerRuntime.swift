@@ -86,7 +86,8 @@ public enum WorkerRuntime {
             NIOLoopBound(
                 RequestScheduler(
                     eventLoop: eventLoop, threads: configuration.threads, gate: gate, counter: counter,
-                    scoreboard: configuration.scoreboard),
+                    scoreboard: configuration.scoreboard,
+                    firstRow: configuration.listeners.contains { $0.proto == .uwsgi } ? configuration.threads : 0),
                 eventLoop: eventLoop)
         }.wait()
         let bootstrap = connectionBootstrap(configuration: configuration, group: group, scheduler: scheduler)
