@@ -143,3 +143,26 @@ struct LogReopenTests {
         #expect(try process.stop() == 0)
     }
 }
+
+@Suite("reload edge cases", .timeLimit(.minutes(1)))
+struct ReloadEdgeCaseTests {
+    @Test func rapidHUPsEndWithExactlyTheConfiguredWorkers() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello", "--processes", "2"])
+        for _ in 0..<4 {
+            kill(pool.process.pid, SIGHUP)
+            usleep(30_000)  // apart enough not to coalesce, close enough to overlap the generations
+        }
+        try Harness.waitUntil("two workers of the last generation") {
+            pool.workers.count == 2 && pool.log.contains("HUP: graceful reload, starting generation 4")
+                && RecyclingTests.count(") ready\n", in: pool.log) >= 4
+        }
+        // Settled: stays at two.
+        try Harness.waitUntil("the count to stay at two", seconds: 3) {
+            usleep(500_000)
+            return pool.workers.count == 2
+        }
+        let reply = try UWSGIClient.parse(try UWSGIClient.exchange(path: pool.socketPath!, vars: UWSGIClient.vars(uri: "/")))
+        #expect(reply.status == 200)
+        try pool.stop()
+    }
+}

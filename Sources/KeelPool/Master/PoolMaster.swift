@@ -259,11 +259,17 @@ public final class PoolMaster {
         if line == "ready" {
             guard case .starting = slots[index].state else { return }
             slots[index].becameReady(now: now)
-            startupFailuresInARow = 0
             MasterLog.info("worker \(slotID) (pid \(pid)) ready")
-            // A new generation's worker is serving: one worker of an older generation may leave now.
-            if let old = slots.indices.first(where: { slots[$0].generation < slots[index].generation && slots[$0].isLive }) {
-                stopSlot(old, reason: "replaced by generation \(slots[index].generation)")
+            guard slots[index].generation == generation else {
+                // Ready after a newer HUP: already superseded.
+                stopSlot(index, reason: "superseded by generation \(generation)")
+                return
+            }
+            startupFailuresInARow = 0
+            // A current worker is serving: the oldest serving worker of an older generation may leave now.
+            let older = slots.indices.filter { slots[$0].generation < generation && slots[$0].isReady }
+            if let oldest = older.min(by: { slots[$0].generation < slots[$1].generation }) {
+                stopSlot(oldest, reason: "replaced by generation \(generation)")
             }
         } else if line == "recycle" {
             recycle(index, reason: "reached --max-requests", signalWorker: false, now: now)
@@ -307,6 +313,10 @@ public final class PoolMaster {
         guard case .running = phase else { return }
         generation += 1
         MasterLog.info("HUP: graceful reload, starting generation \(generation) (\(targetProcesses) workers)")
+        // Older workers not serving yet are superseded now; serving ones leave as new ones become ready.
+        for index in slots.indices where slots[index].generation < generation && slots[index].isLive {
+            if !slots[index].isReady { stopSlot(index, reason: "superseded by generation \(generation)") }
+        }
         let now = monotonicMilliseconds()
         for id in 1...targetProcesses {
             slots.append(WorkerSlot(id: id, generation: generation, spawnAt: now))
@@ -373,26 +383,34 @@ public final class PoolMaster {
         }
     }
 
+    /// Five failed starts in a row end the master only if no worker is serving: a pool that serves
+    /// keeps serving (and keeps retrying, with backoff) rather than going down with a bad respawn or reload.
     private func recordStartupFailure(_ message: String) {
         startupFailuresInARow += 1
         guard startupFailuresInARow >= Self.maxStartupFailures, case .running = phase else { return }
-        if slots.contains(where: { $0.generation < generation && $0.isReady }) {
-            // A reload whose new workers cannot start must not take the running ones down with it.
+        let serving = slots.filter(\.isReady).count
+        guard serving > 0 else {
             MasterLog.error(
-                "reload failed: new workers failed to start \(startupFailuresInARow) times in a row; "
-                    + "keeping the running workers. Last error: \(message)")
-            startupFailuresInARow = 0
-            for index in slots.indices where slots[index].generation == generation {
-                if let pid = slots[index].pid { kill(pid, SIGKILL) }
-                slots[index].stop()
+                "workers failed to start \(startupFailuresInARow) times in a row; giving up. Last error: \(message)")
+            exitCode = 1
+            beginStopping(graceful: false)
+            return
+        }
+        startupFailuresInARow = 0
+        if slots.contains(where: { $0.generation < generation && $0.isReady }) {
+            MasterLog.error(
+                "reload failed: new workers failed to start \(Self.maxStartupFailures) times in a row; keeping the "
+                    + "\(serving) serving workers. Last error: \(message)")
+            for index in slots.indices where slots[index].generation == generation && !slots[index].isReady {
+                stopSlot(index, reason: "abandoned with the failed reload")
             }
+            // The serving workers, old and new, become the current generation.
             for index in slots.indices where slots[index].isLive { slots[index].generation = generation }
             return
         }
         MasterLog.error(
-            "workers failed to start \(startupFailuresInARow) times in a row; giving up. Last error: \(message)")
-        exitCode = 1
-        beginStopping(graceful: false)
+            "workers keep failing to start (\(Self.maxStartupFailures) in a row); still serving with \(serving) of "
+                + "\(targetProcesses), retrying with backoff. Last error: \(message)")
     }
 
     /// Resident set size of a process in MiB, from /proc (nil if it is gone).
