@@ -52,6 +52,27 @@ struct StreamingTests {
         try pool.stop()
     }
 
+    /// A client that asks for 600 MiB and reads nothing must neither pin an app thread nor fill the
+    /// worker's memory: the stream is aborted (8 MiB queued inline, or --socket-timeout with threads).
+    @Test(arguments: [1, 2])
+    func clientThatStopsReadingEndsTheStream(threads: Int) throws {
+        let pool = try PoolUnderTest(["--app", "stream", "--threads", "\(threads)", "--socket-timeout", "1"])
+        let silent = try TestSocket(tcpPort: pool.httpPort!)
+        var size = Int32(4096)
+        setsockopt(silent.fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        try silent.write("GET /?chunks=600&size=1048576 HTTP/1.1\r\nHost: x\r\n\r\n")
+        try Harness.waitUntil("the aborted stream in the log") { pool.log.contains("the client stopped reading") }
+        let worker = try #require(pool.workers.first)
+        let statm = try String(contentsOfFile: "/proc/\(worker)/statm", encoding: .utf8).split(separator: " ")
+        let residentMiB = (Int(statm[1]) ?? 0) * 4096 / (1 << 20)
+        #expect(residentMiB < 200, "worker RSS \(residentMiB) MiB")
+        // The thread is free again.
+        for _ in 0..<threads + 1 {
+            #expect(try HTTPClient.get(port: pool.httpPort!, "/?chunks=2&size=10").body.count == 20)
+        }
+        try pool.stop()
+    }
+
     @Test func headOfAStreamSendsNoBody() throws {
         let pool = try PoolUnderTest(["--app", "stream"])
         let socket = try TestSocket(tcpPort: pool.httpPort!)

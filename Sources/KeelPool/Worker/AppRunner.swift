@@ -10,6 +10,8 @@ protocol ResponseSink: AnyObject {
     func endResponse()
     /// The response cannot be finished (the app failed mid-stream): close without completing it.
     func abortResponse()
+    /// Body bytes handed to the channel and not yet written to the socket.
+    var pendingBytes: Int { get }
 }
 
 /// Runs one request through the app on the scheduler's thread and writes the response through a sink.
@@ -24,6 +26,7 @@ enum AppRunner {
     ) {
         let eventLoop = scheduler.eventLoop
         let inline = scheduler.runsInline
+        let writeTimeout = scheduler.writeTimeout
         let boundSink = NIOLoopBound(sink, eventLoop: eventLoop)
         scheduler.execute(
             requestLine: request.requestLine,
@@ -45,7 +48,8 @@ enum AppRunner {
                         boundSink.value.writeResponseHead(
                             status: response.status, headers: framing.headers, contentLength: framing.contentLength)
                     }
-                    let writer = SinkBodyWriter(sink: boundSink, eventLoop: eventLoop, inline: inline)
+                    let writer = SinkBodyWriter(
+                        sink: boundSink, eventLoop: eventLoop, inline: inline, timeout: writeTimeout)
                     do {
                         try produce(writer)
                         onLoop(eventLoop) { boundSink.value.endResponse() }
@@ -127,15 +131,37 @@ struct SinkBodyWriter: BodyWriter {
     let sink: NIOLoopBound<any ResponseSink>
     let eventLoop: any EventLoop
     let inline: Bool
+    /// --socket-timeout: how long one chunk may wait for a client that does not read.
+    let timeout: TimeAmount
+
+    /// Inline, nothing can wait for the client, so this much queued for it ends the stream.
+    static let maxQueuedInline = 8 << 20
+
+    struct ClientNotReading: Error, CustomStringConvertible {
+        var description: String { "the client stopped reading the response (--socket-timeout, or 8 MiB queued)" }
+    }
 
     func write(_ bytes: ByteBuffer) throws {
         if inline {
-            // On the I/O thread itself: waiting would deadlock, so the write is queued.
+            // On the I/O thread itself: waiting would deadlock, so the write is queued, up to a bound.
+            guard sink.value.pendingBytes <= Self.maxQueuedInline else { throw ClientNotReading() }
             _ = sink.value.writeResponseBody(bytes)
             return
         }
         let sink = self.sink
-        try eventLoop.flatSubmit { sink.value.writeResponseBody(bytes) }.wait()
+        let eventLoop = self.eventLoop
+        let timeout = self.timeout
+        do {
+            try eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
+                let written = sink.value.writeResponseBody(bytes)
+                // Closing the connection fails the write, which ends this wait.
+                let deadline = eventLoop.scheduleTask(in: timeout) { sink.value.abortResponse() }
+                written.whenComplete { _ in deadline.cancel() }
+                return written
+            }.wait()
+        } catch {
+            throw ClientNotReading()
+        }
     }
 }
 

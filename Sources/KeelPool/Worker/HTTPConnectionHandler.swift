@@ -30,6 +30,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
     private var isHeadRequest = false
     private var keepAlive = true
     private var servedRequests = 0
+    private(set) var pendingBytes = 0
 
     init(configuration: WorkerConfiguration, scheduler: RequestScheduler, serverAddress: (name: String, port: String)) {
         self.configuration = configuration
@@ -181,7 +182,11 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
     func writeResponseBody(_ bytes: ByteBuffer) -> EventLoopFuture<Void> {
         guard let context else { return scheduler.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
         if isHeadRequest || bytes.readableBytes == 0 { return context.eventLoop.makeSucceededVoidFuture() }
-        return context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(bytes))))
+        let count = bytes.readableBytes
+        pendingBytes += count
+        let written = context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(bytes))))
+        written.whenComplete { [self] _ in pendingBytes -= count }
+        return written
     }
 
     func endResponse() {

@@ -46,6 +46,8 @@ final class RequestScheduler {
     }
 
     var runsInline: Bool { threadPool == nil }
+    /// --socket-timeout, for writes to a client that stops reading.
+    var writeTimeout: TimeAmount = .seconds(4)
 
     // MARK: connections
 

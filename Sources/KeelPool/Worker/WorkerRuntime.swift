@@ -83,12 +83,12 @@ public enum WorkerRuntime {
         let eventLoop = group.next()
         let gate = SlotGate(threads: configuration.threads)
         let scheduler = try! eventLoop.submit {
-            NIOLoopBound(
-                RequestScheduler(
+            let scheduler = RequestScheduler(
                     eventLoop: eventLoop, threads: configuration.threads, gate: gate, counter: counter,
                     scoreboard: configuration.scoreboard,
-                    firstRow: configuration.listeners.contains { $0.proto == .uwsgi } ? configuration.threads : 0),
-                eventLoop: eventLoop)
+                    firstRow: configuration.listeners.contains { $0.proto == .uwsgi } ? configuration.threads : 0)
+            scheduler.writeTimeout = .seconds(Int64(configuration.socketTimeout))
+            return NIOLoopBound(scheduler, eventLoop: eventLoop)
         }.wait()
         let bootstrap = connectionBootstrap(configuration: configuration, group: group, scheduler: scheduler)
         let acceptor = Acceptor(listeners: listeners, gate: gate) { accepted in
