@@ -71,13 +71,15 @@ final class Acceptor: @unchecked Sendable {
             }
             if pollSet[listeners.count].revents != 0 { break }
             for (index, listener) in listeners.enumerated() where pollSet[index].revents != 0 {
+                // Reserve the slot before accept(): a keep-alive request may have taken the last one meanwhile.
+                guard gate.tryTake() else { break }
                 let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
                 if fd < 0 {
+                    gate.give()
                     // Another worker won the race (EAGAIN), or the client gave up already.
                     if errno == EMFILE || errno == ENFILE { AcceptBackoff.outOfDescriptors(errno) }
                     continue
                 }
-                gate.take()
                 onAccepted((fd, listener.proto))
                 break  // re-check the free slots before the next accept
             }

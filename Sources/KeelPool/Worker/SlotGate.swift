@@ -41,6 +41,15 @@ final class SlotGate: @unchecked Sendable {
         }
     }
 
+    /// Takes a free slot if there is one (the acceptor reserves it before accept(), so it cannot overshoot).
+    func tryTake() -> Bool {
+        locked {
+            guard taken < threads && !draining else { return false }
+            taken += 1
+            return true
+        }
+    }
+
     /// Takes a slot even when none is free (a keep-alive request already inside this worker queues).
     func take() { locked { taken += 1 } }
 
