@@ -28,7 +28,24 @@ public struct Request: Sendable {
         return query.isEmpty ? path : path + "?" + query
     }
     /// "GET /path?x HTTP/1.1": the line logs quote.
-    public var requestLine: String { "\(method) \(uri) \(self["SERVER_PROTOCOL"] ?? "HTTP/1.1")" }
+    public var requestLine: String { requestLineParts.joined(separator: " ") }
+
+    /// Method, target and protocol, found in one pass over the vars (the scoreboard writes them per request).
+    public var requestLineParts: [String] {
+        var method: String?
+        var uri: String?
+        var proto: String?
+        for v in vars {
+            switch v.name {
+            case "REQUEST_METHOD" where method == nil: method = v.value
+            case "REQUEST_URI" where uri == nil: uri = v.value
+            case "SERVER_PROTOCOL" where proto == nil: proto = v.value
+            default: continue
+            }
+            if method != nil && uri != nil && proto != nil { break }
+        }
+        return [method ?? "GET", uri ?? self.uri, proto ?? "HTTP/1.1"]
+    }
 
     /// A request header by its HTTP name (`Content-Type`, `X-Id`), looked up among the vars.
     public func header(_ name: String) -> String? {

@@ -100,20 +100,29 @@ public final class Scoreboard: @unchecked Sendable {
 
     // MARK: workers
 
-    /// A thread of worker record `index` starts a request (`line` is what logs will quote).
-    public func requestStarted(_ index: Int, thread slot: Int, line: String, now: Int64) {
+    /// A thread of worker record `index` starts a request; the request line ("GET /x HTTP/1.1") is
+    /// written from its parts straight into shared memory, with no String built on the hot path.
+    public func requestStarted(_ index: Int, thread slot: Int, lineParts parts: [String], now: Int64) {
         let record = thread(index, slot % threads)
         var length = 0
-        line.utf8.withContiguousStorageIfAvailable { bytes in
-            length = min(bytes.count, Self.requestLineBytes)
-            (record + Self.lineOffset).copyMemory(from: bytes.baseAddress!, byteCount: length)
-        } ?? {
-            let bytes = Array(line.utf8.prefix(Self.requestLineBytes))
-            length = bytes.count
-            (record + Self.lineOffset).copyMemory(from: bytes, byteCount: length)
-        }()
+        for (number, part) in parts.enumerated() {
+            if number > 0 && length < Self.requestLineBytes {
+                (record + Self.lineOffset + length).storeBytes(of: UInt8(ascii: " "), as: UInt8.self)
+                length += 1
+            }
+            var part = part
+            part.withUTF8 { bytes in
+                let count = min(bytes.count, Self.requestLineBytes - length)
+                if count > 0 { (record + Self.lineOffset + length).copyMemory(from: bytes.baseAddress!, byteCount: count) }
+                length += count
+            }
+        }
         store(record + Self.lineLengthOffset, Int64(length))
         store(record + Self.startOffset, now)
+    }
+
+    public func requestStarted(_ index: Int, thread slot: Int, line: String, now: Int64) {
+        requestStarted(index, thread: slot, lineParts: [line], now: now)
     }
 
     /// The request of that thread is answered.

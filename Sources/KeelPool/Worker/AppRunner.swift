@@ -29,7 +29,7 @@ enum AppRunner {
         let writeTimeout = scheduler.writeTimeout
         let boundSink = NIOLoopBound(sink, eventLoop: eventLoop)
         scheduler.execute(
-            requestLine: request.requestLine,
+            requestLine: request.requestLineParts,
             {
                 let response = respond(to: request, with: handler)
                 switch response.body {

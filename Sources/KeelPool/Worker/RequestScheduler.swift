@@ -71,12 +71,13 @@ final class RequestScheduler {
     // MARK: requests
 
     /// Runs `job` on an app thread (or inline) when one is free; `completion` runs on the loop after it.
-    func execute(requestLine: String, _ job: @escaping @Sendable () -> Void, completion: @escaping () -> Void) {
+    func execute(requestLine: [String], _ job: @escaping @Sendable () -> Void, completion: @escaping () -> Void) {
         let start = { [self] in
             running += 1
             // running ≤ threads, so a row is always free here.
             let row = freeThreadRows.popLast()!
-            scoreboard?.board.requestStarted(scoreboard!.record, thread: row, line: requestLine, now: monotonicMilliseconds())
+            scoreboard?.board.requestStarted(
+                scoreboard!.record, thread: row, lineParts: requestLine, now: monotonicMilliseconds())
             let completion = { [self] in
                 scoreboard?.board.requestFinished(scoreboard!.record, thread: row, now: monotonicMilliseconds())
                 freeThreadRows.append(row)

@@ -174,7 +174,7 @@ final class UWSGIThreadServer: @unchecked Sendable {
         let request = Request(vars: head.vars, body: body)
         let scoreboard = configuration.scoreboard
         scoreboard?.board.requestStarted(
-            scoreboard!.record, thread: thread, line: request.requestLine, now: monotonicMilliseconds())
+            scoreboard!.record, thread: thread, lineParts: request.requestLineParts, now: monotonicMilliseconds())
         respond(to: request, on: connection, headOnly: request.method == "HEAD")
         scoreboard?.board.requestFinished(scoreboard!.record, thread: thread, now: monotonicMilliseconds())
         counter.requestServed()
