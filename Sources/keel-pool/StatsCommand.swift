@@ -33,37 +33,11 @@ extension KeelPoolCommand {
         }
 
         static func fetch(_ address: ListenAddress) throws -> String {
-            var fd: Int32 = -1
-            var result: Int32 = -1
-            switch address {
-            case .unix(let path):
-                fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-                var addr = sockaddr_un()
-                addr.sun_family = sa_family_t(AF_UNIX)
-                withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-                    let bytes = Array(path.utf8.prefix(raw.count - 1))
-                    raw.copyBytes(from: bytes)
-                    raw[bytes.count] = 0
-                }
-                result = withUnsafePointer(to: &addr) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
-                    }
-                }
-            case .tcp(let host, let port):
-                var hints = addrinfo()
-                hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-                var info: UnsafeMutablePointer<addrinfo>?
-                guard getaddrinfo(host == "0.0.0.0" ? "127.0.0.1" : host, String(port), &hints, &info) == 0, let info
-                else { throw ValidationError("stats \(address): cannot resolve \(host)") }
-                defer { freeaddrinfo(info) }
-                fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue), 0)
-                result = connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen)
-            }
-            guard fd >= 0, result == 0 else {
-                let message = String(cString: strerror(errno))
-                if fd >= 0 { close(fd) }
-                throw ValidationError("stats \(address): cannot connect (\(message)); is keel-pool running with --stats \(address)?")
+            let fd: Int32
+            do {
+                fd = try address.connectClient()
+            } catch {
+                throw ValidationError("stats \(address): \(error); is keel-pool running with --stats \(address)?")
             }
             defer { close(fd) }
             var timeout = timeval(tv_sec: 5, tv_usec: 0)

@@ -250,13 +250,56 @@ extension sockaddr_un {
 
 /// The kernel's cap on listen backlogs; a larger --listen is silently truncated to it.
 func systemMaxBacklog() -> Int? {
-    let fd = open("/proc/sys/net/core/somaxconn", O_RDONLY | O_CLOEXEC)
+    readProcFile("/proc/sys/net/core/somaxconn").flatMap { Int($0.filter(\.isNumber)) }
+}
+
+/// The text of a small /proc file (a few hundred bytes at most), or nil if it cannot be read.
+func readProcFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
-    var buffer = [UInt8](repeating: 0, count: 32)
-    let count = read(fd, &buffer, 31)
+    var buffer = [UInt8](repeating: 0, count: 512)
+    let count = read(fd, &buffer, buffer.count)
     guard count > 0 else { return nil }
-    return Int(String(decoding: buffer[..<count], as: UTF8.self).filter(\.isNumber))
+    return String(decoding: buffer[..<count], as: UTF8.self)
+}
+
+extension ListenAddress {
+    /// A blocking client connection to this address (`keel-pool stats` reading a `--stats` server).
+    public func connectClient() throws(PoolError) -> Int32 {
+        switch self {
+        case .unix(let path):
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            var addr = sockaddr_un.make(path)
+            let result = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+            guard result == 0 else {
+                let code = errno
+                close(fd)
+                throw .errno("cannot connect to \(path)", code)
+            }
+            return fd
+        case .tcp(let host, let port):
+            var hints = addrinfo()
+            hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+            var info: UnsafeMutablePointer<addrinfo>?
+            // A server bound to every interface is reached on loopback.
+            guard getaddrinfo(host == "0.0.0.0" ? "127.0.0.1" : host, String(port), &hints, &info) == 0, let info else {
+                throw PoolError("cannot resolve \(host)")
+            }
+            defer { freeaddrinfo(info) }
+            let fd = socket(info.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard connect(fd, info.pointee.ai_addr, info.pointee.ai_addrlen) == 0 else {
+                let code = errno
+                close(fd)
+                throw .errno("cannot connect to \(self)", code)
+            }
+            return fd
+        }
+    }
 }
 
 extension Character {

@@ -415,14 +415,9 @@ public final class PoolMaster {
 
     /// Resident set size of a process in MiB, from /proc (nil if it is gone).
     func residentMiB(of pid: pid_t) -> Int? {
-        let fd = open("/proc/\(pid)/statm", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var buffer = [UInt8](repeating: 0, count: 128)
-        let count = read(fd, &buffer, 127)
-        guard count > 0 else { return nil }
-        let fields = String(decoding: buffer[..<count], as: UTF8.self).split(separator: " ")
-        guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
+        guard let fields = readProcFile("/proc/\(pid)/statm")?.split(separator: " "), fields.count > 1,
+            let pages = Int(fields[1])
+        else { return nil }
         return pages * Int(sysconf(Int32(_SC_PAGESIZE))) / (1 << 20)
     }
 
