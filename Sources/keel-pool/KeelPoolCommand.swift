@@ -87,6 +87,7 @@ struct KeelPoolCommand: ParsableCommand {
                 masterPID: masterPID)
             configuration.maxRequests = options.jitteredMaxRequests
             configuration.logTo = options.logTo
+            configuration.dropTo = try options.identity()
             if let scoreboard {
                 let parts = scoreboard.split(separator: ":").compactMap { Int($0) }
                 guard parts.count == 4 else {

@@ -108,6 +108,17 @@ struct PoolOptions: ParsableArguments {
     var stats: String?
 
     @Option(
+        name: .customLong("uid"),
+        help: ArgumentHelp("Run workers as this user (name or number); the master binds the sockets first.",
+            valueName: "USER"))
+    var uid: String?
+
+    @Option(
+        name: .customLong("gid"),
+        help: ArgumentHelp("Run workers with this group (name or number).", valueName: "GROUP"))
+    var gid: String?
+
+    @Option(
         name: .customLong("logto"),
         help: ArgumentHelp("Append the master's and workers' logs to FILE (USR1 reopens it, for logrotate).",
             valueName: "FILE"))
@@ -159,6 +170,7 @@ struct PoolOptions: ParsableArguments {
             throw ValidationError("--max-requests-jitter needs --max-requests: the jitter is added to it")
         }
         _ = try handler()
+        _ = try identity()
         var mode: mode_t?
         if let chmodSocket {
             guard let value = mode_t(chmodSocket, radix: 8), value <= 0o777 else {
@@ -191,6 +203,16 @@ struct PoolOptions: ParsableArguments {
             configuration.reloadOnRSS = reloadOnRSS
             return configuration
         } catch let error as PoolError {
+            throw ValidationError(error.description)
+        }
+    }
+
+    /// `--uid` / `--gid` resolved to numbers (nil when neither is given).
+    func identity() throws -> (uid: uid_t?, gid: gid_t?)? {
+        guard uid != nil || gid != nil else { return nil }
+        do {
+            return (try uid.map(Privileges.userID), try gid.map(Privileges.groupID))
+        } catch {
             throw ValidationError(error.description)
         }
     }

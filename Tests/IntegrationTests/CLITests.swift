@@ -26,6 +26,8 @@ struct CLITests {
         (["--app", "hello", "--harakiri", "10000000000000000", "--http-socket", ":1"], "--harakiri 10000000000000000: at most"),
         (["--app", "hello", "--graceful-timeout", "99999999999", "--http-socket", ":1"], "--graceful-timeout 99999999999: at most"),
         (["--app", "hello", "--max-requests-jitter", "5", "--http-socket", ":1"], "--max-requests-jitter needs --max-requests"),
+        (["--app", "hello", "--uid", "no-such-user-x", "--http-socket", ":1"], "--uid no-such-user-x: no such user"),
+        (["--app", "hello", "--gid", "no-such-group-x", "--http-socket", ":1"], "--gid no-such-group-x: no such group"),
     ])
     func badFlagsAreExplained(arguments: [String], message: String) throws {
         let (code, output) = try Self.run(arguments)

@@ -105,6 +105,23 @@ struct MasterLifecycleTests {
         try pool.stop()
     }
 
+    @Test(.enabled(if: getuid() == 0, "dropping privileges needs root"))
+    func workersRunAsTheGivenUserAndGroup() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello", "--uid", "nobody", "--gid", "nogroup"])
+        let reply = try UWSGIClient.parse(try UWSGIClient.exchange(path: pool.socketPath!, vars: UWSGIClient.vars(uri: "/")))
+        #expect(reply.status == 200)
+        let worker = try #require(pool.workers.first)
+        let status = try String(contentsOfFile: "/proc/\(worker)/status", encoding: .utf8)
+        let uids = status.split(separator: "\n").first { $0.hasPrefix("Uid:") }?.split(separator: "\t").dropFirst()
+        let gids = status.split(separator: "\n").first { $0.hasPrefix("Gid:") }?.split(separator: "\t").dropFirst()
+        #expect(uids.map(Array.init) == ["65534", "65534", "65534", "65534"])
+        #expect(gids.map(Array.init) == ["65534", "65534", "65534", "65534"])
+        // The master keeps root (it owns the sockets and must be able to clean up).
+        let master = try String(contentsOfFile: "/proc/\(pool.process.pid)/status", encoding: .utf8)
+        #expect(master.contains("Uid:\t0\t"))
+        try pool.stop()
+    }
+
     @Test func staleSocketFileIsReplaced() throws {
         let directory = try Harness.makeTempDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import KeelApp
 
 /// What one worker process needs, decided by the master and passed on its command line.
@@ -36,6 +39,8 @@ public struct WorkerConfiguration: Sendable {
     public var masterPID: Int32?
     /// Requests after which this worker recycles itself (0 = never); jitter already added.
     public var maxRequests: Int = 0
+    /// `--uid`/`--gid`: the identity workers switch to once they hold their sockets (nil = keep the master's).
+    public var dropTo: (uid: uid_t?, gid: gid_t?)? = nil
     /// `--logto`: reopened on USR1 (the master forwards the signal after reopening its own).
     public var logTo: String?
     /// The pool's shared scoreboard and this worker's record in it (nil when run without a master).

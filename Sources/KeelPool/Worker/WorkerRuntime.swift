@@ -23,6 +23,11 @@ public enum WorkerRuntime {
             if getppid() != masterPID { startupFailed("the master (pid \(masterPID)) is gone", configuration) }
         }
 
+        if let identity = configuration.dropTo {
+            do { try Privileges.drop(uid: identity.uid, gid: identity.gid) } catch {
+                startupFailed(error.description, configuration)
+            }
+        }
         for listener in configuration.listeners {
             // Non-blocking, so losing an accept race to another thread or worker returns EAGAIN instead of blocking.
             let flags = fcntl(listener.fd, F_GETFL)
