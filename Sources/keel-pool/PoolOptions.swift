@@ -108,6 +108,11 @@ struct PoolOptions: ParsableArguments {
     var stats: String?
 
     @Option(
+        name: .customLong("chown-socket"),
+        help: ArgumentHelp("Owner of unix socket files: USER or USER:GROUP (names or numbers).", valueName: "USER[:GROUP]"))
+    var chownSocket: String?
+
+    @Option(
         name: .customLong("uid"),
         help: ArgumentHelp("Run workers as this user (name or number); the master binds the sockets first.",
             valueName: "USER"))
@@ -196,6 +201,15 @@ struct PoolOptions: ParsableArguments {
             configuration.maxWorkerLifetime = maxWorkerLifetime
             configuration.harakiri = harakiri
             configuration.logTo = logTo
+            if let chownSocket {
+                let parts = chownSocket.split(separator: ":", maxSplits: 1).map(String.init)
+                guard let user = parts.first, !user.isEmpty else {
+                    throw ValidationError("--chown-socket \(chownSocket): give USER or USER:GROUP")
+                }
+                configuration.chownSocket = (
+                    try Privileges.userID(user), try parts.count > 1 ? Privileges.groupID(parts[1]) : nil
+                )
+            }
             configuration.stats = try stats.map { try ListenAddress.parse($0, flag: "--stats") }
             if let stats = configuration.stats, all.contains(stats) {
                 throw ValidationError("--stats \(stats) is also a serving socket; give the stats server its own address")

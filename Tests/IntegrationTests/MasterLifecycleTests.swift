@@ -122,6 +122,15 @@ struct MasterLifecycleTests {
         try pool.stop()
     }
 
+    @Test(.enabled(if: getuid() == 0, "changing a file's owner needs root"))
+    func chownSocketSetsTheOwner() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello", "--chown-socket", "nobody:nogroup"])
+        let attributes = try FileManager.default.attributesOfItem(atPath: pool.socketPath!)
+        #expect((attributes[.ownerAccountID] as? Int) == 65534)
+        #expect((attributes[.groupOwnerAccountID] as? Int) == 65534)
+        try pool.stop()
+    }
+
     @Test func staleSocketFileIsReplaced() throws {
         let directory = try Harness.makeTempDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }

@@ -16,6 +16,8 @@ public struct PoolConfiguration: Sendable {
     public var gracefulTimeout: Int
     /// Kill a worker whose request has run longer than this many seconds (0 = never).
     public var harakiri: Int = 0
+    /// `--chown-socket`: owner and group of unix socket files (nil = the master's).
+    public var chownSocket: (uid: uid_t?, gid: gid_t?)?
     /// `--logto`: the file stdout/stderr go to (nil = inherited).
     public var logTo: String?
     /// Where the stats server listens (nil = no stats server).

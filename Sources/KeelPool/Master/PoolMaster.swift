@@ -166,6 +166,11 @@ public final class PoolMaster {
         for (address, wire, flag) in wanted {
             let socket = try ListenSocket.bind(
                 address, wire: wire, backlog: configuration.backlog, chmod: configuration.chmodSocket, flag: flag)
+            if case .unix(let path) = address, let owner = configuration.chownSocket {
+                guard chown(path, owner.uid ?? uid_t.max, owner.gid ?? gid_t.max) == 0 else {
+                    throw .errno("--chown-socket: cannot change the owner of \(path)", errno)
+                }
+            }
             sockets.append(socket)
             let shown: String
             if case .tcp(let host, _) = address, let port = socket.boundPort {
