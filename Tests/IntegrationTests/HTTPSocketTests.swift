@@ -151,6 +151,19 @@ struct HTTPSocketTests {
         try pool.stop()
     }
 
+    @Test func headerBlockOverTheLimitIs431() throws {
+        let pool = try PoolUnderTest(["--app", "hello"])
+        let socket = try TestSocket(tcpPort: pool.httpPort!)
+        let huge = String(repeating: "a", count: 100 * 1024)
+        try socket.write("GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(huge)\r\n\r\n")
+        let raw = String(decoding: try socket.readToEOF(), as: UTF8.self)
+        #expect(raw.hasPrefix("HTTP/1.1 431"))
+        #expect(raw.contains("Request header block too large"))
+        try Harness.waitUntil("the log line") { pool.log.contains("answered 431") }
+        #expect(try HTTPClient.get(port: pool.httpPort!, "/").status == 200)
+        try pool.stop()
+    }
+
     @Test func appErrorsKeepTheirStatus() throws {
         let pool = try PoolUnderTest(["--app", "sleep"])
         let reply = try HTTPClient.get(port: pool.httpPort!, "/?ms=abc")

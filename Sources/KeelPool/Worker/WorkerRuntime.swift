@@ -146,7 +146,8 @@ public enum WorkerRuntime {
             .channelInitializer { channel in
                 do {
                     let sync = channel.pipeline.syncOperations
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
+                    try sync.addHandler(HTTPProtocolErrorResponder())
                     try sync.addHandler(IdleStateHandler(readTimeout: timeout))
                     let local = channel.localAddress
                     let server = (local?.ipAddress ?? "localhost", local?.port.map(String.init) ?? "")
