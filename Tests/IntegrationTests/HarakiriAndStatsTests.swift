@@ -92,6 +92,28 @@ struct HarakiriAndStatsTests {
         try pool.stop()
     }
 
+    @Test func statsReportTheUnixListenQueue() throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let stats = directory + "/stats.sock"
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "sleep", "--stats", stats])
+        // One worker, one thread: the first request runs, the other three wait in the listen queue.
+        var clients: [TestSocket] = []
+        for _ in 0..<4 {
+            let client = try TestSocket(unixPath: pool.socketPath!)
+            var packet = ByteBufferShim.packet(vars: UWSGIClient.vars(uri: "/?ms=1500"))
+            try client.write(packet.readAll())
+            clients.append(client)
+        }
+        try Harness.waitUntil("a queue of 3 in the stats", seconds: 5) {
+            let document = try JSONSerialization.jsonObject(with: Data(try UWSGIStatsReader.read(unixPath: stats).utf8))
+            let sockets = (document as? [String: Any])?["sockets"] as? [[String: Any]] ?? []
+            return sockets.first?["queue"] as? Int == 3
+        }
+        for client in clients { #expect(try UWSGIClient.parse(try client.readToEOF()).status == 200) }
+        try pool.stop()
+    }
+
     @Test func statsOfANonRunningPoolIsAClearError() throws {
         let result = try CLITests.run(["stats", "/tmp/keel-no-such-stats.sock"])
         #expect(result.code != 0)

@@ -2,6 +2,9 @@
 #define CKEELSYS_H
 #include <spawn.h>
 #include <sys/types.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 
 /// prctl(PR_SET_PDEATHSIG): prctl is variadic, so Swift cannot call it directly.
 int keel_set_parent_death_signal(int signal);

@@ -95,10 +95,10 @@ extension PoolMaster {
 }
 
 extension ListenSocket {
-    /// Connections waiting in a TCP listener's accept queue (TCP_INFO's tcpi_unacked on a listener);
-    /// nil for unix sockets, whose queue Linux does not report this way.
+    /// Connections waiting in the listener's accept queue: TCP_INFO's tcpi_unacked on a TCP listener,
+    /// sock_diag's queue length on a unix one.
     var acceptQueueLength: Int? {
-        guard case .tcp = address else { return nil }
+        guard case .tcp = address else { return UnixListenQueue.length(of: fd) }
         var info = tcp_info()
         var length = socklen_t(MemoryLayout<tcp_info>.size)
         guard getsockopt(fd, Int32(IPPROTO_TCP), TCP_INFO, &info, &length) == 0 else { return nil }
