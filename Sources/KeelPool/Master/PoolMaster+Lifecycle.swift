@@ -19,7 +19,7 @@ extension PoolMaster {
         let pid = slots[index].pid
         MasterLog.info("worker \(slots[index].id)\(pid.map { " (pid \($0))" } ?? ""): \(reason)")
         slots[index].stop()
-        if signal, let pid { kill(pid, SIGUSR2) }
+        if signal, let pid { kill(pid, WorkerSignal.leave) }
     }
 
     /// --max-worker-lifetime and --reload-on-rss, checked once a second.
@@ -50,12 +50,21 @@ extension PoolMaster {
         }
     }
 
-    /// --harakiri: a request running longer than the limit gets its worker killed (and replaced).
+    /// --harakiri: a request running longer than the limit gets its worker told to report and exit
+    /// (`WorkerSignal.harakiri`), then SIGKILLed if it is still there after `harakiriGrace`; it is replaced.
     func killStuckRequests(now: Int64) {
         guard configuration.harakiri > 0, case .running = phase else { return }
         let limit = Int64(configuration.harakiri) * 1000
         for index in slots.indices {
-            guard let pid = slots[index].pid, let record = slots[index].scoreboardSlot, !slots[index].harakiriSent else {
+            guard let pid = slots[index].pid, let record = slots[index].scoreboardSlot else { continue }
+            if let askedAt = slots[index].harakiriAt {
+                if now - askedAt >= Self.harakiriGraceMilliseconds {
+                    MasterLog.error(
+                        "HARAKIRI: worker \(slots[index].id) (pid \(pid)) still there \(Self.harakiriGraceMilliseconds) ms "
+                            + "after it was told to exit: SIGKILL")
+                    kill(pid, SIGKILL)
+                    slots[index].harakiriAt = Int64.max / 2  // once
+                }
                 continue
             }
             let view = scoreboard.read(record)
@@ -65,11 +74,11 @@ extension PoolMaster {
                 let seconds = Double(now - started) / 1000
                 MasterLog.error(
                     "HARAKIRI: worker \(slots[index].id) (pid \(pid)) ran \(thread.requestLine.debugDescription) for "
-                        + "\(seconds.formatted1)s, over --harakiri \(configuration.harakiri)s: killing it (SIGKILL); "
+                        + "\(seconds.formatted1)s, over --harakiri \(configuration.harakiri)s: replacing it; "
                         + "its clients get 502 from the proxy")
-                slots[index].harakiriSent = true
+                slots[index].harakiriAt = now
                 slots[index].harakiriCount += 1
-                kill(pid, SIGKILL)
+                kill(pid, WorkerSignal.harakiri)
                 break
             }
         }

@@ -9,6 +9,8 @@ public final class PoolMaster {
     public static let maxStartupFailures = 5
     /// How often the master wakes without a signal: status pipes, due respawns, shutdown deadline.
     static let tickMilliseconds = 100
+    /// How long a worker told to exit by harakiri has before it is SIGKILLed.
+    static let harakiriGraceMilliseconds: Int64 = 3000
 
     enum Phase {
         case running
@@ -123,7 +125,7 @@ public final class PoolMaster {
             }
             LogFile.reopen(path) { MasterLog.error($0) }
             MasterLog.info("USR1: reopened \(path)")
-            killAll(SIGHUP)  // workers take HUP as "reopen logs" (see SignalSet.workerSignals)
+            killAll(WorkerSignal.reopenLogs)
         case SIGTTIN:
             guard case .running = phase else { return }
             guard targetProcesses < scoreboard.capacity / 2 else {

@@ -30,8 +30,8 @@ struct WorkerSlot {
     var scoreboardSlot: Int?
     /// Requests killed by --harakiri in this slot (for stats).
     var harakiriCount = 0
-    /// Set once harakiri has killed the current worker, so it is reported once.
-    var harakiriSent = false
+    /// When harakiri told the current worker to go: it is SIGKILLed if still there after the grace period.
+    var harakiriAt: Int64?
     /// Bytes read from the status pipe that do not yet form a whole line.
     var statusPending = ""
     /// The last `error: …` line the worker reported.
@@ -76,7 +76,7 @@ struct WorkerSlot {
         spawns += 1
         statusPending = ""
         reportedError = nil
-        harakiriSent = false
+        harakiriAt = nil
     }
 
     mutating func becameReady(now: Int64) {

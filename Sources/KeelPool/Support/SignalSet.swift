@@ -45,3 +45,13 @@ struct SignalSet {
     /// The set as a C value, for posix_spawnattr_setsigdefault.
     var raw: sigset_t { signals }
 }
+
+/// Signals the master sends its workers, named for what they mean there.
+enum WorkerSignal {
+    /// Leave: stop accepting, finish what is running, exit (the pool goes on).
+    static let leave = SIGUSR2
+    /// A request is over --harakiri: report and exit now (a WSGI worker will dump its Python stacks first).
+    static let harakiri = SIGTTOU
+    /// Reopen the --logto file.
+    static let reopenLogs = SIGHUP
+}

@@ -42,7 +42,7 @@ public enum WorkerRuntime {
         let counter = RequestCounter(limit: configuration.maxRequests) {
             WorkerLog.info("served --max-requests \(configuration.maxRequests) requests: recycling")
             if let fd = configuration.statusFD { writeAll(fd, "recycle\n") }
-            kill(getpid(), SIGUSR2)
+            kill(getpid(), WorkerSignal.leave)
         }
         let uwsgiServer = UWSGIThreadServer(listeners: uwsgiListeners, configuration: configuration, counter: counter)
         if !uwsgiListeners.isEmpty {
@@ -58,7 +58,7 @@ public enum WorkerRuntime {
             }
             let signal = signals.wait(timeoutMilliseconds: stopping ? 50 : 1000)
             switch signal {
-            case SIGTERM where !stopping, SIGUSR2 where !stopping:
+            case SIGTERM where !stopping, WorkerSignal.leave where !stopping:
                 // TERM: the pool is stopping, so serve the backlog too. USR2: only this worker leaves
                 // (recycle, reload, TTOU); the others and its successor serve the shared backlog.
                 stopping = true
@@ -68,7 +68,11 @@ public enum WorkerRuntime {
                 http?.drain(sweep: sweep)
             case SIGINT, SIGQUIT:
                 exit(0)
-            case SIGHUP:
+            case WorkerSignal.harakiri:
+                // The master logged the request; other threads may be stuck in the app, so no drain.
+                WorkerLog.error("harakiri: a request ran over --harakiri; exiting now")
+                _exit(3)  // no atexit work: other threads may be stuck holding anything
+            case WorkerSignal.reopenLogs:
                 // The master's USR1 ("reopen logs"), forwarded as HUP (see SignalSet.workerSignals).
                 if let path = configuration.logTo { LogFile.reopen(path) { WorkerLog.error($0) } }
             default:
