@@ -269,7 +269,7 @@ measure() {
 row_a() {   # keel-pool, direct HTTP
     local port
     port=$(free_port)
-    start keel-http TERM "$KEEL_POOL" --http-socket "127.0.0.1:$port" --processes 2 --threads 1 --app hello
+    start keel-http TERM "$KEEL_POOL" --http-socket "127.0.0.1:$port" --processes 2 --threads 1 --app hello --allow-root
     local sid=$LAST_PID
     wait_ready "http://127.0.0.1:$port/"
     measure a "keel-pool, HTTP direct" "http://127.0.0.1:$port/" "$sid"
@@ -294,7 +294,7 @@ row_d() {   # uWSGI, direct HTTP (the anchor of row a)
 row_b() {   # nginx → keel-pool over uwsgi on a unix socket
     local port sock="$TMP/keel.sock"
     port=$(free_port)
-    start keel-uwsgi TERM "$KEEL_POOL" --socket "$sock" --processes 2 --threads 1 --app hello
+    start keel-uwsgi TERM "$KEEL_POOL" --socket "$sock" --processes 2 --threads 1 --app hello --allow-root
     local sid=$LAST_PID
     start_nginx nginx-keel "$port" "$sock"
     wait_ready "http://127.0.0.1:$port/"

@@ -123,6 +123,11 @@ struct PoolOptions: ParsableArguments {
         help: ArgumentHelp("Run workers with this group (name or number).", valueName: "GROUP"))
     var gid: String?
 
+    @Flag(
+        name: .customLong("allow-root"),
+        help: "Let workers run as root when the master is root and no --uid is given (also KEEL_POOL_ALLOW_ROOT=1).")
+    var allowRoot = false
+
     @Option(
         name: .customLong("logto"),
         help: ArgumentHelp("Append the master's and workers' logs to FILE (USR1 reopens it, for logrotate).",
@@ -175,6 +180,12 @@ struct PoolOptions: ParsableArguments {
             throw ValidationError("--max-requests-jitter needs --max-requests: the jitter is added to it")
         }
         _ = try handler()
+        // Workers run the app: as root, that takes a decision (--uid to drop, or --allow-root to keep it).
+        if geteuid() == 0 && uid == nil && !allowRoot && getenv("KEEL_POOL_ALLOW_ROOT").map({ String(cString: $0) }) != "1" {
+            throw ValidationError(
+                "refusing to run workers as root: give --uid USER (and --gid GROUP) for them, "
+                    + "or --allow-root to run them as root anyway")
+        }
         _ = try identity()
         var mode: mode_t?
         if let chmodSocket {

@@ -36,6 +36,29 @@ struct CLITests {
         #expect(!output.contains("Fatal error"))
     }
 
+    @Test(.enabled(if: getuid() == 0, "the refusal is about running as root"))
+    func workersAsRootNeedAnExplicitDecision() throws {
+        let port = try Harness.freePort()
+        let refused = try Self.run(viaEnv: ["-u", "KEEL_POOL_ALLOW_ROOT"], ["--app", "hello", "--http-socket", "127.0.0.1:\(port)"])
+        #expect(refused.code != 0)
+        #expect(refused.output.contains("refusing to run workers as root: give --uid USER"))
+        let allowed = try Self.run(
+            viaEnv: ["-u", "KEEL_POOL_ALLOW_ROOT"], ["check", "--app", "hello", "--allow-root", "--http-socket", "127.0.0.1:\(port)"])
+        #expect(allowed.code == 0)
+        let dropped = try Self.run(
+            viaEnv: ["-u", "KEEL_POOL_ALLOW_ROOT"], ["check", "--app", "hello", "--uid", "nobody", "--http-socket", "127.0.0.1:\(port)"])
+        #expect(dropped.code == 0)
+    }
+
+    /// Runs keel-pool through env(1), e.g. to remove a variable the harness sets.
+    static func run(viaEnv envArguments: [String], _ arguments: [String]) throws -> (code: Int32, output: String) {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let process = try ManagedProcess("/usr/bin/env", envArguments + [Harness.keelPoolPath] + arguments, logPath: directory + "/out")
+        let code = try process.waitForExit(seconds: 20)
+        return (code, process.log)
+    }
+
     @Test func unwritableSocketDirectoryIsExplained() throws {
         // Run as an unprivileged user only when root (root can write anywhere).
         let (code, output) = try Self.run(["--app", "hello", "--socket", "/proc/app.sock"])

@@ -12,8 +12,10 @@ struct HarnessError: Error, CustomStringConvertible {
 }
 
 enum Harness {
-    /// The keel-pool binary built next to this test bundle.
+    /// The keel-pool binary built next to this test bundle. Tests run as root in CI and run workers as
+    /// root on purpose, so the pools they start get KEEL_POOL_ALLOW_ROOT=1 (CLITests checks the refusal).
     static var keelPoolPath: String {
+        setenv("KEEL_POOL_ALLOW_ROOT", "1", 1)
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
         return exe.deletingLastPathComponent().appendingPathComponent("keel-pool").path
     }
