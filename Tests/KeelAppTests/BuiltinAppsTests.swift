@@ -18,7 +18,7 @@ func bodyString(_ response: Response) -> String? {
     // MARK: Registry
 
     @Test func registryListsEveryApp() {
-        #expect(BuiltinApps.names == ["hello", "echo", "sleep", "env", "crash", "status", "leak", "stream"])
+        #expect(BuiltinApps.names == ["hello", "echo", "sleep", "env", "crash", "flaky", "status", "leak", "stream"])
         #expect(BuiltinApps.all.allSatisfy { !$0.summary.isEmpty })
         #expect(BuiltinApps.named("hello") is HelloApp)
         #expect(BuiltinApps.named("echo") is EchoApp)

@@ -282,3 +282,23 @@ import Testing
         #expect(afterStartupFailure == !wasReady)
     }
 }
+
+@Suite struct WorkerSlotCrashingAppTests {
+    @Test func aWorkerThatServedAndThenCrashedIsReplacedAtOnce() {
+        var slot = WorkerSlot(id: 1)
+        for round in 0..<5 {
+            let start = Int64(round) * 500
+            slot.spawned(pid: Int32(10 + round), now: start)
+            slot.becameReady(now: start + 10)
+            // Died within a second, but after answering requests: a crashing app, not a crash loop.
+            #expect(slot.exited(now: start + 400, servedRequests: 100) == .respawn(at: start + 400, afterStartupFailure: false))
+        }
+    }
+
+    @Test func aWorkerThatDiesYoungWithoutServingBacksOff() {
+        var slot = WorkerSlot(id: 1)
+        slot.spawned(pid: 10, now: 0)
+        slot.becameReady(now: 10)
+        #expect(slot.exited(now: 400, servedRequests: 0) == .respawn(at: 500, afterStartupFailure: false))
+    }
+}

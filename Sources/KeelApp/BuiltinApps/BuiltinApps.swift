@@ -11,6 +11,7 @@ public enum BuiltinApps {
         ("sleep", "blocks its thread ?ms=N milliseconds (default 1000), then 200", SleepApp()),
         ("env", "the request's vars as a JSON object", EnvApp()),
         ("crash", "kills its own worker process (SIGKILL), to test respawning", CrashApp()),
+        ("flaky", "like hello, but ?crash=1 kills its worker (SIGKILL): chaos for the lifecycle bench", FlakyApp()),
         ("status", "answers with the status in the path, /404 → 404 (for testing proxies)", StatusApp()),
         ("leak", "keeps ?mb=N (default 1) MiB allocated per request for good, to test --reload-on-rss", LeakApp()),
         ("stream", "streams ?chunks=N (default 4) chunks of ?size=S bytes (default 1024), length unknown up front",
@@ -70,6 +71,14 @@ public struct EnvApp: Handler {
         }
         json += "\n}\n"
         return Response(status: 200, contentType: "application/json", json)
+    }
+}
+
+public struct FlakyApp: Handler {
+    public init() {}
+    public func handle(_ request: Request) throws -> Response {
+        if request.queryParameter("crash") == "1" { return try CrashApp().handle(request) }
+        return try HelloApp().handle(request)
     }
 }
 

@@ -298,7 +298,8 @@ public final class PoolMaster {
             let reported = slots[index].reportedError
             let replace: Bool
             if case .running = phase { replace = slots[index].generation == generation } else { replace = false }
-            let action = slots[index].exited(now: now, replace: replace)
+            let served = slots[index].scoreboardSlot.map { scoreboard.read($0) }.flatMap { $0.pid == pid ? $0.requests : nil }
+            let action = slots[index].exited(now: now, replace: replace, servedRequests: served ?? 0)
             switch action {
             case .none:
                 MasterLog.info("worker \(slotID) (pid \(pid)) exited: \(reason)")

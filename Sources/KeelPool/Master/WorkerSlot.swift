@@ -105,7 +105,9 @@ struct WorkerSlot {
 
     /// The worker process ended; what should happen to the slot. With `replace` false (the pool is
     /// stopping, or the slot belongs to a generation being replaced) the slot retires.
-    mutating func exited(now: Int64, replace: Bool = true) -> ExitAction {
+    /// `servedRequests`: how many requests the worker answered (from the scoreboard). A worker that
+    /// served and then crashed is a crashing app, not a crash loop: it is replaced at once.
+    mutating func exited(now: Int64, replace: Bool = true, servedRequests: Int64 = 0) -> ExitAction {
         switch state {
         case .stopping, .retired, .waiting:
             state = .retired
@@ -116,7 +118,7 @@ struct WorkerSlot {
         case .starting(_, let since), .ready(_, let since):
             let failedStartup: Bool
             if case .starting = state { failedStartup = true } else { failedStartup = false }
-            if failedStartup || now - since < Self.quickDeathMilliseconds {
+            if failedStartup || (now - since < Self.quickDeathMilliseconds && servedRequests == 0) {
                 quickDeaths += 1
             } else {
                 quickDeaths = 0
