@@ -85,6 +85,37 @@ struct MasterLifecycleTests {
         }
     }
 
+    /// TERM in the middle of a load: every request that got a connection is answered; after the socket
+    /// is gone, new connections are refused (that is the only failure allowed); the master exits in time.
+    @Test func termDuringLoadCompletesInFlightAndRefusesNewConnections() throws {
+        let pool = try PoolUnderTest(
+            http: false, uwsgi: true, ["--app", "sleep", "--processes", "2", "--threads", "2", "--graceful-timeout", "10"])
+        let path = pool.socketPath!
+        let refused = ResultBox()
+        let load = LoadClient(threads: 6, total: 1_000_000, seconds: 6) {
+            let socket: TestSocket
+            do {
+                socket = try TestSocket(unixPath: path)
+            } catch {
+                refused.increment()  // the socket file is gone: refused, as it should be
+                return 200
+            }
+            var packet = ByteBufferShim.packet(vars: UWSGIClient.vars(uri: "/?ms=200"))
+            try socket.write(packet.readAll())
+            return try UWSGIClient.parse(try socket.readToEOF()).status
+        }
+        usleep(1_000_000)
+        let term = Date()
+        kill(pool.process.pid, SIGTERM)
+        #expect(try pool.process.waitForExit(seconds: 12) == 0)
+        #expect(Date().timeIntervalSince(term) < 10, "exit within --graceful-timeout")
+        load.stop()
+        load.wait()
+        #expect(load.failures.isEmpty, "\(load.failures.count) accepted requests failed, first: \(load.failures.first ?? "")")
+        #expect(load.succeeded > refused.value, "requests were served before TERM")
+        #expect(refused.value > 0, "new connections after TERM are refused")
+    }
+
     @Test func intStopsAtOnce() throws {
         let pool = try PoolUnderTest(["--app", "sleep"])
         let port = pool.httpPort!
@@ -203,5 +234,6 @@ final class ResultBox: @unchecked Sendable {
     private let lock = NSLock()
     private var stored = 0
     func set(_ value: Int) { lock.withLock { stored = value } }
+    func increment() { lock.withLock { stored += 1 } }
     var value: Int { lock.withLock { stored } }
 }

@@ -74,9 +74,17 @@ struct RecyclingTests {
     }
 
     @Test func ttinAndTtouChangeTheWorkerCount() throws {
-        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello", "--processes", "2"])
+        let statsDirectory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: statsDirectory) }
+        let stats = statsDirectory + "/stats.sock"
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello", "--processes", "2", "--stats", stats])
+        func statsWorkers() throws -> [[String: Any]] {
+            let document = try JSONSerialization.jsonObject(with: Data(try UWSGIStatsReader.read(unixPath: stats).utf8))
+            return ((document as? [String: Any])?["workers"] as? [[String: Any]] ?? []).filter { $0["status"] as? String != "stopping" }
+        }
         kill(pool.process.pid, SIGTTIN)
         try Harness.waitUntil("three workers") { pool.workers.count == 3 && Self.count("ready\n", in: pool.log) == 3 }
+        try Harness.waitUntil("stats to confirm three") { try statsWorkers().count == 3 }
         // One at a time: two identical signals sent together may arrive as one.
         kill(pool.process.pid, SIGTTOU)
         try Harness.waitUntil("two workers") { pool.workers.count == 2 }
@@ -85,6 +93,7 @@ struct RecyclingTests {
         kill(pool.process.pid, SIGTTOU)  // never below one
         try Harness.waitUntil("the refusal") { pool.log.contains("TTOU: already at 1 worker") }
         #expect(pool.workers.count == 1)
+        try Harness.waitUntil("stats to confirm one") { try statsWorkers().count == 1 }
         let reply = try UWSGIClient.parse(try UWSGIClient.exchange(path: pool.socketPath!, vars: UWSGIClient.vars(uri: "/")))
         #expect(reply.status == 200)
         try pool.stop()

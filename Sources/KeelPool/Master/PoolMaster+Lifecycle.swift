@@ -22,10 +22,13 @@ extension PoolMaster {
         if signal, let pid { kill(pid, WorkerSignal.leave) }
     }
 
-    /// --max-worker-lifetime and --reload-on-rss, checked once a second.
+    /// --max-worker-lifetime and --reload-on-rss, checked once a second (and RSS recorded in the scoreboard).
     func recycleAgedOrBloatedWorkers(now: Int64) {
         guard case .running = phase else { return }
         for index in slots.indices {
+            if let pid = slots[index].pid, let record = slots[index].scoreboardSlot, let bytes = residentBytes(of: pid) {
+                scoreboard.setRSS(record, bytes: bytes)
+            }
             guard case .ready(let pid, let since) = slots[index].state else { continue }
             if configuration.maxWorkerLifetime > 0 && now - since >= Int64(configuration.maxWorkerLifetime) * 1000 {
                 recycle(index, reason: "lived --max-worker-lifetime \(configuration.maxWorkerLifetime)s", signalWorker: true, now: now)
@@ -115,10 +118,12 @@ extension PoolMaster {
     }
 
     /// Resident set size of a process in MiB, from /proc (nil if it is gone).
-    func residentMiB(of pid: pid_t) -> Int? {
+    func residentMiB(of pid: pid_t) -> Int? { residentBytes(of: pid).map { $0 / (1 << 20) } }
+
+    func residentBytes(of pid: pid_t) -> Int? {
         guard let fields = readProcFile("/proc/\(pid)/statm")?.split(separator: " "), fields.count > 1,
             let pages = Int(fields[1])
         else { return nil }
-        return pages * Int(sysconf(Int32(_SC_PAGESIZE))) / (1 << 20)
+        return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
     }
 }

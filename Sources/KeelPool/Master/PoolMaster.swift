@@ -220,6 +220,7 @@ public final class PoolMaster {
                 scoreboard.reset(record)
                 let spawned = try spawner.spawn(workerID: slots[index].id, scoreboardSlot: record)
                 scoreboard.setPID(record, spawned.pid)
+                scoreboard.setGeneration(record, slots[index].generation)
                 let id = slots[index].id
                 if !spawnedIDs.insert(id).inserted { respawnsByID[id, default: 0] += 1 }
                 slots[index].spawned(pid: spawned.pid, now: now)

@@ -28,6 +28,8 @@ public final class Scoreboard: @unchecked Sendable {
     private static let pidOffset = 0
     private static let stateOffset = 16
     private static let heartbeatOffset = 32
+    private static let generationOffset = 40
+    private static let rssOffset = 48
     // Thread row: byte offsets.
     private static let startOffset = 0
     private static let lineLengthOffset = 8
@@ -97,6 +99,11 @@ public final class Scoreboard: @unchecked Sendable {
     }
 
     public func setPID(_ index: Int, _ pid: Int32) { store(worker(index) + Self.pidOffset, Int64(pid)) }
+    public func setGeneration(_ index: Int, _ generation: Int) {
+        store(worker(index) + Self.generationOffset, Int64(generation))
+    }
+    /// Resident memory in bytes, written by the master's once-a-second health check.
+    public func setRSS(_ index: Int, bytes: Int) { store(worker(index) + Self.rssOffset, Int64(bytes)) }
 
     // MARK: workers
 
@@ -156,6 +163,9 @@ public final class Scoreboard: @unchecked Sendable {
         public var busyMicros: Int64
         /// Monotonic ms of the last heartbeat (0 = none yet).
         public var heartbeat: Int64
+        public var generation: Int64
+        /// Resident memory in bytes at the master's last check (0 = not measured yet).
+        public var rss: Int64
         public var threads: [ThreadView]
     }
 
@@ -179,6 +189,8 @@ public final class Scoreboard: @unchecked Sendable {
             state: WorkerState(rawValue: load(record + Self.stateOffset)) ?? .idle,
             busyMicros: busyMicros,
             heartbeat: load(record + Self.heartbeatOffset),
+            generation: load(record + Self.generationOffset),
+            rss: load(record + Self.rssOffset),
             threads: threadViews)
     }
 }
