@@ -58,13 +58,14 @@ extension PoolMaster {
             var fields = [
                 "\"id\": \(slot.id)", "\"pid\": \(pid)", "\"generation\": \(slot.generation)",
                 "\"respawns\": \(respawns[slot.id] ?? 0)", "\"harakiri_count\": \(slot.harakiriCount)",
-                "\"rss_mib\": \(residentMiB(of: pid).map(String.init) ?? "null")",
             ]
             var threads: [String] = []
             var busy = false
             if let record = slot.scoreboardSlot {
                 let view = scoreboard.read(record)
                 fields.append("\"requests\": \(view.requests)")
+                // The master's once-a-second health check records RSS; stats read it rather than /proc again.
+                fields.append("\"rss_mib\": \(view.rss > 0 ? String(view.rss >> 20) : "null")")
                 let average = view.requests > 0 ? view.busyMicros / view.requests : 0
                 fields.append("\"avg_rt_us\": \(average)")
                 fields.append("\"last_heartbeat_ms\": \(view.heartbeat > 0 ? String(now - view.heartbeat) : "null")")

@@ -85,16 +85,14 @@ final class Acceptor: @unchecked Sendable {
             }
         }
         // When the pool stops, connections the kernel already queued are served, not reset by the close.
-        let deadline = monotonicMilliseconds() + BacklogSweep.maxMilliseconds
-        for listener in listeners {
-            for _ in 0..<(sweepOnStop ? BacklogSweep.maxConnections : 0) where monotonicMilliseconds() < deadline {
-                let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue))
-                if fd < 0 { break }
+        if sweepOnStop {
+            BacklogSweep.acceptQueued(on: listeners, flags: Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)) {
+                fd, listener in
                 gate.take()
                 onAccepted((fd, listener.proto))
             }
-            close(listener.fd)
         }
+        for listener in listeners { close(listener.fd) }
         onStopped?()
     }
 }
@@ -110,5 +108,27 @@ enum AcceptBackoff {
             WorkerLog.error("accept: \(SystemError.message(code)); raise the open files limit (ulimit -n). Pausing accepts")
         }
         usleep(100_000)
+    }
+}
+
+/// The final accept sweep when the pool stops, shared by the uwsgi threads and the HTTP acceptor:
+/// bounded to one listen backlog's worth and two seconds, since TCP clients may keep connecting.
+enum BacklogSweep {
+    static let maxConnections = 1024
+    static let maxMilliseconds: Int64 = 2000
+
+    /// Accepts what is queued on `listeners`, within the bounds, and hands each connection to `serve`.
+    static func acceptQueued(
+        on listeners: [WorkerConfiguration.InheritedListener], flags: Int32,
+        _ serve: (Int32, WorkerConfiguration.InheritedListener) -> Void
+    ) {
+        let deadline = monotonicMilliseconds() + maxMilliseconds
+        for listener in listeners {
+            for _ in 0..<maxConnections where monotonicMilliseconds() < deadline {
+                let fd = keel_accept4(listener.fd, flags)
+                if fd < 0 { break }
+                serve(fd, listener)
+            }
+        }
     }
 }

@@ -110,13 +110,8 @@ final class UWSGIThreadServer: @unchecked Sendable {
     /// of the listener. Bounded, since on a TCP socket new connections may keep arriving until then.
     private func sweepBacklog(thread: Int, buffer: inout ByteBuffer) {
         guard sweepOnStop.load(ordering: .relaxed) else { return }
-        let deadline = monotonicMilliseconds() + BacklogSweep.maxMilliseconds
-        for listener in listeners {
-            for _ in 0..<BacklogSweep.maxConnections where monotonicMilliseconds() < deadline {
-                let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue))
-                if fd < 0 { break }
-                serve(BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), thread: thread, buffer: &buffer)
-            }
+        BacklogSweep.acceptQueued(on: listeners, flags: Int32(SOCK_CLOEXEC.rawValue)) { fd, _ in
+            serve(BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), thread: thread, buffer: &buffer)
         }
     }
 
@@ -217,12 +212,6 @@ final class UWSGIThreadServer: @unchecked Sendable {
         out.writeString(message)
         _ = connection.writeAll(out)
     }
-}
-
-/// Bounds of the final accept sweep when the pool stops: one listen backlog's worth, briefly.
-enum BacklogSweep {
-    static let maxConnections = 1024
-    static let maxMilliseconds: Int64 = 2000
 }
 
 /// A connected socket used with blocking calls and SO_RCVTIMEO/SO_SNDTIMEO deadlines.
