@@ -3,16 +3,21 @@ import PackageDescription
 
 let package = Package(
     name: "Keel",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
+        .executable(name: "keel", targets: ["keel"]),
         .executable(name: "keel-pool", targets: ["keel-pool"]),
         .library(name: "UWSGI", targets: ["UWSGI"]),
         .library(name: "KeelApp", targets: ["KeelApp"]),
         .library(name: "KeelPool", targets: ["KeelPool"]),
+        .library(name: "KeelFront", targets: ["KeelFront"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
         // Thin C shims for what Swift's Glibc overlay hides (prctl, posix_spawn closefrom).
@@ -31,6 +36,26 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // The front proxy: config, listeners, router, upstreams, static files, logs, the bundle supervisor.
+        .target(
+            name: "KeelFront",
+            dependencies: [
+                "UWSGI", "CKeelSys",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        .executableTarget(
+            name: "keel",
+            dependencies: [
+                "KeelFront",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "keel-pool",
             dependencies: [
@@ -44,13 +69,17 @@ let package = Package(
         ),
         .testTarget(name: "KeelAppTests", dependencies: ["KeelApp"]),
         .testTarget(
+            name: "KeelFrontTests",
+            dependencies: ["KeelFront", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
+        .testTarget(
             name: "KeelPoolTests",
             dependencies: ["KeelPool", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         // Runs the built binaries (and the real nginx) on free ports and temp unix paths.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["keel-pool", "UWSGI", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["keel", "keel-pool", "UWSGI", .product(name: "NIOCore", package: "swift-nio")]
         ),
     ],
     swiftLanguageModes: [.v6]

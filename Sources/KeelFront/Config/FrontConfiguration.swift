@@ -1,0 +1,165 @@
+import NIOCore
+
+/// Everything `keel` runs from, parsed and validated once at load (`ConfigLoader`); the hot path only reads it.
+/// A HUP builds a new value and swaps it in whole, so a request always sees one consistent configuration.
+public struct FrontConfiguration: Sendable, Equatable {
+    /// `[[listen]]` / `--listen`: where keel accepts HTTP connections.
+    public var listeners: [Listener]
+    /// `[upstream.NAME]`: named groups of backend servers, referenced by routes.
+    public var upstreams: [String: Upstream]
+    /// `[[route]]`: host + longest path prefix → what answers.
+    public var routes: [Route]
+    /// `[limits]`: sizes and timeouts for client connections.
+    public var limits: Limits
+    /// `[log]`: access and error logs.
+    public var logs: Logs
+    /// `[[pool]]` / `--pool`: keel-pool processes keel starts first and supervises (the bundle).
+    public var pools: [Pool]
+    /// `event_loops` / `--event-loops`: NIO event loop threads (default: one per core).
+    public var eventLoops: Int
+
+    public init(
+        listeners: [Listener] = [], upstreams: [String: Upstream] = [:], routes: [Route] = [],
+        limits: Limits = Limits(), logs: Logs = Logs(), pools: [Pool] = [], eventLoops: Int = System.coreCount
+    ) {
+        self.listeners = listeners
+        self.upstreams = upstreams
+        self.routes = routes
+        self.limits = limits
+        self.logs = logs
+        self.pools = pools
+        self.eventLoops = eventLoops
+    }
+
+    public struct Listener: Sendable, Equatable {
+        /// "HOST:PORT" as written (IPv6 as "[::1]:8080").
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    }
+
+    /// A backend server address: a unix socket path or a TCP host and port.
+    public enum ServerAddress: Sendable, Equatable, Hashable, CustomStringConvertible {
+        case unix(path: String)
+        case tcp(host: String, port: Int)
+
+        public var description: String {
+            switch self {
+            case .unix(let path): "unix:\(path)"
+            case .tcp(let host, let port): host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            }
+        }
+    }
+
+    public struct Upstream: Sendable, Equatable {
+        public var name: String
+        public var servers: [ServerAddress]
+        /// nginx `max_fails`: connect failures in a row before a server is skipped.
+        public var maxFails: Int
+        /// nginx `fail_timeout`: how long a failed server is skipped.
+        public var failTimeout: TimeAmount
+        public var connectTimeout: TimeAmount
+        public var sendTimeout: TimeAmount
+        public var readTimeout: TimeAmount
+        /// HTTP upstreams only: idle keep-alive connections kept per event loop per server (nginx `keepalive`).
+        public var keepalive: Int
+
+        public init(
+            name: String, servers: [ServerAddress], maxFails: Int = 1, failTimeout: TimeAmount = .seconds(10),
+            connectTimeout: TimeAmount = .seconds(5), sendTimeout: TimeAmount = .seconds(60),
+            readTimeout: TimeAmount = .seconds(60), keepalive: Int = 32
+        ) {
+            self.name = name
+            self.servers = servers
+            self.maxFails = maxFails
+            self.failTimeout = failTimeout
+            self.connectTimeout = connectTimeout
+            self.sendTimeout = sendTimeout
+            self.readTimeout = readTimeout
+            self.keepalive = keepalive
+        }
+    }
+
+    public struct Route: Sendable, Equatable {
+        /// Host patterns: exact ("example.com") or suffix ("*.example.com"). Empty = the default server.
+        public var hosts: [String]
+        /// Path prefix, starting with "/"; the longest matching prefix wins.
+        public var pathPrefix: String
+        public var action: Action
+
+        public init(hosts: [String] = [], pathPrefix: String = "/", action: Action) {
+            self.hosts = hosts
+            self.pathPrefix = pathPrefix
+            self.action = action
+        }
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// `uwsgi = "NAME"` (an `[upstream.NAME]`) or an inline server address.
+        case uwsgi(upstream: String)
+        /// `proxy = "NAME"` or an inline "http://HOST:PORT": HTTP/1.1 upstream with keep-alive.
+        case proxy(upstream: String)
+        /// `static = "DIR"`: files under DIR, the route prefix stripped from the path.
+        case staticFiles(root: String)
+        /// `redirect = "URL"` with `status` (default 302); a URL ending in "/" gets the rest of the path appended.
+        case redirect(location: String, status: Int)
+        /// `return = STATUS` with `body` and `content_type`: a fixed response.
+        case fixed(status: Int, body: String, contentType: String)
+    }
+
+    public struct Limits: Sendable, Equatable {
+        /// nginx `client_max_body_size` (0 = no limit) → 413.
+        public var clientMaxBodySize: Int64 = 1 << 20
+        /// nginx `client_body_buffer_size`: bodies larger than this go to a temp file.
+        public var clientBodyBufferSize: Int = 16 * 1024
+        /// Where temp files for large bodies go (nginx `client_body_temp_path`).
+        public var clientBodyTempPath: String = "/tmp"
+        /// Largest request line + header block → 431 (nginx `large_client_header_buffers` total).
+        public var maxHeaderSize: Int = 32 * 1024
+        /// nginx `client_header_timeout`: the whole head must arrive in this time → 408.
+        public var clientHeaderTimeout: TimeAmount = .seconds(60)
+        /// nginx `client_body_timeout`: longest wait between two reads of a request body → 408.
+        public var clientBodyTimeout: TimeAmount = .seconds(60)
+        /// nginx `send_timeout`: longest a client may take to accept more response bytes.
+        public var sendTimeout: TimeAmount = .seconds(60)
+        /// nginx `keepalive_timeout`: an idle keep-alive connection is closed after this.
+        public var keepaliveTimeout: TimeAmount = .seconds(75)
+        /// nginx `keepalive_requests`: requests on one connection before keel closes it.
+        public var keepaliveRequests: Int = 1000
+        /// nginx `worker_connections` across all loops: above it keel stops accepting until one closes.
+        public var maxConnections: Int = 10_000
+        /// On TERM, how long in-flight requests get before connections are closed.
+        public var gracefulTimeout: TimeAmount = .seconds(30)
+
+        public init() {}
+    }
+
+    public struct Logs: Sendable, Equatable {
+        /// Access log: a path, "-" for stdout, or nil for off.
+        public var accessLog: String? = "-"
+        /// Error log: a path or "-" for stderr.
+        public var errorLog: String = "-"
+        /// "debug", "info", "notice", "warning", "error".
+        public var level: String = "info"
+
+        public init() {}
+    }
+
+    /// A keel-pool keel runs and supervises: `args` are keel-pool's own flags.
+    public struct Pool: Sendable, Equatable {
+        public var name: String
+        public var args: [String]
+        /// The unix socket or TCP address the pool serves on (from its `--socket`), which keel waits for.
+        public var socket: ServerAddress?
+
+        public init(name: String, args: [String], socket: ServerAddress?) {
+            self.name = name
+            self.args = args
+            self.socket = socket
+        }
+    }
+}
