@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
     ],
     targets: [
         // Thin C shims for what Swift's Glibc overlay hides (prctl, posix_spawn closefrom).
@@ -30,22 +31,28 @@ let package = Package(
         .target(
             name: "KeelPool",
             dependencies: [
-                "UWSGI", "KeelApp", "CKeelSys",
+                "UWSGI", "KeelApp", "KeelHTTP", "CKeelSys",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // HTTP/1 pieces both servers use (protocol error answers).
+        .target(
+            name: "KeelHTTP",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]
+        ),
         // The front proxy: config, listeners, router, upstreams, static files, logs, the bundle supervisor.
         .target(
             name: "KeelFront",
             dependencies: [
-                "UWSGI", "CKeelSys",
+                "UWSGI", "KeelHTTP", "CKeelSys",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),

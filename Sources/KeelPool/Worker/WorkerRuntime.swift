@@ -1,4 +1,5 @@
 import CKeelSys
+import KeelHTTP
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -151,7 +152,7 @@ public enum WorkerRuntime {
                 do {
                     let sync = channel.pipeline.syncOperations
                     try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
-                    try sync.addHandler(HTTPProtocolErrorResponder())
+                    try sync.addHandler(HTTPProtocolErrorResponder(log: { WorkerLog.error($0) }))
                     try sync.addHandler(IdleStateHandler(readTimeout: timeout))
                     let local = channel.localAddress
                     let server = (local?.ipAddress ?? "localhost", local?.port.map(String.init) ?? "")

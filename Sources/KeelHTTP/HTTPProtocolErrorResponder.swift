@@ -2,25 +2,33 @@ import NIOCore
 import NIOHTTP1
 
 /// Answers a request NIO's parser rejected, as nginx would: 431 for a header block over the parser's
-/// limit (80 KiB), 400 for anything else malformed, with one log line either way, then the decoder
-/// closes the connection. (NIO's own HTTPServerProtocolErrorHandler answers 400 to everything.)
-final class HTTPProtocolErrorResponder: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+/// limit, 400 for anything else malformed (request smuggling shapes among them), with one log line either
+/// way, then closes the connection. (NIO's own HTTPServerProtocolErrorHandler answers 400 to everything.)
+/// Shared by keel's front and keel-pool's HTTP socket.
+public final class HTTPProtocolErrorResponder: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = HTTPServerRequestPart
+    public typealias InboundOut = HTTPServerRequestPart
+    public typealias OutboundIn = HTTPServerResponsePart
+    public typealias OutboundOut = HTTPServerResponsePart
+
+    private let log: (String) -> Void
+
+    /// `log` receives one line per rejected request.
+    public init(log: @escaping (String) -> Void) {
+        self.log = log
+    }
 
     /// A response already begun cannot be followed by an error response.
     private var responseInProgress = false
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let parserError = error as? HTTPParserError else {
             context.fireErrorCaught(error)
             return
         }
         let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
         let peer = context.remoteAddress?.description ?? "unknown peer"
-        WorkerLog.error("malformed HTTP request from \(peer) (\(parserError)): answered \(status.code)")
+        log("malformed HTTP request from \(peer) (\(parserError)): answered \(status.code)")
         if !responseInProgress {
             let message = status == .requestHeaderFieldsTooLarge
                 ? "Request header block too large\n" : "Malformed HTTP request\n"
@@ -34,7 +42,7 @@ final class HTTPProtocolErrorResponder: ChannelDuplexHandler, RemovableChannelHa
         context.close(promise: nil)
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(let head) where head.status.code >= 200: responseInProgress = true  // 1xx heads are interim
         case .end: responseInProgress = false

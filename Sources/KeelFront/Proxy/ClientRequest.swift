@@ -1,0 +1,143 @@
+import NIOCore
+import NIOHTTP1
+
+/// What the front knows about one client request once its head arrived: the parts every upstream protocol, the
+/// router and the access log need, split once.
+struct ClientRequest {
+    var head: HTTPRequestHead
+    /// Path of the target, still percent-encoded (what routing and REQUEST_URI use), no query.
+    var rawPath: Substring
+    /// The query string without "?", or "".
+    var query: Substring
+    /// The effective host with port as the client gave it: from an absolute-form target, else the Host header.
+    var hostWithPort: String?
+    var connection: ConnectionInfo
+    var startTime: NIODeadline
+
+    struct ConnectionInfo: Sendable {
+        var remoteAddress: String
+        var remotePort: Int
+        var serverAddress: String
+        var serverPort: Int
+        var isTLS: Bool
+    }
+
+    enum Rejection: Error, Equatable {
+        case missingHost
+        case invalidHost
+        case invalidTarget
+    }
+
+    init(head: HTTPRequestHead, connection: ConnectionInfo, startTime: NIODeadline) throws(Rejection) {
+        self.head = head
+        self.connection = connection
+        self.startTime = startTime
+        var target = Substring(head.uri)
+        var absoluteHost: Substring?
+        if !target.hasPrefix("/") {
+            // Absolute form ("http://host:port/path"): the target's host wins over the Host header (RFC 9112 §3.2.2).
+            guard let schemeEnd = Self.schemeSeparator(in: target) else {
+                if head.method == .OPTIONS && target == "*" {
+                    target = "*"
+                } else {
+                    throw .invalidTarget
+                }
+                self.rawPath = target
+                self.query = ""
+                self.hostWithPort = head.headers.first(name: "host")
+                return
+            }
+            let afterScheme = target[schemeEnd.upperBound...]
+            let pathStart = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? afterScheme.endIndex
+            absoluteHost = afterScheme[..<pathStart]
+            target = afterScheme[pathStart...]
+            if target.isEmpty || target.hasPrefix("?") { target = "/" + target }
+        }
+        if let question = target.firstIndex(of: "?") {
+            rawPath = target[..<question]
+            query = target[target.index(after: question)...]
+        } else {
+            rawPath = target
+            query = ""
+        }
+        let hostValues = head.headers["host"]
+        if hostValues.count > 1 { throw .invalidHost }
+        let host = absoluteHost.map(String.init) ?? hostValues.first
+        if host == nil, head.version.major == 1, head.version.minor >= 1 { throw .missingHost }
+        if let host, !Self.isValidHost(host) { throw .invalidHost }
+        self.hostWithPort = host
+    }
+
+    /// The "://" of an absolute-form target (no Foundation for `range(of:)`).
+    private static func schemeSeparator(in target: Substring) -> Range<Substring.Index>? {
+        var index = target.startIndex
+        while index < target.endIndex {
+            let rest = target[index...]
+            if rest.hasPrefix("://") { return index..<target.index(index, offsetBy: 3) }
+            if rest.first == "/" { return nil }
+            index = target.index(after: index)
+        }
+        return nil
+    }
+
+    /// A request that failed validation, kept only to answer and log it.
+    static func unchecked(head: HTTPRequestHead, connection: ConnectionInfo) -> ClientRequest {
+        ClientRequest(head: head, rawPath: Substring(head.uri), query: "", hostWithPort: nil, connection: connection, startTime: .now())
+    }
+
+    private init(head: HTTPRequestHead, rawPath: Substring, query: Substring, hostWithPort: String?, connection: ConnectionInfo, startTime: NIODeadline) {
+        self.head = head
+        self.rawPath = rawPath
+        self.query = query
+        self.hostWithPort = hostWithPort
+        self.connection = connection
+        self.startTime = startTime
+    }
+
+    /// nginx's check: no whitespace, slashes or control bytes, not empty, no ".." label.
+    static func isValidHost(_ host: String) -> Bool {
+        guard !host.isEmpty, !host.contains("..") else { return false }
+        return host.utf8.allSatisfy { byte in byte > 0x20 && byte != 0x7F && byte != UInt8(ascii: "/") && byte != UInt8(ascii: "\\") }
+    }
+
+    /// Host without port, lowercased: nginx's `$host`.
+    var hostName: String? { hostWithPort.map(Router.normalizedHost) }
+
+    /// The request line as the access log shows it.
+    var requestLine: String { "\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)" }
+}
+
+extension HTTPRequestHead {
+    /// The client announced a body (possibly empty): its length is passed on even when it is 0.
+    var declaresBody: Bool { headers.contains(name: "content-length") || headers.contains(name: "transfer-encoding") }
+}
+
+/// Percent-decoding for PATH_INFO and static file paths; nil for malformed escapes or an encoded NUL.
+func percentDecoded(_ path: Substring) -> String? {
+    guard path.utf8.contains(UInt8(ascii: "%")) else { return String(path) }
+    var bytes: [UInt8] = []
+    bytes.reserveCapacity(path.utf8.count)
+    var iterator = path.utf8.makeIterator()
+    while let byte = iterator.next() {
+        guard byte == UInt8(ascii: "%") else {
+            bytes.append(byte)
+            continue
+        }
+        guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
+            return nil
+        }
+        let decoded = high << 4 | low
+        if decoded == 0 { return nil }
+        bytes.append(decoded)
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+private func hexValue(_ byte: UInt8) -> UInt8? {
+    switch byte {
+    case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+    case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+    case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+    default: nil
+    }
+}

@@ -1,0 +1,80 @@
+/// Host → longest path prefix → action, built once per configuration (an immutable table, as Hummingbird's trie).
+/// Host lookup follows nginx's `server_name` order: exact name, then the longest `*.suffix`, then the default server.
+public struct Router: Sendable {
+    public struct Match: Sendable, Equatable {
+        public var route: FrontConfiguration.Route
+        /// The route's index in the configuration, for logs.
+        public var index: Int
+    }
+
+    /// Routes of one host pattern, longest prefix first.
+    private struct RouteList: Sendable {
+        var entries: [(prefix: String, match: Match)] = []
+        mutating func add(_ match: Match) {
+            entries.append((match.route.pathPrefix, match))
+            entries.sort { $0.prefix.utf8.count > $1.prefix.utf8.count }
+        }
+        func first(for path: Substring) -> Match? {
+            entries.first { path.hasPrefix($0.prefix) }?.match
+        }
+    }
+
+    private var exactHosts: [String: RouteList] = [:]
+    /// Suffixes without the "*" (".example.com"), longest first.
+    private var suffixHosts: [(suffix: String, routes: RouteList)] = []
+    private var defaultRoutes = RouteList()
+
+    public init(routes: [FrontConfiguration.Route]) {
+        for (index, route) in routes.enumerated() {
+            let match = Match(route: route, index: index)
+            if route.hosts.isEmpty {
+                defaultRoutes.add(match)
+                continue
+            }
+            for host in route.hosts.map({ $0.lowercased() }) {
+                if host.hasPrefix("*.") {
+                    let suffix = String(host.dropFirst())
+                    if let at = suffixHosts.firstIndex(where: { $0.suffix == suffix }) {
+                        suffixHosts[at].routes.add(match)
+                    } else {
+                        var list = RouteList()
+                        list.add(match)
+                        suffixHosts.append((suffix, list))
+                    }
+                } else {
+                    exactHosts[host, default: RouteList()].add(match)
+                }
+            }
+        }
+        suffixHosts.sort { $0.suffix.utf8.count > $1.suffix.utf8.count }
+    }
+
+    /// The route for a request; `host` is the Host header (any port and case), `path` the URI path without query.
+    /// As with nginx server blocks, a host that matches a pattern is answered only by that pattern's routes (nil →
+    /// 404); only a host no pattern matches falls to the default server.
+    public func match(host: String?, path: Substring) -> Match? {
+        routes(forHost: host).first(for: path)
+    }
+
+    private func routes(forHost host: String?) -> RouteList {
+        guard let name = host.map(Self.normalizedHost), !name.isEmpty else { return defaultRoutes }
+        if let list = exactHosts[name] { return list }
+        // "*.example.com" matches "a.example.com", not "example.com" itself (nginx's wildcard rule).
+        if let hit = suffixHosts.first(where: { name.hasSuffix($0.suffix) }) {
+            return hit.routes
+        }
+        return defaultRoutes
+    }
+
+    /// "Example.COM:8080" → "example.com"; "[::1]:80" → "[::1]"; a trailing dot is dropped, as nginx does.
+    static func normalizedHost(_ host: String) -> String {
+        var name = Substring(host)
+        if name.hasPrefix("[") {
+            if let close = name.firstIndex(of: "]") { name = name[...close] }
+        } else if let colon = name.lastIndex(of: ":") {
+            name = name[..<colon]
+        }
+        if name.hasSuffix(".") { name = name.dropLast() }
+        return name.lowercased()
+    }
+}

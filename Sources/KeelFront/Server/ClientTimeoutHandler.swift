@@ -1,0 +1,137 @@
+import NIOCore
+import NIOHTTP1
+
+/// nginx's client timeouts for one connection, as a state machine fed by what the decoder saw and what was answered:
+/// `client_header_timeout` (a head must arrive whole in time → 408, the slowloris defence), `client_body_timeout`
+/// (between body reads → 408), `keepalive_timeout` (an idle connection is closed silently) and `send_timeout` (a
+/// client that stops reading the response is dropped).
+final class ClientTimeoutHandler: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// Sent down the pipeline when a body stalls, so the request's owner answers 408 and logs it.
+    struct BodyTimeoutEvent {}
+
+    enum Phase: Equatable {
+        /// Between requests; `sawBytes` once part of a next head arrived.
+        case waitingForHead(sawBytes: Bool)
+        case readingBody
+        /// Request read, response not finished: the upstream's own timeouts apply.
+        case awaitingResponse
+    }
+
+    private let limits: FrontConfiguration.Limits
+    private var phase = Phase.waitingForHead(sawBytes: false)
+    private var requestsStarted = 0
+    private var responsesFinished = 0
+    private var timer: Scheduled<Void>?
+    private var sendTimer: Scheduled<Void>?
+
+    init(limits: FrontConfiguration.Limits) {
+        self.limits = limits
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { arm(context, limits.clientHeaderTimeout) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        arm(context, limits.clientHeaderTimeout)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            requestsStarted += 1
+            let hasBody = head.headers.contains(name: "content-length") || head.headers.contains(name: "transfer-encoding")
+            phase = hasBody ? .readingBody : .awaitingResponse
+            if hasBody { arm(context, limits.clientBodyTimeout) } else { cancel() }
+        case .body:
+            if phase == .readingBody { arm(context, limits.clientBodyTimeout) }
+        case .end:
+            if phase == .readingBody {
+                phase = .awaitingResponse
+                cancel()
+            }
+        }
+        context.fireChannelRead(data)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // Bytes arrived without completing a head: from now on the head has client_header_timeout to arrive.
+        if phase == .waitingForHead(sawBytes: false) {
+            phase = .waitingForHead(sawBytes: true)
+            arm(context, limits.clientHeaderTimeout)
+        }
+        context.fireChannelReadComplete()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if case .end = unwrapOutboundIn(data) {
+            responsesFinished += 1
+            if responsesFinished >= requestsStarted {
+                phase = .waitingForHead(sawBytes: false)
+                arm(context, limits.keepaliveTimeout)
+            }
+        }
+        context.write(data, promise: promise)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            sendTimer?.cancel()
+            sendTimer = nil
+        } else if sendTimer == nil {
+            let timeout = limits.sendTimeout
+            sendTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+                FrontLog.info("client \(context.remoteAddress?.ipAddress ?? "?") did not read the response for \(timeout.prettySeconds) (send_timeout): connection closed")
+                context.close(promise: nil)
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        cancel()
+        sendTimer?.cancel()
+        context.fireChannelInactive()
+    }
+
+    private func arm(_ context: ChannelHandlerContext, _ delay: TimeAmount) {
+        timer?.cancel()
+        timer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { self.fire(context) }
+    }
+
+    private func cancel() {
+        timer?.cancel()
+        timer = nil
+    }
+
+    private func fire(_ context: ChannelHandlerContext) {
+        timer = nil
+        switch phase {
+        case .waitingForHead(sawBytes: false):
+            context.close(promise: nil)
+        case .waitingForHead(sawBytes: true):
+            FrontLog.info("client \(context.remoteAddress?.ipAddress ?? "?") timed out sending the request head (client_header_timeout): answered 408")
+            let body = ByteBuffer(string: "Request Timeout\n")
+            let head = HTTPResponseHead(
+                version: .http1_1, status: .requestTimeout,
+                headers: ["Connection": "close", "Content-Type": "text/plain", "Content-Length": String(body.readableBytes)])
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        case .readingBody:
+            FrontLog.info("client \(context.remoteAddress?.ipAddress ?? "?") timed out sending the request body (client_body_timeout): answered 408")
+            context.fireUserInboundEventTriggered(BodyTimeoutEvent())
+        case .awaitingResponse:
+            break
+        }
+    }
+}
+
+@available(*, unavailable)
+extension ClientTimeoutHandler: Sendable {}

@@ -1,0 +1,52 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Everything a request reads from the configuration, built once per load: a HUP builds a new one and swaps it in,
+/// requests already running keep the one they started with.
+final class FrontRuntime: Sendable {
+    let configuration: FrontConfiguration
+    let router: Router
+    let upstreams: [String: UpstreamGroup]
+    let accessLog: AccessLog?
+
+    init(configuration: FrontConfiguration, accessLog: AccessLog?) {
+        self.configuration = configuration
+        self.router = Router(routes: configuration.routes)
+        var groups: [String: UpstreamGroup] = [:]
+        for (name, upstream) in configuration.upstreams { groups[name] = UpstreamGroup(configuration: upstream) }
+        self.upstreams = groups
+        self.accessLog = accessLog
+    }
+
+    var limits: FrontConfiguration.Limits { configuration.limits }
+}
+
+/// The runtime currently in force, shared by every event loop.
+final class FrontRuntimeHolder: Sendable {
+    private let box: NIOLockedValueBox<FrontRuntime>
+
+    init(_ runtime: FrontRuntime) {
+        self.box = NIOLockedValueBox(runtime)
+    }
+
+    var current: FrontRuntime { box.withLockedValue { $0 } }
+
+    func replace(with runtime: FrontRuntime) {
+        box.withLockedValue { $0 = runtime }
+    }
+}
+
+/// Per-event-loop state that outlives reloads (idle upstream keep-alive connections), touched only on its loop.
+final class LoopLocalState: @unchecked Sendable {
+    let loop: any EventLoop
+    private let connections = HTTPUpstreamConnections()
+
+    init(loop: any EventLoop) {
+        self.loop = loop
+    }
+
+    var httpConnections: HTTPUpstreamConnections {
+        loop.preconditionInEventLoop()
+        return connections
+    }
+}

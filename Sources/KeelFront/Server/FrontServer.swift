@@ -1,0 +1,126 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOExtras
+import NIOHTTP1
+import NIOPosix
+import KeelHTTP
+
+/// keel's listeners: one NIO server channel per `[[listen]]` on a shared event loop group, each connection getting
+/// the HTTP/1.1 pipeline (decoder limits → timeouts → pipelining → protocol errors → proxy). Reload swaps the
+/// runtime (routes, upstreams, logs); shutdown quiesces: stop accepting, let in-flight requests finish, then close.
+public final class FrontServer: Sendable {
+    public struct StartError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    private let group: MultiThreadedEventLoopGroup
+    private let runtime: FrontRuntimeHolder
+    private let loopLocals: [ObjectIdentifier: LoopLocalState]
+    private let quiesce: ServerQuiescingHelper
+    private let counter: ConnectionCounter
+    private let channels: NIOLockedValueBoxChannels
+
+    public init(configuration: FrontConfiguration, accessLog: AccessLog?, group: MultiThreadedEventLoopGroup) {
+        self.group = group
+        self.runtime = FrontRuntimeHolder(FrontRuntime(configuration: configuration, accessLog: accessLog))
+        var locals: [ObjectIdentifier: LoopLocalState] = [:]
+        for loop in group.makeIterator() { locals[ObjectIdentifier(loop)] = LoopLocalState(loop: loop) }
+        self.loopLocals = locals
+        self.quiesce = ServerQuiescingHelper(group: group)
+        self.counter = ConnectionCounter(limit: configuration.limits.maxConnections)
+        self.channels = NIOLockedValueBoxChannels()
+    }
+
+    public var configuration: FrontConfiguration { runtime.current.configuration }
+
+    /// Binds every listener; on any failure the ones already bound are closed and the error names the address.
+    public func start() async throws {
+        for listener in configuration.listeners {
+            do {
+                let channel = try await bootstrap().bind(host: listener.host, port: listener.port).get()
+                channels.append(channel)
+            } catch {
+                for channel in channels.all { try? await channel.close() }
+                throw StartError(description: "cannot listen on \(listener.description): \(error) (is another server using that port?)")
+            }
+        }
+    }
+
+    /// The addresses actually bound (port 0 resolved), in listener order.
+    public var boundAddresses: [SocketAddress] { channels.all.compactMap(\.localAddress) }
+
+    private func bootstrap() -> ServerBootstrap {
+        let runtime = self.runtime
+        let loopLocals = self.loopLocals
+        let quiesce = self.quiesce
+        let counter = self.counter
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                    try channel.pipeline.syncOperations.addHandler(ConnectionLimiter(counter: counter))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 4)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let current = runtime.current
+                    let limits = current.limits
+                    var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+                    decoderLimits.maxHeaderFieldSize = limits.maxHeaderSize
+                    decoderLimits.maxHeaderListSize = limits.maxHeaderSize
+                    let sync = channel.pipeline.syncOperations
+                    try sync.configureHTTPServerPipeline(
+                        withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
+                        withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
+                    try sync.addHandler(ClientTimeoutHandler(limits: limits))
+                    try sync.addHandler(HTTPServerPipelineHandler())
+                    try sync.addHandler(HTTPProtocolErrorResponder(log: { FrontLog.info($0) }))
+                    let local = loopLocals[ObjectIdentifier(channel.eventLoop)] ?? LoopLocalState(loop: channel.eventLoop)
+                    try sync.addHandler(ProxyHandler(runtime: runtime, loopLocal: local))
+                }
+            }
+    }
+
+    /// Puts a new configuration in force for new requests (HUP). Listener changes need a restart; the caller is told.
+    public func reload(_ configuration: FrontConfiguration, accessLog: AccessLog?) -> [String] {
+        var notes: [String] = []
+        let old = runtime.current.configuration
+        if old.listeners != configuration.listeners { notes.append("listeners changed: restart keel to apply them") }
+        if old.eventLoops != configuration.eventLoops { notes.append("event_loops changed: restart keel to apply it") }
+        if old.limits.maxConnections != configuration.limits.maxConnections {
+            notes.append("limits.max_connections changed: restart keel to apply it")
+        }
+        runtime.replace(with: FrontRuntime(configuration: configuration, accessLog: accessLog))
+        if old.upstreams != configuration.upstreams {
+            for local in loopLocals.values { local.loop.execute { local.httpConnections.closeAll() } }
+        }
+        return notes
+    }
+
+    public var accessLog: AccessLog? { runtime.current.accessLog }
+
+    /// Stops accepting at once, lets requests in flight finish within `grace`, then closes what is left.
+    public func shutdown(grace: TimeAmount) async {
+        let done = group.next().makePromise(of: Void.self)
+        quiesce.initiateShutdown(promise: done)
+        let deadline = group.next().scheduleTask(in: grace) {
+            FrontLog.warning("graceful timeout (\(grace.prettySeconds)) passed with requests in flight: closing their connections")
+            done.succeed()
+        }
+        try? await done.futureResult.get()
+        deadline.cancel()
+        for local in loopLocals.values { local.loop.execute { local.httpConnections.closeAll() } }
+        runtime.current.accessLog?.flush()
+    }
+}
+
+/// The bound server channels (appended once at start, read for addresses and cleanup).
+final class NIOLockedValueBoxChannels: Sendable {
+    private let box = NIOLockedValueBox<[Channel]>([])
+    func append(_ channel: Channel) { box.withLockedValue { $0.append(channel) } }
+    var all: [Channel] { box.withLockedValue { $0 } }
+}

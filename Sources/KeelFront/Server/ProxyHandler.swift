@@ -1,0 +1,350 @@
+import NIOCore
+import NIOHTTP1
+import UWSGI
+
+/// One client connection's requests, one at a time (HTTPServerPipelineHandler before it holds pipelined ones back):
+/// read the head, route it, buffer the body within the limits, answer from the route's action, log the outcome.
+/// Every request that reached this handler ends in a response or an access-log line saying why not (499, aborted).
+final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private enum State {
+        case idle
+        /// Head routed, body arriving.
+        case receiving(RequestInFlight, RequestBodyBuffer)
+        /// A response was already decided (413, 400, 404 …); the rest of the body is read and dropped.
+        case discardingBody(RequestInFlight, Reply)
+        /// The response is being produced (upstream exchange or static file).
+        case responding(RequestInFlight)
+        case closed
+    }
+
+    /// What the access log and the framing decision need about the current request.
+    private struct RequestInFlight {
+        var request: ClientRequest
+        var route: Router.Match?
+        var keepAlive: Bool
+        var status = 0
+        var bodyBytesSent = 0
+        var headSent = false
+        var exchange: UpstreamExchange?
+    }
+
+    private let runtimeHolder: FrontRuntimeHolder
+    private let loopLocal: LoopLocalState
+    private let isTLS: Bool
+    private var runtime: FrontRuntime
+    private var state = State.idle
+    private var requestsOnConnection = 0
+    private var context: ChannelHandlerContext?
+
+    init(runtime: FrontRuntimeHolder, loopLocal: LoopLocalState, isTLS: Bool = false) {
+        self.runtimeHolder = runtime
+        self.loopLocal = loopLocal
+        self.isTLS = isTLS
+        self.runtime = runtime.current
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    // MARK: inbound
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): receivedHead(head, context: context)
+        case .body(let chunk): receivedBody(chunk, context: context)
+        case .end: receivedEnd(context: context)
+        }
+    }
+
+    private func receivedHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+        guard case .idle = state else { return }
+        runtime = runtimeHolder.current
+        requestsOnConnection += 1
+        let limits = runtime.limits
+        let keepAlive = head.isKeepAlive && requestsOnConnection < limits.keepaliveRequests && limits.keepaliveTimeout > .zero
+        let request: ClientRequest
+        do {
+            request = try ClientRequest(head: head, connection: connectionInfo(context), startTime: .now())
+        } catch {
+            let placeholder = ClientRequest.unchecked(head: head, connection: connectionInfo(context))
+            let message = error == .missingHost ? "HTTP/1.1 request without a Host header" : "invalid Host or request target"
+            FrontLog.info("client \(placeholder.connection.remoteAddress) sent an \(message): answered 400")
+            state = .discardingBody(RequestInFlight(request: placeholder, keepAlive: false), .plain(.badRequest, "\(message)\n"))
+            return
+        }
+        let route = runtime.router.match(host: request.hostName, path: request.rawPath)
+        var inFlight = RequestInFlight(request: request, route: route, keepAlive: keepAlive)
+
+        let declaredLength = head.headers.first(name: "content-length").flatMap { Int64($0) }
+        if limits.clientMaxBodySize > 0, let declaredLength, declaredLength > limits.clientMaxBodySize {
+            FrontLog.error(
+                "client \(request.connection.remoteAddress) intended to send too large body: \(declaredLength) bytes "
+                    + "(client_max_body_size is \(limits.clientMaxBodySize)): answered 413")
+            inFlight.keepAlive = false
+            state = .discardingBody(inFlight, .plain(.payloadTooLarge, "Request body too large\n"))
+            // Answer now and close: reading gigabytes only to drop them helps nobody.
+            respondAndCloseEarly(context: context)
+            return
+        }
+        guard let route else {
+            state = .discardingBody(inFlight, .plain(.notFound, "Not Found\n"))
+            return
+        }
+        if head.headers.first(name: "expect")?.lowercased() == "100-continue", head.version == .http1_1 {
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+        }
+        state = .receiving(inFlight, RequestBodyBuffer(memoryLimit: limits.clientBodyBufferSize, tempDirectory: limits.clientBodyTempPath, allocator: context.channel.allocator))
+    }
+
+    private func receivedBody(_ chunk: ByteBuffer, context: ChannelHandlerContext) {
+        guard case .receiving(var inFlight, let body) = state else { return }
+        let limit = runtime.limits.clientMaxBodySize
+        if limit > 0, body.byteCount + Int64(chunk.readableBytes) > limit {
+            FrontLog.error("client \(inFlight.request.connection.remoteAddress) sent a body over client_max_body_size (\(limit) bytes): answered 413")
+            inFlight.keepAlive = false
+            state = .discardingBody(inFlight, .plain(.payloadTooLarge, "Request body too large\n"))
+            respondAndCloseEarly(context: context)
+            return
+        }
+        do {
+            try body.append(chunk)
+        } catch {
+            FrontLog.error("\(error)")
+            inFlight.keepAlive = false
+            state = .discardingBody(inFlight, .plain(.internalServerError, "Internal Server Error\n"))
+            respondAndCloseEarly(context: context)
+        }
+    }
+
+    private func receivedEnd(context: ChannelHandlerContext) {
+        switch state {
+        case .receiving(let inFlight, let body):
+            state = .responding(inFlight)
+            dispatch(inFlight, body: body, context: context)
+        case .discardingBody(let inFlight, let reply):
+            state = .responding(inFlight)
+            send(reply, context: context)
+        case .idle, .responding, .closed:
+            break
+        }
+    }
+
+    /// Answers before the body is read (413, spill failure) and closes after: the client may still be sending.
+    private func respondAndCloseEarly(context: ChannelHandlerContext) {
+        guard case .discardingBody(let inFlight, let reply) = state else { return }
+        state = .responding(inFlight)
+        send(reply, context: context)
+    }
+
+    // MARK: dispatch
+
+    private func dispatch(_ inFlight: RequestInFlight, body: RequestBodyBuffer, context: ChannelHandlerContext) {
+        guard let route = inFlight.route else { return send(.plain(.notFound, "Not Found\n"), context: context) }
+        switch route.route.action {
+        case .fixed(let status, let text, let contentType):
+            send(.text(HTTPResponseStatus(statusCode: status), text, contentType: contentType), context: context)
+        case .redirect(let location, let status):
+            send(.redirect(HTTPResponseStatus(statusCode: status), Self.redirectTarget(location, route: route.route, request: inFlight.request)), context: context)
+        case .staticFiles(let root):
+            send(StaticFileResponder.reply(root: root, routePrefix: route.route.pathPrefix, request: inFlight.request), context: context)
+        case .uwsgi(let upstreamName):
+            guard let group = runtime.upstreams[upstreamName] else { return send(.plain(.badGateway, "Bad Gateway\n"), context: context) }
+            let vars = UWSGIParams.vars(for: inFlight.request, serverName: serverName(route.route, inFlight.request), contentLength: body.byteCount)
+            var packet = context.channel.allocator.buffer(capacity: 1024)
+            do {
+                try UWSGIPacket.writeRequestHead(vars: vars, into: &packet)
+            } catch {
+                FrontLog.error("client \(inFlight.request.connection.remoteAddress): \(error): answered 431")
+                return send(.plain(.requestHeaderFieldsTooLarge, "Request header block too large for the uwsgi protocol\n"), context: context)
+            }
+            startExchange(group: group, kind: .uwsgi(packetHead: packet), head: inFlight.request.head, body: body)
+        case .proxy(let upstreamName):
+            guard let group = runtime.upstreams[upstreamName] else { return send(.plain(.badGateway, "Bad Gateway\n"), context: context) }
+            let head = HTTPUpstreamRequest.head(for: inFlight.request, bodyLength: body.byteCount)
+            startExchange(group: group, kind: .http(keepalive: loopLocal.httpConnections), head: head, body: body)
+        }
+    }
+
+    private func startExchange(group: UpstreamGroup, kind: UpstreamExchange.Kind, head: HTTPRequestHead, body: RequestBodyBuffer) {
+        guard case .responding(var inFlight) = state, let context else { return }
+        let exchange = UpstreamExchange(group: group, kind: kind, head: head, body: body, loop: context.eventLoop, sink: self)
+        inFlight.exchange = exchange
+        state = .responding(inFlight)
+        // The body buffer (and its temp file) lives until the exchange is done with it.
+        exchange.start()
+    }
+
+    private func serverName(_ route: FrontConfiguration.Route, _ request: ClientRequest) -> String {
+        route.hosts.first(where: { !$0.hasPrefix("*") }) ?? request.hostName ?? request.connection.serverAddress
+    }
+
+    static func redirectTarget(_ location: String, route: FrontConfiguration.Route, request: ClientRequest) -> String {
+        guard location.hasSuffix("/") else { return location }
+        var rest = request.rawPath.dropFirst(route.pathPrefix.count)
+        if rest.hasPrefix("/") { rest = rest.dropFirst() }
+        let query = request.query.isEmpty ? "" : "?\(request.query)"
+        return location + rest + query
+    }
+
+    // MARK: UpstreamExchange.Sink
+
+    var clientIsWritable: Bool { context?.channel.isWritable ?? false }
+
+    func exchangeDidReceiveHead(_ upstreamHead: HTTPResponseHead) {
+        guard case .responding(var inFlight) = state, let context else { return }
+        var head = HTTPResponseHead(version: inFlight.request.head.version, status: upstreamHead.status)
+        head.headers = HTTPUpstreamRequest.responseHeaders(from: upstreamHead.headers)
+        let framed = head.headers.contains(name: "content-length") || inFlight.request.head.version == .http1_1
+            || inFlight.request.head.method == .HEAD
+        if !framed { inFlight.keepAlive = false }
+        Self.setConnectionHeader(&head, keepAlive: inFlight.keepAlive)
+        inFlight.status = Int(head.status.code)
+        inFlight.headSent = true
+        state = .responding(inFlight)
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+    }
+
+    func exchangeDidReceiveBody(_ body: ByteBuffer) {
+        guard case .responding(var inFlight) = state, let context else { return }
+        inFlight.bodyBytesSent += body.readableBytes
+        state = .responding(inFlight)
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+    }
+
+    func exchangeDidFinish() {
+        guard case .responding(let inFlight) = state, let context else { return }
+        finishResponse(inFlight, context: context)
+    }
+
+    func exchangeDidFail(_ failure: UpstreamExchange.Failure) {
+        guard case .responding(var inFlight) = state, let context else { return }
+        if inFlight.headSent {
+            // Too late for an error status: the client sees the connection end short of the promised length.
+            FrontLog.error("\(failure) while sending the response to \(inFlight.request.connection.remoteAddress); connection closed")
+            inFlight.keepAlive = false
+            state = .responding(inFlight)
+            logAccess(inFlight)
+            state = .closed
+            context.close(promise: nil)
+            return
+        }
+        FrontLog.error("\(failure), client: \(inFlight.request.connection.remoteAddress), request: \"\(inFlight.request.requestLine)\"")
+        inFlight.exchange = nil
+        state = .responding(inFlight)
+        let status = failure.status
+        send(.plain(status, "\(status.code) \(status.reasonPhrase)\n"), context: context, upstreamTimed: true)
+    }
+
+    // MARK: writing replies
+
+    private func send(_ reply: Reply, context: ChannelHandlerContext, upstreamTimed: Bool = false) {
+        guard case .responding(var inFlight) = state else { return }
+        var head = HTTPResponseHead(version: inFlight.request.head.version, status: reply.status, headers: reply.headers)
+        if reply.closesConnection { inFlight.keepAlive = false }
+        Self.setConnectionHeader(&head, keepAlive: inFlight.keepAlive)
+        inFlight.status = Int(reply.status.code)
+        inFlight.headSent = true
+        context.write(wrapOutboundOut(.head(head)), promise: nil)
+        if inFlight.request.head.method != .HEAD {
+            switch reply.body {
+            case .none: break
+            case .buffer(let buffer):
+                inFlight.bodyBytesSent += buffer.readableBytes
+                context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            case .file(let region, let handle):
+                inFlight.bodyBytesSent += region.readableBytes
+                let written = context.eventLoop.makePromise(of: Void.self)
+                context.write(wrapOutboundOut(.body(.fileRegion(region))), promise: written)
+                written.futureResult.whenComplete { _ in try? handle.close() }
+            }
+        } else if case .file(_, let handle) = reply.body {
+            try? handle.close()
+        }
+        finishResponse(inFlight, context: context)
+    }
+
+    private func finishResponse(_ inFlight: RequestInFlight, context: ChannelHandlerContext) {
+        logAccess(inFlight)
+        let keepAlive = inFlight.keepAlive
+        state = keepAlive ? .idle : .closed
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
+        if !keepAlive {
+            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        }
+    }
+
+    private func logAccess(_ inFlight: RequestInFlight) {
+        guard let accessLog = runtime.accessLog else { return }
+        let request = inFlight.request
+        let upstreamTime = inFlight.exchange.map { ($0.finishTime ?? .now()) - $0.startTime }
+        accessLog.log(
+            AccessLog.Entry(
+                remoteAddress: request.connection.remoteAddress, requestLine: request.requestLine, status: inFlight.status,
+                bodyBytesSent: inFlight.bodyBytesSent, referer: request.head.headers.first(name: "referer"),
+                userAgent: request.head.headers.first(name: "user-agent"), requestTime: .now() - request.startTime,
+                upstreamTime: upstreamTime))
+    }
+
+    static func setConnectionHeader(_ head: inout HTTPResponseHead, keepAlive: Bool) {
+        if !keepAlive {
+            head.headers.replaceOrAdd(name: "Connection", value: "close")
+        } else if head.version == .http1_0 {
+            head.headers.replaceOrAdd(name: "Connection", value: "keep-alive")
+        }
+    }
+
+    // MARK: connection events
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ClientTimeoutHandler.BodyTimeoutEvent, case .receiving(var inFlight, _) = state {
+            inFlight.keepAlive = false
+            state = .discardingBody(inFlight, .plain(.requestTimeout, "Request Timeout\n"))
+            respondAndCloseEarly(context: context)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable, case .responding(let inFlight) = state {
+            inFlight.exchange?.clientBecameWritable()
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        switch state {
+        case .receiving(var inFlight, _), .responding(var inFlight), .discardingBody(var inFlight, _):
+            inFlight.exchange?.cancel()
+            if !inFlight.headSent {
+                // nginx's 499: the client closed the connection before the response began.
+                inFlight.status = 499
+            }
+            logAccess(inFlight)
+        case .idle, .closed:
+            break
+        }
+        state = .closed
+        context.fireChannelInactive()
+    }
+
+    private func connectionInfo(_ context: ChannelHandlerContext) -> ClientRequest.ConnectionInfo {
+        let remote = context.channel.remoteAddress
+        let local = context.channel.localAddress
+        return ClientRequest.ConnectionInfo(
+            remoteAddress: remote?.ipAddress ?? "unix:", remotePort: remote?.port ?? 0,
+            serverAddress: local?.ipAddress ?? "localhost", serverPort: local?.port ?? 0, isTLS: isTLS)
+    }
+}
+
+@available(*, unavailable)
+extension ProxyHandler: Sendable {}

@@ -1,0 +1,87 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Opens connections to backend servers (unix or TCP) on the client's event loop, with the connect timeout and
+/// reads driven by the exchange (autoRead off: the client's pace sets the upstream's).
+enum UpstreamConnector {
+    struct ConnectError: Error, CustomStringConvertible {
+        var address: FrontConfiguration.ServerAddress
+        var underlying: any Error
+        var description: String { "connect() to \(address) failed (\(underlying))" }
+    }
+
+    enum Codec: Sendable {
+        /// One connection per request; the packet head (uwsgi header + vars) goes first.
+        case uwsgi(packetHead: ByteBuffer)
+        case http
+    }
+
+    static func connect(
+        to address: FrontConfiguration.ServerAddress, codec: Codec, on loop: any EventLoop, timeout: TimeAmount
+    ) -> EventLoopFuture<(Channel, UpstreamResponseRelay)> {
+        let bootstrap = ClientBootstrap(group: loop)
+            .connectTimeout(timeout)
+            .channelOption(.autoRead, value: false)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    switch codec {
+                    case .uwsgi(let packetHead):
+                        try sync.addHandler(UWSGIRequestEncoder(packetHead: packetHead))
+                        try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
+                    case .http:
+                        try sync.addHTTPClientHandlers(leftOverBytesStrategy: .dropBytes)
+                    }
+                    try sync.addHandler(UpstreamResponseRelay())
+                }
+            }
+        let connected: EventLoopFuture<Channel>
+        switch address {
+        case .unix(let path):
+            connected = bootstrap.connect(unixDomainSocketPath: path)
+        case .tcp(let host, let port):
+            connected = bootstrap.connect(host: host, port: port)
+        }
+        return connected.flatMapErrorThrowing { error in
+            throw ConnectError(address: address, underlying: error)
+        }.flatMapThrowing { channel in
+            (channel, try channel.pipeline.syncOperations.handler(type: UpstreamResponseRelay.self))
+        }
+    }
+}
+
+/// Idle keep-alive connections to HTTP upstreams, one set per event loop (nginx's `keepalive` is per worker too),
+/// so taking and parking need no lock.
+final class HTTPUpstreamConnections {
+    private var idle: [FrontConfiguration.ServerAddress: [(channel: Channel, relay: UpstreamResponseRelay)]] = [:]
+
+    func take(_ address: FrontConfiguration.ServerAddress) -> (Channel, UpstreamResponseRelay)? {
+        while let last = idle[address]?.popLast() {
+            if last.channel.isActive { return last }
+        }
+        return nil
+    }
+
+    func park(_ channel: Channel, relay: UpstreamResponseRelay, address: FrontConfiguration.ServerAddress, limit: Int) {
+        guard limit > 0, channel.isActive, idle[address, default: []].count < limit else {
+            channel.close(promise: nil)
+            return
+        }
+        relay.listener = nil
+        relay.onIdleClose = { [weak self] in self?.forget(channel, address: address) }
+        idle[address, default: []].append((channel, relay))
+        // An idle connection still needs a read armed to notice the server closing it.
+        channel.read()
+    }
+
+    private func forget(_ channel: Channel, address: FrontConfiguration.ServerAddress) {
+        idle[address]?.removeAll { $0.channel === channel }
+    }
+
+    /// Closes every idle connection (after a reload changed the upstreams).
+    func closeAll() {
+        for (_, list) in idle { for entry in list { entry.channel.close(promise: nil) } }
+        idle = [:]
+    }
+}

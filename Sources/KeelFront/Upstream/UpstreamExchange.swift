@@ -1,0 +1,278 @@
+import NIOCore
+import NIOHTTP1
+
+/// One request's trip to an upstream group, on the client's event loop: pick a server, connect (one retry on another
+/// server when the connect fails), send the buffered request, and relay the response with reads paced by the client.
+/// The generic half of nginx's upstream module; the protocol-specific half is the codec given at connect.
+final class UpstreamExchange: UpstreamResponseRelay.Listener {
+    /// Why an exchange ended without a whole response; the status is what the client sees if no head was sent yet.
+    enum Failure: Error, Equatable, CustomStringConvertible {
+        case unreachable(String)
+        case timedOut(String)
+        case badResponse(String)
+
+        var status: HTTPResponseStatus {
+            switch self {
+            case .unreachable, .badResponse: .badGateway
+            case .timedOut: .gatewayTimeout
+            }
+        }
+
+        var description: String {
+            switch self {
+            case .unreachable(let detail), .timedOut(let detail), .badResponse(let detail): detail
+            }
+        }
+    }
+
+    /// The client side, which writes what the exchange receives.
+    protocol Sink: AnyObject {
+        var clientIsWritable: Bool { get }
+        func exchangeDidReceiveHead(_ head: HTTPResponseHead)
+        func exchangeDidReceiveBody(_ body: ByteBuffer)
+        func exchangeDidFinish()
+        func exchangeDidFail(_ failure: Failure)
+    }
+
+    enum Kind {
+        case uwsgi(packetHead: ByteBuffer)
+        case http(keepalive: HTTPUpstreamConnections)
+    }
+
+    private enum State {
+        case idle
+        case connecting(server: Int)
+        case active(Channel, UpstreamResponseRelay, server: Int, reused: Bool)
+        case finished
+    }
+
+    private let group: UpstreamGroup
+    private let kind: Kind
+    private let head: HTTPRequestHead
+    /// Held until the exchange ends: a spilled body's temp file lives as long as this buffer.
+    private let body: RequestBodyBuffer
+    private let loop: any EventLoop
+    private weak var sink: (any Sink)?
+
+    private var state = State.idle
+    private var retried = false
+    private var receivedAnything = false
+    private var responseKeepAlive = false
+    private var requestWritten = false
+    private var readPending = false
+    private var timer: Scheduled<Void>?
+    private(set) var startTime = NIODeadline.now()
+    private(set) var finishTime: NIODeadline?
+    /// The server used last, for the access log ("unix:/run/app.sock").
+    private(set) var serverDescription = "-"
+
+    init(group: UpstreamGroup, kind: Kind, head: HTTPRequestHead, body: RequestBodyBuffer, loop: any EventLoop, sink: any Sink) {
+        self.group = group
+        self.kind = kind
+        self.head = head
+        self.body = body
+        self.loop = loop
+        self.sink = sink
+    }
+
+    func start() {
+        startTime = .now()
+        guard let server = group.pickServer() else {
+            fail(.unreachable("upstream \"\(group.name)\" has no servers"))
+            return
+        }
+        connect(server)
+    }
+
+    /// The client can take more: resume reading the upstream.
+    func clientBecameWritable() {
+        readIfClientCanTakeIt()
+    }
+
+    /// The client went away: drop the upstream connection (it cannot be reused mid-response).
+    func cancel() {
+        guard case .active(let channel, let relay, _, _) = state else {
+            state = .finished
+            return
+        }
+        relay.listener = nil
+        state = .finished
+        cancelTimer()
+        channel.close(promise: nil)
+    }
+
+    // MARK: connecting
+
+    private func connect(_ server: Int) {
+        state = .connecting(server: server)
+        let address = group.server(server)
+        serverDescription = address.description
+        if case .http(let keepalive) = kind, let (channel, relay) = keepalive.take(address) {
+            attach(channel, relay, server: server, reused: true)
+            return
+        }
+        let codec: UpstreamConnector.Codec
+        switch kind {
+        case .uwsgi(let packetHead): codec = .uwsgi(packetHead: packetHead)
+        case .http: codec = .http
+        }
+        UpstreamConnector.connect(to: address, codec: codec, on: loop, timeout: group.configuration.connectTimeout)
+            .assumeIsolated().whenComplete { result in
+                guard case .connecting(let current) = self.state, current == server else {
+                    // Cancelled meanwhile: the connection is not wanted.
+                    if case .success(let (channel, _)) = result { channel.close(promise: nil) }
+                    return
+                }
+                switch result {
+                case .success(let (channel, relay)):
+                    self.group.recordSuccess(server)
+                    self.attach(channel, relay, server: server, reused: false)
+                case .failure(let error):
+                    let markedDown = self.group.recordFailure(server)
+                    FrontLog.error(
+                        "upstream \"\(self.group.name)\": \(error)\(markedDown ? "; server marked down for \(self.group.configuration.failTimeout.prettySeconds)" : "")")
+                    self.retryOrFail(after: server, failure: .unreachable("\(error)"))
+                }
+            }
+    }
+
+    private func retryOrFail(after server: Int, failure: Failure) {
+        guard !retried, group.configuration.servers.count > 1, let next = group.pickServer(excluding: server) else {
+            fail(failure)
+            return
+        }
+        retried = true
+        connect(next)
+    }
+
+    private func attach(_ channel: Channel, _ relay: UpstreamResponseRelay, server: Int, reused: Bool) {
+        relay.listener = self
+        relay.onIdleClose = nil
+        state = .active(channel, relay, server: server, reused: reused)
+        sendRequest(on: channel)
+        readIfClientCanTakeIt()
+    }
+
+    private func sendRequest(on channel: Channel) {
+        let sendTimeout = group.configuration.sendTimeout
+        armTimer(sendTimeout) { .timedOut("upstream \"\(self.group.name)\" (\(self.serverDescription)) took more than \(sendTimeout.prettySeconds) to accept the request (send_timeout)") }
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        switch body.content {
+        case .memory(let buffer) where buffer.readableBytes > 0:
+            channel.write(HTTPClientRequestPart.body(.byteBuffer(buffer)), promise: nil)
+        case .file(let file, let size) where size > 0:
+            channel.write(HTTPClientRequestPart.body(.fileRegion(FileRegion(fileHandle: file, readerIndex: 0, endIndex: size))), promise: nil)
+        default:
+            break
+        }
+        let written = loop.makePromise(of: Void.self)
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { result in
+            guard case .active(let current, _, _, _) = self.state, current === channel else { return }
+            if case .success = result {
+                self.requestWritten = true
+                self.cancelTimer()
+                self.armReadTimer()
+            }
+            // A failed write (the backend closed early) is judged by what the read side sees next.
+        }
+    }
+
+    // MARK: reading
+
+    private func readIfClientCanTakeIt() {
+        guard case .active(let channel, _, _, _) = state, !readPending, sink?.clientIsWritable ?? false else { return }
+        readPending = true
+        channel.read()
+        if requestWritten { armReadTimer() }
+    }
+
+    private func armReadTimer() {
+        let readTimeout = group.configuration.readTimeout
+        armTimer(readTimeout) { .timedOut("upstream \"\(self.group.name)\" (\(self.serverDescription)) sent nothing for \(readTimeout.prettySeconds) (read_timeout)") }
+    }
+
+    func upstreamDidRead(_ part: HTTPClientResponsePart) {
+        guard case .active = state else { return }
+        receivedAnything = true
+        cancelTimer()
+        switch part {
+        case .head(let responseHead):
+            if responseHead.status.code < 200 { return }  // 100 Continue from a backend: the body is already sent
+            responseKeepAlive = responseHead.isKeepAlive
+            sink?.exchangeDidReceiveHead(responseHead)
+        case .body(let buffer):
+            sink?.exchangeDidReceiveBody(buffer)
+        case .end:
+            finish()
+        }
+    }
+
+    func upstreamDidCompleteRead() {
+        readPending = false
+        readIfClientCanTakeIt()
+    }
+
+    func upstreamDidClose(error: (any Error)?) {
+        guard case .active(_, _, let server, let reused) = state else { return }
+        cancelTimer()
+        if reused && !receivedAnything {
+            // A pooled keep-alive connection the server had closed: try a fresh one, as nginx does.
+            state = .idle
+            readPending = false
+            requestWritten = false
+            connect(server)
+            return
+        }
+        let detail = error.map { " (\($0))" } ?? ""
+        fail(.badResponse("upstream \"\(group.name)\" (\(serverDescription)) closed the connection before the response was complete\(detail)"))
+    }
+
+    // MARK: ending
+
+    private func finish() {
+        guard case .active(let channel, let relay, let server, _) = state else { return }
+        state = .finished
+        finishTime = .now()
+        cancelTimer()
+        relay.listener = nil
+        if case .http(let keepalive) = kind, responseKeepAlive, requestWritten {
+            keepalive.park(channel, relay: relay, address: group.server(server), limit: group.configuration.keepalive)
+        } else {
+            channel.close(promise: nil)
+        }
+        sink?.exchangeDidFinish()
+    }
+
+    private func fail(_ failure: Failure) {
+        if case .active(let channel, let relay, _, _) = state {
+            relay.listener = nil
+            channel.close(promise: nil)
+        }
+        if case .finished = state { return }
+        state = .finished
+        finishTime = .now()
+        cancelTimer()
+        sink?.exchangeDidFail(failure)
+    }
+
+    private func armTimer(_ delay: TimeAmount, _ failure: @escaping () -> Failure) {
+        timer?.cancel()
+        timer = loop.assumeIsolated().scheduleTask(in: delay) { self.fail(failure()) }
+    }
+
+    private func cancelTimer() {
+        timer?.cancel()
+        timer = nil
+    }
+}
+
+extension TimeAmount {
+    /// "2s", "1.5s", "250ms": for messages.
+    var prettySeconds: String {
+        let ms = nanoseconds / 1_000_000
+        if ms % 1000 == 0 { return "\(ms / 1000)s" }
+        if ms < 1000 { return "\(ms)ms" }
+        return "\(Double(ms) / 1000)s"
+    }
+}

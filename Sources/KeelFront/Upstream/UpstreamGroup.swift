@@ -1,0 +1,71 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// A named set of backend servers with round-robin choice and passive health, shared by every event loop:
+/// a server that fails `maxFails` connects in a row is skipped for `failTimeout` (nginx's `max_fails`/`fail_timeout`).
+/// When every server is down, the one that comes back soonest is tried anyway, as nginx does, so an outage of
+/// all servers recovers as soon as one does.
+final class UpstreamGroup: Sendable {
+    let configuration: FrontConfiguration.Upstream
+    private let health: NIOLockedValueBox<Health>
+
+    private struct Health {
+        var next = 0
+        var failures: [Int]
+        var downUntil: [NIODeadline]
+    }
+
+    init(configuration: FrontConfiguration.Upstream) {
+        self.configuration = configuration
+        let count = configuration.servers.count
+        self.health = NIOLockedValueBox(Health(failures: Array(repeating: 0, count: count), downUntil: Array(repeating: .distantPast, count: count)))
+    }
+
+    var name: String { configuration.name }
+
+    /// The next server to try, skipping `excluding` (the one that just failed) when another exists.
+    func pickServer(excluding: Int? = nil, now: NIODeadline = .now()) -> Int? {
+        let count = configuration.servers.count
+        if count == 0 { return nil }
+        return health.withLockedValue { health in
+            var soonest: (index: Int, until: NIODeadline)?
+            for step in 0..<count {
+                let index = (health.next + step) % count
+                if index == excluding, count > 1 { continue }
+                if health.downUntil[index] <= now {
+                    health.next = (index + 1) % count
+                    return index
+                }
+                if soonest == nil || health.downUntil[index] < soonest!.until { soonest = (index, health.downUntil[index]) }
+            }
+            return soonest?.index
+        }
+    }
+
+    func server(_ index: Int) -> FrontConfiguration.ServerAddress { configuration.servers[index] }
+
+    /// Records a failed connect; returns true when the server is now marked down.
+    @discardableResult
+    func recordFailure(_ index: Int, now: NIODeadline = .now()) -> Bool {
+        guard configuration.maxFails > 0 else { return false }
+        return health.withLockedValue { health in
+            health.failures[index] += 1
+            if health.failures[index] >= configuration.maxFails {
+                health.failures[index] = 0
+                health.downUntil[index] = now + configuration.failTimeout
+                return true
+            }
+            return false
+        }
+    }
+
+    func recordSuccess(_ index: Int) {
+        health.withLockedValue { health in
+            if health.failures[index] != 0 { health.failures[index] = 0 }
+        }
+    }
+
+    func isDown(_ index: Int, now: NIODeadline = .now()) -> Bool {
+        health.withLockedValue { $0.downUntil[index] > now }
+    }
+}
