@@ -60,11 +60,13 @@ enum Harness {
         kill(pid, 0) == 0 || errno == EPERM
     }
 
-    /// Pids of the direct children of `pid` (from /proc).
+    /// Pids of the direct children of `pid` (from /proc), whichever of its threads started them.
     static func children(of pid: pid_t) -> [pid_t] {
-        let path = "/proc/\(pid)/task/\(pid)/children"
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
-        return text.split(separator: " ").compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.flatMap { task -> [pid_t] in
+            guard let text = try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/children", encoding: .utf8) else { return [] }
+            return text.split(separator: " ").compactMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
     }
 }
 

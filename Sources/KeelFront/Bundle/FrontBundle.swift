@@ -1,0 +1,130 @@
+import Logging
+import NIOCore
+import NIOPosix
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// keel's whole life, in its one declared order: pools up → listeners bound → serve (HUP reloads, USR1 reopens
+/// logs) → on TERM stop accepting and drain → pools stopped → exit. INT and QUIT skip the drain.
+public enum FrontBundle {
+    public struct Logs: Sendable {
+        public var accessLog: AccessLog?
+        public var errorSink: LogSink?
+    }
+
+    /// Opens the logs a configuration names and points the error log at its sink.
+    public static func openLogs(_ configuration: FrontConfiguration) throws -> Logs {
+        let errorSink = try LogSink(path: configuration.logs.errorLog, dashMeans: .standardError)
+        let accessLog = try configuration.logs.accessLog.map { AccessLog(sink: try LogSink(path: $0, dashMeans: .standardOutput)) }
+        return Logs(accessLog: accessLog, errorSink: errorSink)
+    }
+
+    /// Runs until a stop signal; returns the exit code. `reload` builds a fresh configuration for HUP (nil: nothing
+    /// to reload from).
+    public static func run(
+        _ configuration: FrontConfiguration, reload: (@Sendable () throws -> FrontConfiguration)?,
+        announce: @Sendable ([SocketAddress]) -> Void = { _ in }
+    ) async throws -> Int32 {
+        var logs = try openLogs(configuration)
+        FrontLog.configure(sink: logs.errorSink, level: Logger.Level(configName: configuration.logs.level) ?? .info)
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sigquit, .sighup, .sigusr1)
+
+        let pools = PoolSupervisor(pools: configuration.pools)
+        let reaper = Task {
+            // Reaps every child (PID 1's duty in a container) and restarts pools that died.
+            while !Task.isCancelled {
+                pools.tick()
+                try? await Task.sleep(nanoseconds: 100_000_000)
+            }
+        }
+        defer { reaper.cancel() }
+        if !pools.isEmpty {
+            do {
+                try await pools.start()
+            } catch {
+                FrontLog.error("\(error)")
+                await pools.stop(grace: 5)
+                return 1
+            }
+        }
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops)
+        let server = FrontServer(configuration: configuration, accessLog: logs.accessLog, group: group)
+        do {
+            try await server.start()
+        } catch {
+            FrontLog.error("\(error)")
+            await pools.stop(grace: 5)
+            try? await group.shutdownGracefully()
+            return 1
+        }
+        FrontLog.notice("keel listening on \(server.boundAddresses.map(\.hostAndPort).joined(separator: ", ")) with \(configuration.eventLoops) event loops")
+        announce(server.boundAddresses)
+        let flusher = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(nanoseconds: 1_000_000_000)
+                server.accessLog?.flush()
+            }
+        }
+        defer { flusher.cancel() }
+
+        var grace = configuration.limits.gracefulTimeout
+        for await signal in signals {
+            switch signal {
+            case .sighup:
+                guard let reload else {
+                    FrontLog.warning("HUP ignored: keel was started without --config, so there is nothing to reload")
+                    continue
+                }
+                do {
+                    let fresh = try reload()
+                    let freshLogs = try openLogs(fresh)
+                    for note in server.reload(fresh, accessLog: freshLogs.accessLog) { FrontLog.warning("reload: \(note)") }
+                    logs.accessLog?.flush()
+                    logs = freshLogs
+                    FrontLog.configure(sink: logs.errorSink, level: Logger.Level(configName: fresh.logs.level) ?? .info)
+                    if fresh.pools != configuration.pools { FrontLog.warning("reload: [[pool]] changes need a restart of keel") }
+                    grace = fresh.limits.gracefulTimeout
+                    FrontLog.notice("configuration reloaded: \(fresh.routes.count) routes, \(fresh.upstreams.count) upstreams")
+                } catch {
+                    FrontLog.error("reload failed, the old configuration stays in force: \(error)")
+                }
+            case .sigusr1:
+                do {
+                    try logs.accessLog?.reopen()
+                    try logs.errorSink?.reopen()
+                    FrontLog.notice("logs reopened")
+                } catch {
+                    FrontLog.error("cannot reopen logs: \(error)")
+                }
+            case .sigterm:
+                FrontLog.notice("TERM: no new connections; draining requests in flight (up to \(grace.prettySeconds))")
+                await stop(server: server, pools: pools, group: group, grace: grace)
+                return 0
+            default:
+                FrontLog.notice("\(signal): stopping now")
+                await stop(server: server, pools: pools, group: group, grace: .milliseconds(100))
+                return 0
+            }
+        }
+        return 0
+    }
+
+    private static func stop(server: FrontServer, pools: PoolSupervisor, group: MultiThreadedEventLoopGroup, grace: TimeAmount) async {
+        await server.shutdown(grace: grace)
+        await pools.stop(grace: Double(grace.nanoseconds) / 1e9 + 5)
+        try? await group.shutdownGracefully()
+        FrontLog.notice("keel stopped")
+    }
+}
+
+extension SocketAddress {
+    /// "127.0.0.1:8080", "[::1]:8080": how users write addresses.
+    public var hostAndPort: String {
+        guard let ip = ipAddress, let port else { return description }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}

@@ -1,0 +1,92 @@
+import KeelFront
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// File first, then flags on top (flags win), then validation: a bad value never starts a half-working server.
+enum ConfigurationBuilder {
+    static func build(_ options: KeelOptions) throws(ConfigError) -> FrontConfiguration {
+        var configuration = FrontConfiguration()
+        if let path = options.configPath { configuration = try ConfigLoader.load(path: path) }
+        if !options.listen.isEmpty {
+            configuration.listeners = []
+            for (index, value) in options.listen.enumerated() {
+                configuration.listeners.append(try flag("--listen[\(index)]") { () throws(ConfigValueError) in try ConfigValues.listener(value) })
+            }
+        }
+        if configuration.listeners.isEmpty { configuration.listeners = [.init(host: "127.0.0.1", port: 8080)] }
+
+        for line in options.pools {
+            let args = try ConfigLoader.splitCommandLine(line)
+            configuration.pools.append(.init(name: "pool\(configuration.pools.count + 1)", args: args, socket: ConfigLoader.poolSocket(fromArgs: args)))
+        }
+        if !options.uwsgi.isEmpty {
+            let servers = try options.uwsgi.enumerated().map { (index, value) throws(ConfigError) in
+                try flag("--uwsgi[\(index)]") { () throws(ConfigValueError) in try ConfigValues.serverAddress(value) }
+            }
+            configuration.upstreams["--uwsgi"] = .init(name: "--uwsgi", servers: servers)
+            replaceDefaultRoute(&configuration, path: "/", action: .uwsgi(upstream: "--uwsgi"))
+        } else if configuration.routes.isEmpty, options.proxy.isEmpty, let socket = configuration.pools.first?.socket {
+            // `keel --pool "…"` alone: route everything to that pool, as the bundle is meant to be used.
+            configuration.upstreams["--pool"] = .init(name: "--pool", servers: [socket])
+            replaceDefaultRoute(&configuration, path: "/", action: .uwsgi(upstream: "--pool"))
+        }
+        if !options.proxy.isEmpty {
+            let servers = try options.proxy.enumerated().map { (index, value) throws(ConfigError) in
+                try flag("--proxy[\(index)]") { () throws(ConfigValueError) in try ConfigValues.serverAddress(value, allowHTTP: true) }
+            }
+            configuration.upstreams["--proxy"] = .init(name: "--proxy", servers: servers)
+            replaceDefaultRoute(&configuration, path: "/", action: .proxy(upstream: "--proxy"))
+        }
+        for (index, value) in options.staticRoutes.enumerated() {
+            guard let equals = value.firstIndex(of: "="), value.hasPrefix("/") else {
+                throw ConfigError(file: "command line", key: "--static[\(index)]", message: "expected /PREFIX=DIR, got \"\(value)\"")
+            }
+            let directory = String(value[value.index(after: equals)...])
+            var info = stat()
+            guard stat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
+                throw ConfigError(file: "command line", key: "--static[\(index)]", message: "\"\(directory)\" is not a directory")
+            }
+            replaceDefaultRoute(&configuration, path: String(value[..<equals]), action: .staticFiles(root: directory))
+        }
+        if let accessLog = options.accessLog { configuration.logs.accessLog = accessLog == "off" ? nil : accessLog }
+        if let errorLog = options.errorLog { configuration.logs.errorLog = errorLog }
+        if let level = options.logLevel { configuration.logs.level = level }
+        if let loops = options.eventLoops { configuration.eventLoops = loops }
+        if let grace = options.gracefulTimeout { configuration.limits.gracefulTimeout = .seconds(Int64(grace)) }
+        if configuration.routes.isEmpty {
+            throw ConfigError(file: "command line", key: "", message: "nothing to serve: give --uwsgi, --proxy, --static or --pool, or [[route]] tables in --config")
+        }
+        try ConfigLoader.validate(configuration)
+        return configuration
+    }
+
+    /// The embedded default: a demo pool with the built-in hello app behind keel on 127.0.0.1:8080.
+    static func demo(socketDirectory: String) -> FrontConfiguration {
+        var configuration = FrontConfiguration()
+        configuration.listeners = [.init(host: "127.0.0.1", port: 8080)]
+        let socket = "\(socketDirectory)/demo.sock"
+        var args = ["--socket", socket, "--processes", "2", "--app", "hello"]
+        if geteuid() == 0 { args.append("--allow-root") }  // a container's root: the demo app needs no privileges
+        configuration.pools = [.init(name: "demo", args: args, socket: .unix(path: socket))]
+        configuration.upstreams["demo"] = .init(name: "demo", servers: [.unix(path: socket)])
+        configuration.routes = [.init(action: .uwsgi(upstream: "demo"))]
+        return configuration
+    }
+
+    /// A flag's route for PATH on the default server replaces the file's route for the same PATH.
+    private static func replaceDefaultRoute(_ configuration: inout FrontConfiguration, path: String, action: FrontConfiguration.Action) {
+        configuration.routes.removeAll { $0.hosts.isEmpty && $0.pathPrefix == path }
+        configuration.routes.append(.init(pathPrefix: path, action: action))
+    }
+
+    /// A flag's value error, named by the flag.
+    private static func flag<T>(_ name: String, _ parse: () throws(ConfigValueError) -> T) throws(ConfigError) -> T {
+        do {
+            return try parse()
+        } catch {
+            throw ConfigError(file: "command line", key: name, message: error.message)
+        }
+    }
+}

@@ -1,0 +1,91 @@
+import ArgumentParser
+import KeelFront
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct KeelCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keel",
+        abstract: "An nginx-like front proxy for keel-pool and uWSGI (uwsgi protocol), HTTP backends and static files.",
+        discussion: """
+            With no arguments keel serves a demo on http://127.0.0.1:8080/: it starts keel-pool with the built-in
+            hello app and routes / to it. Signals: TERM drains and stops, INT/QUIT stop at once, HUP reloads --config,
+            USR1 reopens the logs.
+            """,
+        subcommands: [Run.self, Check.self],
+        defaultSubcommand: Run.self
+    )
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "run", abstract: "Serve (the default).")
+
+        @OptionGroup var options: KeelOptions
+
+        func run() async throws {
+            let configuration: FrontConfiguration
+            var demoDirectory: String?
+            if options.isEmpty {
+                var template = Array("/tmp/keel-demo-XXXXXX".utf8CString)
+                guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+                    throw ValidationError("cannot create a directory for the demo socket under /tmp")
+                }
+                demoDirectory = String(cString: made)
+                configuration = ConfigurationBuilder.demo(socketDirectory: demoDirectory!)
+            } else {
+                do {
+                    configuration = try ConfigurationBuilder.build(options)
+                } catch {
+                    printError("keel: \(error)")
+                    throw ExitCode(2)
+                }
+            }
+            let options = self.options
+            var reload: (@Sendable () throws -> FrontConfiguration)?
+            if options.configPath != nil {
+                reload = { @Sendable () throws -> FrontConfiguration in
+                    do {
+                        return try ConfigurationBuilder.build(options)
+                    } catch {
+                        throw error
+                    }
+                }
+            }
+            let isDemo = demoDirectory != nil
+            let code = try await FrontBundle.run(configuration, reload: reload) { addresses in
+                guard isDemo, let address = addresses.first else { return }
+                printError(
+                    "keel: demo running — http://\(address.ipAddress ?? "127.0.0.1"):\(address.port ?? 8080)/ → keel-pool "
+                        + "(built-in hello app, 2 processes) on \(configuration.pools[0].socket?.description ?? "?"). Ctrl-C stops both.")
+            }
+            if let demoDirectory { rmdir(demoDirectory) }
+            if code != 0 { throw ExitCode(code) }
+        }
+    }
+
+    struct Check: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "check", abstract: "Validate the configuration (file and flags) without starting anything.")
+
+        @OptionGroup var options: KeelOptions
+
+        func run() throws {
+            do {
+                let configuration = try ConfigurationBuilder.build(options)
+                print(
+                    "keel: configuration OK: \(configuration.listeners.count) listeners, \(configuration.routes.count) routes, "
+                        + "\(configuration.upstreams.count) upstreams, \(configuration.pools.count) pools")
+            } catch {
+                printError("keel: \(error)")
+                throw ExitCode(2)
+            }
+        }
+    }
+}
+
+func printError(_ message: String) {
+    var line = message + "\n"
+    line.withUTF8 { _ = write(STDERR_FILENO, $0.baseAddress, $0.count) }
+}

@@ -1,0 +1,147 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// keel with `[[pool]]`: one command starts front and pool, heals the pool, and TERM leaves nothing behind.
+@Suite("keel bundle and lifecycle", .serialized, .timeLimit(.minutes(3)))
+struct FrontBundleTests {
+    static func bundleConfig(processes: Int = 2, app: String = "hello") -> String {
+        """
+        [[listen]]
+        address = "127.0.0.1:{PORT}"
+        [log]
+        access = "{DIR}/access.log"
+        [limits]
+        graceful_timeout = "10s"
+        [[pool]]
+        name = "app"
+        args = ["--socket", "{DIR}/app.sock", "--processes", "\(processes)", "--app", "\(app)"]
+        [[route]]
+        uwsgi = "unix:{DIR}/app.sock"
+        """
+    }
+
+    /// Every process in keel's tree (children and grandchildren).
+    static func tree(_ pid: pid_t) -> [pid_t] {
+        Harness.children(of: pid).flatMap { [$0] + tree($0) }
+    }
+
+    @Test func oneCommandStartsBothHealsThePoolAndTermLeavesNothing() throws {
+        let keel = try FrontUnderTest(config: Self.bundleConfig())
+        #expect(try keel.get("/").text == "Hello world!\n")
+        let poolMaster = try #require(Harness.children(of: keel.process.pid).first)
+        let everything = Self.tree(keel.process.pid)
+        #expect(everything.count == 3, "keel-pool master and two workers: \(everything)")
+
+        // The pool master dies hard: keel restarts it and requests succeed again.
+        kill(poolMaster, SIGKILL)
+        try Harness.waitUntil("a new pool master", seconds: 20) {
+            let children = Harness.children(of: keel.process.pid)
+            return !children.isEmpty && !children.contains(poolMaster)
+        }
+        try Harness.waitUntil("requests to succeed again", seconds: 20) { (try? keel.get("/").status) == 200 }
+        #expect(keel.log.contains("restarting"))
+
+        let before = Self.tree(keel.process.pid)
+        #expect(try keel.stop(signal: SIGTERM) == 0)
+        try Harness.waitUntil("every process of the bundle to exit", seconds: 20) {
+            before.allSatisfy { !Harness.processExists($0) }
+        }
+        let access = try String(contentsOfFile: keel.directory + "/access.log", encoding: .utf8)
+        #expect(access.contains("\"GET / HTTP/1.1\" 200 13"))
+    }
+
+    @Test func termFinishesRequestsInFlight() throws {
+        let keel = try FrontUnderTest(config: Self.bundleConfig(app: "sleep"))
+        let baseline = Harness.openFDCount(keel.process.pid)
+        let socket = try TestSocket(tcpPort: keel.port)
+        try socket.write("GET /?ms=1500 HTTP/1.1\r\nHost: x\r\n\r\n")
+        // Accepted and passed upstream: keel holds the client connection and the upstream one.
+        try Harness.waitUntil("the request to reach the pool", seconds: 5) {
+            Harness.openFDCount(keel.process.pid) >= baseline + 2
+        }
+        kill(keel.process.pid, SIGTERM)
+        let reply = try HTTPResponseReader(socket).next()
+        #expect(reply.status == 200)
+        #expect(try keel.process.waitForExit(seconds: 20) == 0)
+        #expect((try? TestSocket(tcpPort: keel.port)) == nil, "no longer accepting")
+    }
+
+    @Test func hupReloadsRoutesAndABadConfigKeepsTheOldOne() throws {
+        let directory = try Harness.makeTempDirectory()
+        try FileManager.default.createDirectory(atPath: directory + "/site", withIntermediateDirectories: true)
+        try "v1\n".write(toFile: directory + "/site/index.html", atomically: true, encoding: .utf8)
+        let first = """
+            [[listen]]
+            address = "127.0.0.1:{PORT}"
+            [log]
+            access = "off"
+            [[route]]
+            path = "/"
+            return = 200
+            body = "first\\n"
+            """
+        let keel = try FrontUnderTest(config: first, directory: directory)
+        #expect(try keel.get("/").text == "first\n")
+        // A keep-alive connection opened before the reload survives it.
+        let kept = try TestSocket(tcpPort: keel.port)
+        let keptReader = HTTPResponseReader(kept)
+        try kept.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try keptReader.next().text == "first\n")
+
+        try keel.rewriteConfig(first.replacingOccurrences(of: "first", with: "second") + """
+
+            [[route]]
+            path = "/site/"
+            static = "{DIR}/site"
+            """)
+        kill(keel.process.pid, SIGHUP)
+        try Harness.waitUntil("the new routes", seconds: 10) { (try? keel.get("/").text) == "second\n" }
+        #expect(try keel.get("/site/").text == "v1\n")
+        try kept.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try keptReader.next().text == "second\n")
+
+        try keel.rewriteConfig(first + "\n[[route]]\npath = \"/x\"\nuwsgi = \"nosuchupstream\"\n")
+        kill(keel.process.pid, SIGHUP)
+        try Harness.waitUntil("the reload error in the log", seconds: 10) { keel.log.contains("reload failed") }
+        #expect(keel.log.contains("nosuchupstream"))
+        #expect(try keel.get("/").text == "second\n")
+        #expect(keel.process.isRunning)
+    }
+
+    @Test func checkNamesTheBadKeyAndExits2() throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try "[limits]\nclient_max_body_sise = \"1m\"\n".write(toFile: directory + "/bad.toml", atomically: true, encoding: .utf8)
+        let check = try ManagedProcess(Harness.keelPath, ["check", "--config", directory + "/bad.toml"], logPath: directory + "/check.log")
+        #expect(try check.waitForExit(seconds: 10) == 2)
+        #expect(check.log.contains("client_max_body_sise"))
+        #expect(check.log.contains("client_max_body_size"), "suggests the key it probably meant")
+
+        let run = try ManagedProcess(Harness.keelPath, ["--config", directory + "/bad.toml"], logPath: directory + "/run.log")
+        #expect(try run.waitForExit(seconds: 10) == 2, "a bad config never starts a half-working server")
+    }
+
+    @Test func embeddedDefaultServesTheDemo() throws {
+        // The demo binds 127.0.0.1:8080; skip rather than fail when something else on this machine holds it.
+        if (try? TestSocket(tcpPort: 8080)) != nil { return }
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        _ = Harness.keelPoolPath
+        setenv("KEEL_POOL", Harness.keelPoolPath, 1)
+        let keel = try ManagedProcess(Harness.keelPath, [], logPath: directory + "/demo.log")
+        defer { try? keel.stop(signal: SIGTERM, seconds: 30) }
+        try Harness.waitUntil("the demo on 8080", seconds: 30) {
+            guard keel.isRunning else { throw HarnessError("keel exited:\n\(keel.log)") }
+            return (try? HTTPClient.get(port: 8080, "/").status) == 200
+        }
+        #expect(try HTTPClient.get(port: 8080, "/").text == "Hello world!\n")
+        #expect(keel.log.contains("demo running"))
+        let tree = Self.tree(keel.pid)
+        #expect(try keel.stop(signal: SIGTERM, seconds: 30) == 0)
+        try Harness.waitUntil("the demo pool to exit", seconds: 20) { tree.allSatisfy { !Harness.processExists($0) } }
+    }
+}
