@@ -56,10 +56,11 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
+        // Depends on keel-pool so `swift run keel` builds the pool binary keel spawns (it looks beside itself).
         .executableTarget(
             name: "keel",
             dependencies: [
-                "KeelFront",
+                "KeelFront", "keel-pool",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
