@@ -31,12 +31,14 @@ let package = Package(
         .target(
             name: "KeelPool",
             dependencies: [
-                "UWSGI", "KeelApp", "KeelHTTP", "CKeelSys",
+                "UWSGI", "KeelApp", "KeelHTTP", "KeelSystem", "CKeelSys",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // Process spawning both servers use (posix_spawn with fd moves, closefrom and signal defaults).
+        .target(name: "KeelSystem", dependencies: ["CKeelSys"]),
         // HTTP/1 pieces both servers use (protocol error answers).
         .target(
             name: "KeelHTTP",
@@ -46,7 +48,7 @@ let package = Package(
         .target(
             name: "KeelFront",
             dependencies: [
-                "UWSGI", "KeelHTTP", "CKeelSys",
+                "UWSGI", "KeelHTTP", "KeelSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

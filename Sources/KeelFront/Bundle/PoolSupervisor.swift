@@ -1,4 +1,4 @@
-import CKeelSys
+import KeelSystem
 import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
@@ -157,34 +157,16 @@ public final class PoolSupervisor: Sendable {
         return "was killed by signal \(signal)"
     }
 
-    /// posix_spawn (never fork in a threaded process) with stdio inherited, fds ≥ 3 closed, and the signals keel
-    /// traps reset to default: an ignored signal would otherwise stay ignored across exec.
+    /// stdio inherited, fds ≥ 3 closed, and the signals keel traps reset to default in the pool.
     static func spawnProcess(_ executable: String, arguments: [String]) throws -> pid_t {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        keel_spawn_file_actions_addclosefrom(&actions, 3)
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = sigset_t()
-        sigemptyset(&defaults)
-        for signal in [SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE, SIGTTIN, SIGTTOU, SIGCHLD] {
-            sigaddset(&defaults, signal)
+        do {
+            return try ProcessSpawner.spawn(
+                executable, arguments: arguments, closeFrom: 3,
+                defaultSignals: [SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE, SIGTTIN, SIGTTOU, SIGCHLD],
+                searchPath: true)
+        } catch {
+            throw StartError(description: "\(error) (build it with `swift build`, or set KEEL_POOL to its path)")
         }
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let result = posix_spawnp(&pid, executable, &actions, &attributes, argv, environ)
-        guard result == 0 else {
-            throw StartError(description: "cannot start \(executable): \(String(cString: strerror(result))) (build it with `swift build`, or set KEEL_POOL to its path)")
-        }
-        return pid
     }
 
     /// Whether something accepts connections at `address` now (a blocking loopback connect; startup only).

@@ -1,4 +1,5 @@
 import CKeelSys
+import KeelSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -40,33 +41,16 @@ struct WorkerSpawner {
             arguments += ["--listener-fd", "\(listener.wire.rawValue):\(3 + index)"]
         }
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        for (index, listener) in listeners.enumerated() {
-            posix_spawn_file_actions_adddup2(&actions, listener.fd, Int32(3 + index))
-        }
-        posix_spawn_file_actions_adddup2(&actions, writeEnd, statusChildFD)
-        posix_spawn_file_actions_adddup2(&actions, scoreboard.fd, scoreboardChildFD)
-        keel_spawn_file_actions_addclosefrom(&actions, scoreboardChildFD + 1)
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        var defaults = SignalSet.masterSignals.raw
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-
-        let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
-        var pid: pid_t = 0
-        let result = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
-        guard result == 0 else {
+        var moves: [(from: Int32, to: Int32)] = listeners.enumerated().map { ($1.fd, Int32(3 + $0)) }
+        moves += [(writeEnd, statusChildFD), (scoreboard.fd, scoreboardChildFD)]
+        let pid: pid_t
+        do {
+            pid = try ProcessSpawner.spawn(
+                executable, arguments: arguments, moving: moves, closeFrom: scoreboardChildFD + 1,
+                defaultSignals: SignalSet.masterSignals.members)
+        } catch {
             close(readEnd)
-            throw .errno("cannot spawn a worker (\(executable))", result)
+            throw .errno("cannot spawn a worker (\(executable))", error.code)
         }
         return Spawned(pid: pid, statusFD: readEnd)
     }

@@ -5,8 +5,11 @@ import Glibc
 /// A set of signals taken synchronously (blocked, then waited for), so no async signal handler runs.
 struct SignalSet {
     private var signals = sigset_t()
+    /// The signal numbers, for posix_spawn's reset-to-default list.
+    let members: [Int32]
 
     init(_ signals: [Int32]) {
+        self.members = signals
         sigemptyset(&self.signals)
         for signal in signals { sigaddset(&self.signals, signal) }
     }
