@@ -20,6 +20,23 @@ public final class HTTPProtocolErrorResponder: ChannelDuplexHandler, RemovableCh
 
     /// A response already begun cannot be followed by an error response.
     private var responseInProgress = false
+    /// The current request was answered before its end arrived (an early 413/408): a parse error in the rest of
+    /// its body must not produce a second response.
+    private var answeredEarly = false
+    private var requestComplete = true
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head:
+            requestComplete = false
+            answeredEarly = false
+        case .end:
+            requestComplete = true
+        case .body:
+            break
+        }
+        context.fireChannelRead(data)
+    }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let parserError = error as? HTTPParserError else {
@@ -29,7 +46,7 @@ public final class HTTPProtocolErrorResponder: ChannelDuplexHandler, RemovableCh
         let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
         let peer = context.remoteAddress?.description ?? "unknown peer"
         log("malformed HTTP request from \(peer) (\(parserError)): answered \(status.code)")
-        if !responseInProgress {
+        if !responseInProgress && !answeredEarly {
             let message = status == .requestHeaderFieldsTooLarge
                 ? "Request header block too large\n" : "Malformed HTTP request\n"
             let headers = HTTPHeaders([
@@ -44,7 +61,9 @@ public final class HTTPProtocolErrorResponder: ChannelDuplexHandler, RemovableCh
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
-        case .head(let head) where head.status.code >= 200: responseInProgress = true  // 1xx heads are interim
+        case .head(let head) where head.status.code >= 200:  // 1xx heads are interim
+            responseInProgress = true
+            if !requestComplete { answeredEarly = true }
         case .end: responseInProgress = false
         default: break
         }

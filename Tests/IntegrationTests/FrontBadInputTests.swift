@@ -102,4 +102,60 @@ struct FrontBadInputTests {
         #expect(try keel.get("/assets/nope.txt").status == 404)
         try? FileManager.default.removeItem(atPath: directory)
     }
+
+    @Test func anEarly413ReachesAClientStillSendingItsBody() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "echo"])
+        let keel = try Self.keel(pool)
+        let socket = try TestSocket(tcpPort: keel.port)
+        let body = [UInt8](repeating: 7, count: 2 << 20)
+        try socket.write("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: \(body.count)\r\n\r\n")
+        // keel answers while the body is still coming; the client keeps sending, as curl -T does.
+        _ = try? socket.write(body)
+        #expect(try HTTPResponseReader(socket).next().status == 413)
+    }
+
+    @Test func aStalledBodyOnAnUnroutedPathIs408NotAHang() throws {
+        let keel = try FrontUnderTest(config: """
+            [[listen]]
+            address = "127.0.0.1:{PORT}"
+            [log]
+            access = "off"
+            [limits]
+            client_body_timeout = "300ms"
+            [[route]]
+            host = "only.test"
+            return = 200
+            """)
+        let socket = try TestSocket(tcpPort: keel.port)
+        try socket.write("POST / HTTP/1.1\r\nHost: other.test\r\nContent-Length: 10\r\n\r\nabc")
+        #expect(try HTTPResponseReader(socket).next().status == 408)
+    }
+
+    @Test func anIdleConnectionAfterAnAnswerGetsNo408() throws {
+        let keel = try FrontUnderTest(config: """
+            [[listen]]
+            address = "127.0.0.1:{PORT}"
+            [log]
+            access = "off"
+            [limits]
+            client_header_timeout = "200ms"
+            keepalive_timeout = "5s"
+            [[route]]
+            return = 200
+            body = "ok"
+            """)
+        let socket = try TestSocket(tcpPort: keel.port)
+        try socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try HTTPResponseReader(socket).next().text == "ok")
+        socket.setTimeout(seconds: 1)
+        #expect(throws: (any Error).self, "nothing may arrive on an idle keep-alive connection") { _ = try socket.readSome() }
+    }
+
+    @Test func anUpgradeRequestIsAnsweredAndTheConnectionClosed() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello"])
+        let keel = try Self.keel(pool)
+        let answer = try Self.raw(keel.port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+        #expect(answer.hasPrefix("HTTP/1.1 200"))
+        #expect(answer.contains("Connection: close"))
+    }
 }

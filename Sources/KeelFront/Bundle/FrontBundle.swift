@@ -33,14 +33,6 @@ public enum FrontBundle {
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sigquit, .sighup, .sigusr1)
 
         let pools = PoolSupervisor(pools: configuration.pools)
-        let reaper = Task {
-            // Reaps every child (PID 1's duty in a container) and restarts pools that died.
-            while !Task.isCancelled {
-                pools.tick()
-                try? await Task.sleep(nanoseconds: 100_000_000)
-            }
-        }
-        defer { reaper.cancel() }
         if !pools.isEmpty {
             do {
                 try await pools.start()
@@ -51,6 +43,15 @@ public enum FrontBundle {
             }
         }
 
+        // Started only now: during startup a pool's exit is start()'s to see (and fail on), not a restart.
+        let reaper = Task {
+            // Reaps every child (PID 1's duty in a container) and restarts pools that died.
+            while !Task.isCancelled {
+                pools.tick()
+                try? await Task.sleep(nanoseconds: 100_000_000)
+            }
+        }
+        defer { reaper.cancel() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops)
         let server = FrontServer(configuration: configuration, accessLog: logs.accessLog, group: group)
         do {
@@ -117,6 +118,8 @@ public enum FrontBundle {
         await server.shutdown(grace: grace)
         await pools.stop(grace: Double(grace.nanoseconds) / 1e9 + 5)
         try? await group.shutdownGracefully()
+        // Lines logged while the last connections closed (499s) go out before exit.
+        server.accessLog?.flush()
         FrontLog.notice("keel stopped")
     }
 }

@@ -26,6 +26,8 @@ final class ClientTimeoutHandler: ChannelDuplexHandler {
     private var phase = Phase.waitingForHead(sawBytes: false)
     private var requestsStarted = 0
     private var responsesFinished = 0
+    /// A response was finished during the current read: the bytes of that read belonged to the answered request.
+    private var answeredDuringRead = false
     private var timer: Scheduled<Void>?
     private var sendTimer: Scheduled<Void>?
 
@@ -62,7 +64,8 @@ final class ClientTimeoutHandler: ChannelDuplexHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         // Bytes arrived without completing a head: from now on the head has client_header_timeout to arrive.
-        if phase == .waitingForHead(sawBytes: false) {
+        defer { answeredDuringRead = false }
+        if phase == .waitingForHead(sawBytes: false), !answeredDuringRead {
             phase = .waitingForHead(sawBytes: true)
             arm(context, limits.clientHeaderTimeout)
         }
@@ -70,14 +73,26 @@ final class ClientTimeoutHandler: ChannelDuplexHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) {
-            responsesFinished += 1
-            if responsesFinished >= requestsStarted {
-                phase = .waitingForHead(sawBytes: false)
-                arm(context, limits.keepaliveTimeout)
-            }
+        guard case .end = unwrapOutboundIn(data) else {
+            context.write(data, promise: promise)
+            return
         }
-        context.write(data, promise: promise)
+        responsesFinished += 1
+        guard responsesFinished >= requestsStarted else {
+            context.write(data, promise: promise)
+            return
+        }
+        phase = .waitingForHead(sawBytes: false)
+        answeredDuringRead = true
+        // keepalive_timeout counts from when the response has left (armed now too, so a client that never reads the
+        // tail of a response cannot hold the connection).
+        arm(context, limits.keepaliveTimeout)
+        let sent = context.eventLoop.makePromise(of: Void.self)
+        sent.futureResult.assumeIsolated().whenComplete { _ in
+            if self.phase == .waitingForHead(sawBytes: false) { self.arm(context, self.limits.keepaliveTimeout) }
+        }
+        sent.futureResult.cascade(to: promise)
+        context.write(data, promise: sent)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -124,6 +139,9 @@ final class ClientTimeoutHandler: ChannelDuplexHandler {
             context.write(wrapOutboundOut(.head(head)), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        case .readingBody where requestsStarted - responsesFinished > 1:
+            // A pipelined request's body, held back while an earlier one is answered: judge it once it is current.
+            arm(context, limits.clientBodyTimeout)
         case .readingBody:
             FrontLog.info("client \(context.remoteAddress?.ipAddress ?? "?") timed out sending the request body (client_body_timeout): answered 408")
             context.fireUserInboundEventTriggered(BodyTimeoutEvent())

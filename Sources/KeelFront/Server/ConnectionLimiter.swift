@@ -8,6 +8,8 @@ final class ConnectionCounter: Sendable {
     let limit: Int
     private let open = Atomic<Int>(0)
     private let waiting = Mutex<[@Sendable () -> Void]>([])
+    /// Open connections, so shutdown can close what is left when the grace period ends.
+    private let channels = Mutex<[ObjectIdentifier: any Channel]>([:])
 
     init(limit: Int) {
         self.limit = limit
@@ -15,9 +17,13 @@ final class ConnectionCounter: Sendable {
 
     var current: Int { open.load(ordering: .relaxed) }
 
-    func opened() { open.add(1, ordering: .relaxed) }
+    func opened(_ channel: any Channel) {
+        open.add(1, ordering: .relaxed)
+        channels.withLock { $0[ObjectIdentifier(channel)] = channel }
+    }
 
-    func closed() {
+    func closed(_ channel: any Channel) {
+        channels.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(channel)) }
         let now = open.subtract(1, ordering: .relaxed).newValue
         if now < limit {
             let resume = waiting.withLock { list -> [@Sendable () -> Void] in
@@ -26,6 +32,11 @@ final class ConnectionCounter: Sendable {
             }
             resume.forEach { $0() }
         }
+    }
+
+    /// Closes every connection still open (the end of a graceful shutdown's grace period).
+    func closeAll() {
+        for channel in channels.withLock({ Array($0.values) }) { channel.close(promise: nil) }
     }
 
     /// Registers a resumption for when a connection closes; false when there is room already.
@@ -54,9 +65,9 @@ final class ConnectionLimiter: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let child = unwrapInboundIn(data)
-        counter.opened()
+        counter.opened(child)
         let counter = self.counter
-        child.closeFuture.whenComplete { _ in counter.closed() }
+        child.closeFuture.whenComplete { _ in counter.closed(child) }
         context.fireChannelRead(data)
     }
 

@@ -63,7 +63,7 @@ public final class FrontServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(ConnectionLimiter(counter: counter))
                 }
             }
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 4)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -107,8 +107,10 @@ public final class FrontServer: Sendable {
     public func shutdown(grace: TimeAmount) async {
         let done = group.next().makePromise(of: Void.self)
         quiesce.initiateShutdown(promise: done)
+        let counter = self.counter
         let deadline = group.next().scheduleTask(in: grace) {
             FrontLog.warning("graceful timeout (\(grace.prettySeconds)) passed with requests in flight: closing their connections")
+            counter.closeAll()
             done.succeed()
         }
         try? await done.futureResult.get()

@@ -29,6 +29,8 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         var bodyBytesSent = 0
         var headSent = false
         var exchange: UpstreamExchange?
+        /// The request's end arrived: nothing of it is left unread on the socket.
+        var requestComplete = false
     }
 
     private let runtimeHolder: FrontRuntimeHolder
@@ -69,7 +71,9 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         runtime = runtimeHolder.current
         requestsOnConnection += 1
         let limits = runtime.limits
-        let keepAlive = head.isKeepAlive && requestsOnConnection < limits.keepaliveRequests && limits.keepaliveTimeout > .zero
+        // After an Upgrade or CONNECT NIO's parser stops parsing for good: that connection cannot carry another request.
+        let upgrades = head.method == .CONNECT || (head.headers.contains(name: "upgrade") && head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" })
+        let keepAlive = head.isKeepAlive && !upgrades && requestsOnConnection < limits.keepaliveRequests && limits.keepaliveTimeout > .zero
         let request: ClientRequest
         do {
             request = try ClientRequest(head: head, connection: connectionInfo(context), startTime: .now())
@@ -92,6 +96,10 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
             state = .discardingBody(inFlight, .plain(.payloadTooLarge, "Request body too large\n"))
             // Answer now and close: reading gigabytes only to drop them helps nobody.
             respondAndCloseEarly(context: context)
+            return
+        }
+        if head.method == .CONNECT {
+            state = .discardingBody(inFlight, .plain(.methodNotAllowed, "CONNECT is not supported\n"))
             return
         }
         guard let route else {
@@ -126,10 +134,12 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
 
     private func receivedEnd(context: ChannelHandlerContext) {
         switch state {
-        case .receiving(let inFlight, let body):
+        case .receiving(var inFlight, let body):
+            inFlight.requestComplete = true
             state = .responding(inFlight)
             dispatch(inFlight, body: body, context: context)
-        case .discardingBody(let inFlight, let reply):
+        case .discardingBody(var inFlight, let reply):
+            inFlight.requestComplete = true
             state = .responding(inFlight)
             send(reply, context: context)
         case .idle, .responding, .closed:
@@ -253,23 +263,53 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         inFlight.status = Int(reply.status.code)
         inFlight.headSent = true
         context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if inFlight.request.head.method != .HEAD {
-            switch reply.body {
-            case .none: break
-            case .buffer(let buffer):
+        let isHead = inFlight.request.head.method == .HEAD
+        switch reply.body {
+        case .none:
+            finishResponse(inFlight, context: context)
+        case .buffer(let buffer):
+            if !isHead {
                 inFlight.bodyBytesSent += buffer.readableBytes
                 context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-            case .file(let region, let handle):
-                inFlight.bodyBytesSent += region.readableBytes
-                let written = context.eventLoop.makePromise(of: Void.self)
-                context.write(wrapOutboundOut(.body(.fileRegion(region))), promise: written)
-                written.futureResult.whenComplete { _ in try? handle.close() }
             }
-        } else if case .file(_, let handle) = reply.body {
-            try? handle.close()
+            finishResponse(inFlight, context: context)
+        case .file(let region, let handle):
+            if isHead {
+                try? handle.close()
+                finishResponse(inFlight, context: context)
+                return
+            }
+            state = .responding(inFlight)
+            writeFile(region, from: region.readerIndex, handle: handle, context: context)
         }
-        finishResponse(inFlight, context: context)
     }
+
+    /// A file goes out in slices, each written when the previous is sent, so writability (and with it send_timeout)
+    /// follows real progress: NIO counts a whole FileRegion as pending at once.
+    private func writeFile(_ region: FileRegion, from offset: Int, handle: NIOFileHandle, context: ChannelHandlerContext) {
+        guard case .responding(var inFlight) = state else {
+            try? handle.close()
+            return
+        }
+        let end = min(region.endIndex, offset + Self.fileSliceSize)
+        let slice = FileRegion(fileHandle: handle, readerIndex: offset, endIndex: end)
+        inFlight.bodyBytesSent += slice.readableBytes
+        state = .responding(inFlight)
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.body(.fileRegion(slice))), promise: written)
+        written.futureResult.assumeIsolated().whenComplete { result in
+            guard case .success = result, end < region.endIndex else {
+                try? handle.close()
+                if case .success = result, case .responding(let inFlight) = self.state {
+                    self.finishResponse(inFlight, context: context)
+                }
+                return
+            }
+            self.writeFile(region, from: end, handle: handle, context: context)
+        }
+    }
+
+    static let fileSliceSize = 1 << 20
 
     private func finishResponse(_ inFlight: RequestInFlight, context: ChannelHandlerContext) {
         logAccess(inFlight)
@@ -277,10 +317,18 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         state = keepAlive ? .idle : .closed
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
-        if !keepAlive {
-            written.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        guard !keepAlive else { return }
+        let lingering = !inFlight.requestComplete
+        written.futureResult.assumeIsolated().whenComplete { _ in
+            guard lingering else { return context.close(promise: nil) }
+            // nginx's lingering close: stop writing but keep reading (and dropping) the unread body a little while,
+            // so the kernel does not answer it with a reset that destroys the response before the client reads it.
+            context.close(mode: .output, promise: nil)
+            context.eventLoop.assumeIsolated().scheduleTask(in: Self.lingeringTime) { context.close(promise: nil) }
         }
     }
+
+    static let lingeringTime = TimeAmount.seconds(2)
 
     private func logAccess(_ inFlight: RequestInFlight) {
         guard let accessLog = runtime.accessLog else { return }
@@ -305,10 +353,15 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
     // MARK: connection events
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ClientTimeoutHandler.BodyTimeoutEvent, case .receiving(var inFlight, _) = state {
-            inFlight.keepAlive = false
-            state = .discardingBody(inFlight, .plain(.requestTimeout, "Request Timeout\n"))
-            respondAndCloseEarly(context: context)
+        if event is ClientTimeoutHandler.BodyTimeoutEvent {
+            switch state {
+            case .receiving(var inFlight, _), .discardingBody(var inFlight, _):
+                inFlight.keepAlive = false
+                state = .discardingBody(inFlight, .plain(.requestTimeout, "Request Timeout\n"))
+                respondAndCloseEarly(context: context)
+            default:
+                break
+            }
             return
         }
         context.fireUserInboundEventTriggered(event)

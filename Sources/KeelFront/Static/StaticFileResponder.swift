@@ -30,8 +30,14 @@ enum StaticFileResponder {
             guard stat(path, &info) == 0 else { return errno == ENOENT ? .plain(.forbidden, "Forbidden\n") : errnoReply(errno) }
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else { return .plain(.forbidden, "Forbidden\n") }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a file swapped for a FIFO since stat() must not block the event loop; the size and type that
+        // count are the open file's own.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return errnoReply(errno) }
+        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            return .plain(.forbidden, "Forbidden\n")
+        }
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
         let size = Int(info.st_size)
         let headers: HTTPHeaders = [

@@ -16,6 +16,8 @@ enum HTTPUpstreamRequest {
         for (name, value) in request.head.headers {
             let lower = name.lowercased()
             if hopByHopHeaders.contains(lower) || lower == "content-length" || lower == "host" { continue }
+            // "X_Real_IP" would become HTTP_X_REAL_IP in a CGI-style backend: dropped, as nginx's ignore_invalid_headers does.
+            if lower.utf8.contains(UInt8(ascii: "_")) { continue }
             if let listed = connectionListedHeaders(request.head.headers), listed.contains(lower) { continue }
             switch lower {
             case "x-forwarded-for": forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value

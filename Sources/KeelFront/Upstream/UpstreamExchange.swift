@@ -172,7 +172,8 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
             if case .success = result {
                 self.requestWritten = true
                 self.cancelTimer()
-                self.armReadTimer()
+                // While the client holds reads back, waiting is the client's doing, not the upstream's.
+                if self.readPending { self.armReadTimer() }
             }
             // A failed write (the backend closed early) is judged by what the read side sees next.
         }
@@ -216,8 +217,9 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     func upstreamDidClose(error: (any Error)?) {
         guard case .active(_, _, let server, let reused) = state else { return }
         cancelTimer()
-        if reused && !receivedAnything {
-            // A pooled keep-alive connection the server had closed: try a fresh one, as nginx does.
+        if reused && !receivedAnything && (!requestWritten || Self.isIdempotent(head.method)) {
+            // A pooled keep-alive connection the server had closed: try a fresh one, as nginx does; a POST that
+            // may have reached the backend is not sent twice.
             state = .idle
             readPending = false
             requestWritten = false
@@ -226,6 +228,13 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         }
         let detail = error.map { " (\($0))" } ?? ""
         fail(.badResponse("upstream \"\(group.name)\" (\(serverDescription)) closed the connection before the response was complete\(detail)"))
+    }
+
+    static func isIdempotent(_ method: HTTPMethod) -> Bool {
+        switch method {
+        case .GET, .HEAD, .OPTIONS, .PUT, .DELETE, .TRACE: true
+        default: false
+        }
     }
 
     // MARK: ending

@@ -19,7 +19,12 @@ final class UpstreamResponseRelay: ChannelInboundHandler {
     private var pendingError: (any Error)?
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        listener?.upstreamDidRead(unwrapInboundIn(data))
+        guard let listener else {
+            // Bytes on an idle pooled connection: its framing can no longer be trusted (nginx closes it too).
+            context.close(promise: nil)
+            return
+        }
+        listener.upstreamDidRead(unwrapInboundIn(data))
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
