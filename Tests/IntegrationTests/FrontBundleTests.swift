@@ -144,4 +144,44 @@ struct FrontBundleTests {
         #expect(try keel.stop(signal: SIGTERM, seconds: 30) == 0)
         try Harness.waitUntil("the demo pool to exit", seconds: 20) { tree.allSatisfy { !Harness.processExists($0) } }
     }
+
+    /// (state, parent pid) of a process, from /proc/PID/stat.
+    static func stateAndParent(_ pid: pid_t) -> (Character, pid_t)? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return nil }
+        let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+        guard fields.count > 1, let state = fields[0].first, let parent = pid_t(fields[1]) else { return nil }
+        return (state, parent)
+    }
+
+    @Test func asPID1KeelReapsOrphans() throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        // A "keel-pool" that first leaves an orphan behind: the subshell exits, its sleep is re-parented to PID 1.
+        let wrapper = directory + "/keel-pool-with-orphan"
+        try "#!/bin/sh\n(sleep 0.3 &)\nexec \"\(Harness.keelPoolPath)\" \"$@\"\n".write(toFile: wrapper, atomically: true, encoding: .utf8)
+        chmod(wrapper, 0o755)
+        let config = FrontUnderTest.render(Self.bundleConfig(processes: 1), port: try Harness.freePort(), directory: directory)
+        try config.write(toFile: directory + "/keel.toml", atomically: true, encoding: .utf8)
+        setenv("KEEL_POOL", wrapper, 1)
+        defer { setenv("KEEL_POOL", Harness.keelPoolPath, 1) }
+        // A new PID namespace makes keel PID 1 there, as in a container.
+        let unshare = try ManagedProcess(
+            "/usr/bin/unshare", ["--pid", "--fork", "--mount-proc", Harness.keelPath, "--config", directory + "/keel.toml"],
+            logPath: directory + "/keel.log")
+        var keelPid: pid_t = 0
+        try Harness.waitUntil("keel inside the namespace", seconds: 10) {
+            guard unshare.isRunning else { throw HarnessError("unshare failed (needs root):\n\(unshare.log)") }
+            keelPid = Harness.children(of: unshare.pid).first ?? 0
+            return keelPid != 0 && unshare.log.contains("ready on")
+        }
+        // The orphaned sleep ends within 0.3 s; keel must reap it rather than leave a zombie.
+        try Harness.waitUntil("the orphan to be reaped", seconds: 10) {
+            let children = Harness.children(of: keelPid)
+            return !children.contains { Self.stateAndParent($0)?.0 == "Z" } && children.count == 1
+        }
+        kill(keelPid, SIGTERM)
+        #expect(try unshare.waitForExit(seconds: 30) == 0)
+    }
 }
