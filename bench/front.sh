@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# keel vs nginx as the front (issue 4): each in front of the same keel-pool `hello` backend
+# (uwsgi over a unix socket), plaintext HTTP/1.1 keep-alive from wrk, measured one after the other
+# in one run on loopback. Reports requests/s, p99, errors, the front's and the app server's CPU per
+# request, and the front's RSS under load (keel's process vs the nginx worker). See bench/README.md.
+#
+#   bench/front.sh                        # rows N, K, K2, N2
+#   DRIFT=0 bench/front.sh                # without the second nginx row
+#   KEEL=... KEEL_POOL=... bench/front.sh # prebuilt binaries: no release build
+#   DURATION=30s CONNECTIONS=128 bench/front.sh
+set -euo pipefail
+
+KEEL=${KEEL:-}                 # a prebuilt keel binary
+KEEL_POOL=${KEEL_POOL:-}       # a prebuilt keel-pool binary (both given: no release build)
+DRIFT=${DRIFT:-1}              # 1: measure nginx again at the end (row N2) as a drift check
+OUT_PREFIX="front-"            # bench/.out/front-latest.md, front-wrk-KEY.txt, front-cmd-NAME.txt
+
+# DURATION (10s), CONNECTIONS (64), WRK_THREADS (2), WARMUP (2s), READY_TIMEOUT (20): in lib.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SCRATCH="$ROOT/.build-bench"   # its own scratch dir: a debug build in .build is not locked or replaced
+INVOCATION="DURATION=$DURATION CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS WARMUP=$WARMUP DRIFT=$DRIFT${KEEL:+ KEEL=$KEEL}${KEEL_POOL:+ KEEL_POOL=$KEEL_POOL} bench/front.sh"
+
+if [ "$#" -gt 0 ]; then
+    echo "bench/front.sh takes no arguments; set DURATION, CONNECTIONS, WRK_THREADS, WARMUP, DRIFT (0|1)," >&2
+    echo "READY_TIMEOUT, KEEL or KEEL_POOL in the environment instead (see bench/README.md)" >&2
+    exit 2
+fi
+case "$DRIFT" in
+    0 | 1) ;;
+    *) echo "DRIFT=$DRIFT: give 0 or 1" >&2; exit 2 ;;
+esac
+
+build() {
+    if [ -z "$KEEL" ] || [ -z "$KEEL_POOL" ]; then
+        release_build "$SCRATCH"   # both products, one build
+        KEEL=${KEEL:-$BIN_DIR/keel}
+        KEEL_POOL=${KEEL_POOL:-$BIN_DIR/keel-pool}
+    fi
+    require_executable KEEL "$KEEL"
+    require_executable KEEL_POOL "$KEEL_POOL"
+}
+
+setup_tmp keel-front
+SOCK="$TMP/app.sock"
+POOL_SID=""
+
+# --- measuring ------------------------------------------------------------------------------
+
+# ROWS: "key|label|rps|p99ms|errors|front CPU µs/req|app CPU µs/req|RSS idle|RSS peak|RSS end|anon end"
+# (RSS in MiB, of RSS_PID: keel's only process, or the nginx worker)
+
+# sample_rss PID FILE STOP : appends "VmRSS RssAnon" (KiB, from /proc/PID/status) to FILE once a
+# second until the file STOP exists (it stops by itself: killing it would orphan its sleep).
+sample_rss() {
+    trap - EXIT INT TERM
+    while [ ! -e "$3" ]; do
+        awk '/^VmRSS:/ { r = $2 } /^RssAnon:/ { a = $2 } END { if (r != "") print r, a }' \
+            "/proc/$1/status" >>"$2" 2>/dev/null || true
+        sleep 1
+    done
+}
+
+mib() { awk -v k="$1" 'BEGIN { if (k == "") print "-"; else printf "%.1f", k / 1024 }'; }
+
+# measure KEY LABEL URL FRONT_SID RSS_PID : warm up, then one measured wrk run while RSS_PID's
+# memory is sampled every second; CPU per request of the front's session and of keel-pool's.
+measure() {
+    local key=$1 label=$2 url=$3 front_sid=$4 rss_pid=$5 raw="$OUT/${OUT_PREFIX}wrk-$1.txt"
+    local samples="$TMP/rss-$1.txt" idle front_before app_before front_cpu app_cpu sampler peak end anon
+    curl -sS -D - -o /dev/null "$url" | tr -d '\r' | sed '/^$/d' >"$OUT/${OUT_PREFIX}headers-$key.txt"
+    idle=$(awk '/^VmRSS:/ { print $2 }' "/proc/$rss_pid/status")
+    warm_up "$label" "$url"
+    front_before=$(session_cpu_ticks "$front_sid")
+    app_before=$(session_cpu_ticks "$POOL_SID")
+    : >"$samples"
+    sample_rss "$rss_pid" "$samples" "$samples.stop" &
+    sampler=$!
+    HELPERS+=("$sampler")
+    wrk_measured "$label" "$url" "$raw"
+    touch "$samples.stop"
+    wait "$sampler" || true
+    front_cpu=$(cpu_us_per_request "$front_before" "$(session_cpu_ticks "$front_sid")" "$raw")
+    app_cpu=$(cpu_us_per_request "$app_before" "$(session_cpu_ticks "$POOL_SID")" "$raw")
+    wrk_parse "$raw"
+    peak=$(awk '$1 > m { m = $1 } END { print m }' "$samples")
+    end=$(awk 'END { print $1 }' "$samples")
+    anon=$(awk 'END { print $2 }' "$samples")
+    ROWS+=("$key|$label|$WRK_RPS|$WRK_P99|$WRK_ERRORS|$front_cpu|$app_cpu|$(mib "$idle")|$(mib "$peak")|$(mib "$end")|$(mib "$anon")")
+    log "$label: $WRK_RPS req/s, p99 $WRK_P99 ms, $WRK_ERRORS errors, front CPU $front_cpu µs/request," \
+        "app server CPU $app_cpu µs/request, front RSS peak $(mib "$peak") MiB ($(wc -l <"$samples") samples)"
+    if [ "$WRK_ERRORS" != 0 ]; then
+        log "$label: ERRORS under load:"
+        grep -E 'Socket errors|Non-2xx' "$raw" >&2 || true
+    fi
+}
+
+row_nginx() {   # row_nginx KEY NAME : nginx, 1 worker → keel-pool
+    local key=$1 name=$2 port master worker
+    port=$(free_port)
+    start_nginx "$name" "$port" "$SOCK"
+    master=$LAST_PID
+    wait_ready "http://127.0.0.1:$port/"
+    worker=$(children "$master")
+    [ "$(echo "$worker" | wc -w)" = 1 ] || { echo "nginx $master: expected one worker, found: $worker" >&2; exit 1; }
+    measure "$key" "nginx (1 worker) → keel-pool" "http://127.0.0.1:$port/" "$master" "$worker"
+    stop_server "$master"
+}
+
+row_keel() {   # row_keel KEY NAME EVENT_LOOPS : keel → keel-pool
+    local key=$1 name=$2 loops=$3 port pid
+    port=$(free_port)
+    start "$name" TERM "$KEEL" --listen "127.0.0.1:$port" --uwsgi "unix:$SOCK" --access-log off --event-loops "$loops"
+    pid=$LAST_PID
+    wait_ready "http://127.0.0.1:$port/"
+    measure "$key" "keel ($loops event loop$([ "$loops" = 1 ] || echo s)) → keel-pool" "http://127.0.0.1:$port/" "$pid" "$pid"
+    stop_server "$pid"
+}
+
+# --- report ---------------------------------------------------------------------------------
+
+report() {
+    local r key label rps p99 errors fcpu acpu idle peak end anon
+    echo "| front | requests/s | p99 (ms) | errors | front CPU µs/req | keel-pool CPU µs/req | front RSS idle (MiB) | front RSS peak (MiB) | front RSS end (MiB) | of which anon at end (MiB) |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    for r in ${ROWS[@]+"${ROWS[@]}"}; do
+        IFS='|' read -r key label rps p99 errors fcpu acpu idle peak end anon <<<"$r"
+        echo "| $key. $label | $rps | $p99 | $errors | $fcpu | $acpu | $idle | $peak | $end | $anon |"
+    done
+    echo
+    echo "| ratio | requests/s (higher is better) | p99 (lower is better) | front RSS peak (lower is better) | front CPU µs/req (lower is better) |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    ratio_line "keel ÷ nginx, equal workers (K / N): the compass ratio" K N
+    ratio_line "keel ÷ nginx, equal workers, vs the drift-check run (K / N2)" K N2
+    ratio_line "keel with 2 event loops ÷ nginx (K2 / N)" K2 N
+    ratio_line "keel with 2 event loops ÷ nginx, vs the drift-check run (K2 / N2)" K2 N2
+    ratio_line "drift: nginx second run ÷ first (N2 / N)" N2 N
+    errors_note
+}
+
+ratio_line() {   # ratio_line LABEL NUM_KEY DEN_KEY : NUM / DEN for rps, p99, RSS peak, front CPU
+    local nr dr
+    nr=$(field "$2" 3) dr=$(field "$3" 3)
+    [ -n "$nr" ] && [ -n "$dr" ] || return 0
+    awk -v l="$1" -v nr="$nr" -v dr="$dr" -v np="$(field "$2" 4)" -v dp="$(field "$3" 4)" \
+        -v nm="$(field "$2" 9)" -v dm="$(field "$3" 9)" -v nc="$(field "$2" 6)" -v dc="$(field "$3" 6)" '
+        function r(a, b) { return (a + 0 > 0 && b + 0 > 0) ? sprintf("%.2f×", a / b) : "-" }
+        BEGIN { printf "| %s | %s | %s | %s | %s |\n", l, r(nr, dr), r(np, dp), r(nm, dm), r(nc, dc) }'
+}
+
+errors_note() {   # wrk's error lines of every row that had any
+    local r key
+    for r in ${ROWS[@]+"${ROWS[@]}"}; do
+        key=${r%%|*}
+        [ "$(field "$key" 5)" = 0 ] && continue
+        echo
+        echo "**Row $key had errors under load** (wrk, \`bench/.out/${OUT_PREFIX}wrk-$key.txt\`):"
+        echo
+        grep -E 'Socket errors|Non-2xx' "$OUT/${OUT_PREFIX}wrk-$key.txt" | sed 's/^ */    /'
+    done
+}
+
+headers_note() {   # the response headers each front sends (wrk reads them all, every request)
+    local f
+    echo "- response headers (\`curl -D -\`; 13-byte body for all):"
+    for f in "$OUT/${OUT_PREFIX}"headers-*.txt; do
+        [ -e "$f" ] || continue
+        echo "  - $(basename "$f" .txt | sed "s/^${OUT_PREFIX}headers-//"): \`$(paste -sd'|' "$f" | sed 's/|/ · /g')\`"
+    done
+}
+
+source_state() {   # the commit the working tree is at, and whether it had uncommitted changes
+    local head dirty
+    head=$(git -C "$ROOT" log -1 --format='%h ("%<(60,trunc)%s' 2>/dev/null | sed 's/ *$/")/') || head=unknown
+    dirty=$(git -C "$ROOT" status --porcelain -- Sources Package.swift 2>/dev/null | wc -l)
+    echo "commit $head$([ "$dirty" = 0 ] || echo " + $dirty uncommitted paths under Sources/, Package.swift")"
+}
+
+# --- main -----------------------------------------------------------------------------------
+
+install_tools
+build
+nginx_conf_dir
+prepare_out
+rm -f "$OUT/${OUT_PREFIX}"headers-*.txt "$OUT/${OUT_PREFIX}"log-*.log
+
+start keel-pool TERM "$KEEL_POOL" --socket "$SOCK" --processes 2 --threads 1 --app hello --allow-root
+POOL_SID=$LAST_PID
+
+row_nginx N nginx
+row_keel K keel-1 1
+row_keel K2 keel-2 2
+if [ "$DRIFT" = 1 ]; then row_nginx N2 nginx-2; fi
+
+save_cmds
+for f in "$TMP"/*.log; do cp "$f" "$OUT/${OUT_PREFIX}log-$(basename "$f")"; done   # servers' stderr
+
+{
+    echo "# Keel bench: keel vs nginx in front of keel-pool"
+    echo
+    report
+    echo
+    environment "- keel: $KEEL" "- keel-pool: $KEEL_POOL" "- source: $(source_state)"
+    headers_note
+} | publish front
+
+echo
+report
+echo
+echo "Written to bench/.out/front-latest.md (raw wrk output: bench/.out/front-wrk-*.txt)"
