@@ -226,7 +226,12 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         guard case .responding(var inFlight) = state, let context else { return }
         inFlight.bodyBytesSent += body.readableBytes
         state = .responding(inFlight)
-        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        // Flushed at the end of the upstream read (or with the response's end): one write per read, not per part.
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+    }
+
+    func exchangeDidCompleteRead() {
+        context?.flush()
     }
 
     func exchangeDidFinish() {
@@ -390,7 +395,17 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         context.fireChannelInactive()
     }
 
+    /// Computed once per connection: the addresses do not change between its requests.
+    private var cachedConnectionInfo: ClientRequest.ConnectionInfo?
+
     private func connectionInfo(_ context: ChannelHandlerContext) -> ClientRequest.ConnectionInfo {
+        if let cachedConnectionInfo { return cachedConnectionInfo }
+        let info = makeConnectionInfo(context)
+        cachedConnectionInfo = info
+        return info
+    }
+
+    private func makeConnectionInfo(_ context: ChannelHandlerContext) -> ClientRequest.ConnectionInfo {
         let remote = context.channel.remoteAddress
         let local = context.channel.localAddress
         return ClientRequest.ConnectionInfo(

@@ -18,7 +18,8 @@ enum UpstreamConnector {
     }
 
     static func connect(
-        to address: FrontConfiguration.ServerAddress, codec: Codec, on loop: any EventLoop, timeout: TimeAmount
+        to address: FrontConfiguration.ServerAddress, resolved: SocketAddress?, codec: Codec, on loop: any EventLoop,
+        timeout: TimeAmount
     ) -> EventLoopFuture<(Channel, UpstreamResponseRelay)> {
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeout)
@@ -37,10 +38,12 @@ enum UpstreamConnector {
                 }
             }
         let connected: EventLoopFuture<Channel>
-        switch address {
-        case .unix(let path):
+        switch (address, resolved) {
+        case (_, .some(let resolved)):
+            connected = bootstrap.connect(to: resolved)
+        case (.unix(let path), nil):
             connected = bootstrap.connect(unixDomainSocketPath: path)
-        case .tcp(let host, let port):
+        case (.tcp(let host, let port), nil):
             connected = bootstrap.connect(host: host, port: port)
         }
         return connected.flatMapErrorThrowing { error in

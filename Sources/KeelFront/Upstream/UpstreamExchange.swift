@@ -32,6 +32,8 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         func exchangeDidReceiveBody(_ body: ByteBuffer)
         func exchangeDidFinish()
         func exchangeDidFail(_ failure: Failure)
+        /// The end of one upstream read: the moment to flush what it produced, in one write.
+        func exchangeDidCompleteRead()
     }
 
     enum Kind {
@@ -116,7 +118,9 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         case .uwsgi(let packetHead): codec = .uwsgi(packetHead: packetHead)
         case .http: codec = .http
         }
-        UpstreamConnector.connect(to: address, codec: codec, on: loop, timeout: group.configuration.connectTimeout)
+        UpstreamConnector.connect(
+            to: address, resolved: group.socketAddresses[server], codec: codec, on: loop,
+            timeout: group.configuration.connectTimeout)
             .assumeIsolated().whenComplete { result in
                 guard case .connecting(let current) = self.state, current == server else {
                     // Cancelled meanwhile: the connection is not wanted.
@@ -210,6 +214,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     }
 
     func upstreamDidCompleteRead() {
+        sink?.exchangeDidCompleteRead()
         readPending = false
         readIfClientCanTakeIt()
     }

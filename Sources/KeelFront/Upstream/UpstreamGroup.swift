@@ -7,6 +7,9 @@ import NIOCore
 /// all servers recovers as soon as one does.
 final class UpstreamGroup: Sendable {
     let configuration: FrontConfiguration.Upstream
+    /// Each server's socket address, resolved once at load: a connect per request must not resolve a name per request.
+    /// nil when a host name did not resolve then (the connect resolves it, and fails with the reason).
+    let socketAddresses: [SocketAddress?]
     private let health: NIOLockedValueBox<Health>
 
     private struct Health {
@@ -18,6 +21,12 @@ final class UpstreamGroup: Sendable {
     init(configuration: FrontConfiguration.Upstream) {
         self.configuration = configuration
         let count = configuration.servers.count
+        self.socketAddresses = configuration.servers.map { server in
+            switch server {
+            case .unix(let path): try? SocketAddress(unixDomainSocketPath: path)
+            case .tcp(let host, let port): try? SocketAddress.makeAddressResolvingHost(host, port: port)
+            }
+        }
         self.health = NIOLockedValueBox(Health(failures: Array(repeating: 0, count: count), downUntil: Array(repeating: .distantPast, count: count)))
     }
 
