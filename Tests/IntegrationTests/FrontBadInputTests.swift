@@ -24,6 +24,22 @@ struct FrontBadInputTests {
             """)
     }
 
+    /// keel answering every request itself (200 "ok"), with `limits` and extra `route` keys.
+    static func fixedResponseKeel(limits: String, route: String = "") throws -> FrontUnderTest {
+        try FrontUnderTest(config: """
+            [[listen]]
+            address = "127.0.0.1:{PORT}"
+            [log]
+            access = "off"
+            [limits]
+            \(limits)
+            [[route]]
+            \(route)
+            return = 200
+            body = "ok"
+            """)
+    }
+
     /// Sends raw bytes on a fresh connection and returns the whole answer up to the close.
     static func raw(_ port: Int, _ request: String) throws -> String {
         let socket = try TestSocket(tcpPort: port)
@@ -115,35 +131,14 @@ struct FrontBadInputTests {
     }
 
     @Test func aStalledBodyOnAnUnroutedPathIs408NotAHang() throws {
-        let keel = try FrontUnderTest(config: """
-            [[listen]]
-            address = "127.0.0.1:{PORT}"
-            [log]
-            access = "off"
-            [limits]
-            client_body_timeout = "300ms"
-            [[route]]
-            host = "only.test"
-            return = 200
-            """)
+        let keel = try Self.fixedResponseKeel(limits: "client_body_timeout = \"300ms\"", route: "host = \"only.test\"")
         let socket = try TestSocket(tcpPort: keel.port)
         try socket.write("POST / HTTP/1.1\r\nHost: other.test\r\nContent-Length: 10\r\n\r\nabc")
         #expect(try HTTPResponseReader(socket).next().status == 408)
     }
 
     @Test func anIdleConnectionAfterAnAnswerGetsNo408() throws {
-        let keel = try FrontUnderTest(config: """
-            [[listen]]
-            address = "127.0.0.1:{PORT}"
-            [log]
-            access = "off"
-            [limits]
-            client_header_timeout = "200ms"
-            keepalive_timeout = "5s"
-            [[route]]
-            return = 200
-            body = "ok"
-            """)
+        let keel = try Self.fixedResponseKeel(limits: "client_header_timeout = \"200ms\"\nkeepalive_timeout = \"5s\"")
         let socket = try TestSocket(tcpPort: keel.port)
         try socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         #expect(try HTTPResponseReader(socket).next().text == "ok")
