@@ -2,6 +2,10 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Opens connections to backend servers (unix or TCP) on the client's event loop, with the connect timeout and
 /// reads driven by the exchange (autoRead off: the client's pace sets the upstream's).
 enum UpstreamConnector {
@@ -39,6 +43,12 @@ enum UpstreamConnector {
             }
         let connected: EventLoopFuture<Channel>
         switch (address, resolved) {
+        case (.unix, .some(let resolved)):
+            // A unix connect completes (or fails) at once: done here, without NIO's connect promise and timeout task.
+            switch connectUnixNow(resolved) {
+            case .success(let fd): connected = bootstrap.withConnectedSocket(fd)
+            case .failure(let error): connected = loop.makeFailedFuture(error)
+            }
         case (_, .some(let resolved)):
             connected = bootstrap.connect(to: resolved)
         case (.unix(let path), nil):
@@ -52,6 +62,20 @@ enum UpstreamConnector {
             (channel, try channel.pipeline.syncOperations.handler(type: UpstreamResponseRelay.self))
         }
     }
+}
+
+/// A non-blocking unix-socket connect, which the kernel completes or refuses immediately (EAGAIN: the backlog is full,
+/// the same failure nginx reports).
+private func connectUnixNow(_ address: SocketAddress) -> Result<CInt, IOError> {
+    let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { return .failure(IOError(errnoCode: errno, reason: "socket")) }
+    let result = address.withSockAddr { pointer, size in Glibc.connect(fd, pointer, socklen_t(size)) }
+    guard result == 0 else {
+        let code = errno
+        close(fd)
+        return .failure(IOError(errnoCode: code, reason: "connect"))
+    }
+    return .success(fd)
 }
 
 /// Idle keep-alive connections to HTTP upstreams, one set per event loop (nginx's `keepalive` is per worker too),
