@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// Opens connections to backend servers (unix or TCP) on the client's event loop, with the connect timeout and
-/// reads driven by the exchange (autoRead off: the client's pace sets the upstream's).
+/// reads paused by the exchange whenever the client cannot take more.
 enum UpstreamConnector {
     struct ConnectError: Error, CustomStringConvertible {
         var address: FrontConfiguration.ServerAddress
@@ -27,7 +27,6 @@ enum UpstreamConnector {
     ) -> EventLoopFuture<(Channel, UpstreamResponseRelay)> {
         let bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeout)
-            .channelOption(.autoRead, value: false)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
@@ -98,8 +97,8 @@ final class HTTPUpstreamConnections {
         relay.listener = nil
         relay.onIdleClose = { [weak self] in self?.forget(channel, address: address) }
         idle[address, default: []].append((channel, relay))
-        // An idle connection still needs a read armed to notice the server closing it.
-        channel.read()
+        // Reading on while idle: a server closing it is noticed at once.
+        try? channel.syncOptions?.setOption(.autoRead, value: true)
     }
 
     private func forget(_ channel: Channel, address: FrontConfiguration.ServerAddress) {

@@ -61,7 +61,8 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     private var receivedAnything = false
     private var responseKeepAlive = false
     private var requestWritten = false
-    private var readPending = false
+    /// Reading is paused (autoRead off) while the client cannot take more.
+    private var paused = false
     private var timer: Scheduled<Void>?
     private(set) var startTime = NIODeadline.now()
     private(set) var finishTime: NIODeadline?
@@ -177,7 +178,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
                 self.requestWritten = true
                 self.cancelTimer()
                 // While the client holds reads back, waiting is the client's doing, not the upstream's.
-                if self.readPending { self.armReadTimer() }
+                if !self.paused { self.armReadTimer() }
             }
             // A failed write (the backend closed early) is judged by what the read side sees next.
         }
@@ -185,11 +186,19 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
 
     // MARK: reading
 
+    /// Reads run by themselves (autoRead) and are paused only while the client is not writable: toggling read
+    /// interest per read would cost epoll_ctl calls on every request.
     private func readIfClientCanTakeIt() {
-        guard case .active(let channel, _, _, _) = state, !readPending, sink?.clientIsWritable ?? false else { return }
-        readPending = true
-        channel.read()
-        if requestWritten { armReadTimer() }
+        guard case .active(let channel, _, _, _) = state else { return }
+        let writable = sink?.clientIsWritable ?? false
+        guard writable == paused else { return }
+        paused = !writable
+        try? channel.syncOptions?.setOption(.autoRead, value: writable)
+        if paused {
+            cancelTimer()
+        } else if requestWritten {
+            armReadTimer()
+        }
     }
 
     private func armReadTimer() {
@@ -215,8 +224,9 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
 
     func upstreamDidCompleteRead() {
         sink?.exchangeDidCompleteRead()
-        readPending = false
+        guard case .active = state else { return }
         readIfClientCanTakeIt()
+        if !paused && requestWritten && timer == nil { armReadTimer() }
     }
 
     func upstreamDidClose(error: (any Error)?) {
@@ -226,7 +236,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
             // A pooled keep-alive connection the server had closed: try a fresh one, as nginx does; a POST that
             // may have reached the backend is not sent twice.
             state = .idle
-            readPending = false
+            paused = false
             requestWritten = false
             connect(server)
             return
