@@ -96,8 +96,16 @@ struct ClientRequest {
 
     /// nginx's check: no whitespace, slashes or control bytes, not empty, no ".." label.
     static func isValidHost(_ host: String) -> Bool {
-        guard !host.isEmpty, !host.contains("..") else { return false }
-        return host.utf8.allSatisfy { byte in byte > 0x20 && byte != 0x7F && byte != UInt8(ascii: "/") && byte != UInt8(ascii: "\\") }
+        guard !host.isEmpty else { return false }
+        // Byte by byte: String.contains("..") would resolve to Foundation's CFString search on the hot path.
+        var previousWasDot = false
+        for byte in host.utf8 {
+            if byte <= 0x20 || byte == 0x7F || byte == UInt8(ascii: "/") || byte == UInt8(ascii: "\\") { return false }
+            let isDot = byte == UInt8(ascii: ".")
+            if isDot && previousWasDot { return false }
+            previousWasDot = isDot
+        }
+        return true
     }
 
     /// Host without port, lowercased: nginx's `$host`.
