@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
     ],
     targets: [
         // Thin C shims for what Swift's Glibc overlay hides (prctl, posix_spawn closefrom).
@@ -56,6 +57,8 @@ let package = Package(
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
+                // gzip on the system zlib (links libz; NIOHTTPCompression would vendor its own).
+                .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
         // Depends on keel-pool so `swift run keel` builds the pool binary keel spawns (it looks beside itself).
@@ -80,7 +83,10 @@ let package = Package(
         .testTarget(name: "KeelAppTests", dependencies: ["KeelApp"]),
         .testTarget(
             name: "KeelFrontTests",
-            dependencies: ["KeelFront", .product(name: "NIOEmbedded", package: "swift-nio")]
+            dependencies: [
+                "KeelFront", .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ]
         ),
         .testTarget(
             name: "KeelPoolTests",

@@ -9,7 +9,13 @@ import Testing
     static let parseCases: [ConfigErrorCase] = [
         // Unknown keys, with a suggestion when one is close.
         .init("routes = 1", "routes", "unknown key (did you mean \"route\"?)"),
-        .init("colour = 1", "colour", "unknown key; known keys here: event_loops, listen, limits, log, upstream"),
+        .init("colour = 1", "colour", "unknown key; known keys here: event_loops, listen, limits, log, gzip, upstream"),
+        .init("[gzip]\nlevle = 5", "gzip.levle", "unknown key (did you mean \"level\"?)"),
+        .init("[gzip]\nenabled = \"yes\"", "gzip.enabled", "expected true or false, got the string \"yes\""),
+        .init("[gzip]\nlevel = 10", "gzip.level", "must be from 1 (fastest) to 9 (smallest), got 10"),
+        .init("[gzip]\nmin_length = -1", "gzip.min_length", "a size cannot be negative"),
+        .init("[gzip]\ntypes = [\"textplain\"]", "gzip.types[0]", "is not a media type like \"text/*\""),
+        .init("[gzip]\ntypes = \"text/*\"", "gzip.types", "expected an array of strings"),
         .init(
             "[limits]\nclient_max_body_sise = \"1m\"", "limits.client_max_body_sise",
             "(did you mean \"client_max_body_size\"?)"),

@@ -14,7 +14,7 @@ public enum BuiltinApps {
         ("flaky", "like hello, but ?crash=1 kills its worker (SIGKILL): chaos for the lifecycle bench", FlakyApp()),
         ("status", "answers with the status in the path, /404 → 404 (for testing proxies)", StatusApp()),
         ("leak", "keeps ?mb=N (default 1) MiB allocated per request for good, to test --reload-on-rss", LeakApp()),
-        ("stream", "streams ?chunks=N (default 4) chunks of ?size=S bytes (default 1024), length unknown up front",
+        ("stream", "streams ?chunks=N (default 4) chunks of ?size=S bytes (default 1024), length unknown up front; ?text=1 for text/plain letters",
          StreamApp()),
     ]
 
@@ -103,10 +103,14 @@ public struct StreamApp: Handler {
     public func handle(_ request: Request) throws -> Response {
         let chunks = try Self.parameter(request, "chunks", default: 4, max: Self.maxChunks)
         let size = try Self.parameter(request, "size", default: 1024, max: Self.maxChunkSize)
-        return Response(status: 200, headers: [("Content-Type", "application/octet-stream")], body: .stream { writer in
+        // ?text=1: a text body (letters), for compression tests; otherwise bytes.
+        let isText = request.queryParameter("text") == "1"
+        let type = isText ? "text/plain" : "application/octet-stream"
+        return Response(status: 200, headers: [("Content-Type", type)], body: .stream { writer in
             // Chunk i is filled with the byte i % 256, so a reordered or lost chunk is visible to a test.
             for index in 0..<chunks {
-                try writer.write(ByteBuffer(repeating: UInt8(truncatingIfNeeded: index), count: size))
+                let byte = isText ? UInt8(ascii: "a") + UInt8(index % 26) : UInt8(truncatingIfNeeded: index)
+                try writer.write(ByteBuffer(repeating: byte, count: size))
             }
         })
     }

@@ -32,6 +32,7 @@ extension ConfigLoader {
         }
         if let (key, message) = limitsProblem(config.limits) { throw fail("limits.\(key)", message) }
         if let (key, message) = logsProblem(config.logs) { throw fail("log.\(key)", message) }
+        if let (key, message) = compressionProblem(config.compression) { throw fail("gzip.\(key)", message) }
         for name in config.upstreams.keys.sorted() {
             guard let upstream = config.upstreams[name] else { continue }
             if let (key, message) = upstreamProblem(upstream) { throw fail("upstream.\(name).\(key)", message) }
@@ -82,6 +83,17 @@ extension ConfigLoader {
         if limits.keepaliveTimeout < .zero { return ("keepalive_timeout", "cannot be negative (0 = no keep-alive)") }
         if limits.keepaliveRequests < 1 { return ("keepalive_requests", "must be at least 1") }
         if limits.maxConnections < 1 { return ("max_connections", "must be at least 1") }
+        return nil
+    }
+
+    private static func compressionProblem(_ compression: FrontConfiguration.Compression) -> (String, String)? {
+        if !(1...9).contains(compression.level) { return ("level", "must be from 1 (fastest) to 9 (smallest), got \(compression.level)") }
+        if compression.minLength < 0 { return ("min_length", "cannot be negative") }
+        for (index, type) in compression.types.enumerated() {
+            let parts = type.split(separator: "/", omittingEmptySubsequences: false)
+            let valid = type == "*" || (parts.count == 2 && !parts[0].isEmpty && !parts[1].isEmpty && type.filter { $0 == "*" }.count <= 1)
+            if !valid { return ("types[\(index)]", "\"\(type)\" is not a media type like \"text/*\" or \"application/json\"") }
+        }
         return nil
     }
 

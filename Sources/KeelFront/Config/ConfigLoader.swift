@@ -11,7 +11,8 @@ import TOMLKit
 /// Reads keel.toml into a validated `FrontConfiguration`. Every problem is one `ConfigError` naming the key to fix,
 /// so `keel check` and startup can print it and stop before anything is bound.
 public enum ConfigLoader {
-    static let documentKeys = ["event_loops", "listen", "limits", "log", "upstream", "route", "pool"]
+    static let documentKeys = ["event_loops", "listen", "limits", "log", "gzip", "upstream", "route", "pool"]
+    static let gzipKeys = ["enabled", "level", "min_length", "types"]
     static let limitsKeys = [
         "client_max_body_size", "client_body_buffer_size", "client_body_temp_path", "max_header_size",
         "client_header_timeout", "client_body_timeout", "send_timeout", "keepalive_timeout", "keepalive_requests",
@@ -50,6 +51,7 @@ public enum ConfigLoader {
         config.listeners = try parseListeners(document)
         if let limits = try document.table("limits") { config.limits = try parseLimits(limits) }
         if let log = try document.table("log") { config.logs = try parseLogs(log) }
+        if let gzip = try document.table("gzip") { config.compression = try parseCompression(gzip) }
         if let upstreams = try document.table("upstream") { config.upstreams = try parseUpstreams(upstreams) }
         let baseDirectory = directory(of: file)
         for route in try document.tables("route", example: "[[route]]") ?? [] {
@@ -117,6 +119,18 @@ public enum ConfigLoader {
         if let count = try table.int("max_connections", example: "10000") { limits.maxConnections = count }
         if let time = try table.duration("graceful_timeout") { limits.gracefulTimeout = time }
         return limits
+    }
+
+    private static func parseCompression(_ table: ConfigTable) throws(ConfigError) -> FrontConfiguration.Compression {
+        try table.rejectUnknownKeys(gzipKeys)
+        var compression = FrontConfiguration.Compression()
+        if let enabled = try table.bool("enabled") { compression.enabled = enabled }
+        if let level = try table.int("level", example: "1") { compression.level = level }
+        if let length = try table.size("min_length") { compression.minLength = Int(clamping: length) }
+        if table.table["types"] != nil {
+            compression.types = try table.stringArray("types", example: "[\"text/*\", \"application/json\"]").map { $0.lowercased() }
+        }
+        return compression
     }
 
     private static func parseLogs(_ table: ConfigTable) throws(ConfigError) -> FrontConfiguration.Logs {

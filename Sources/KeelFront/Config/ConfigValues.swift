@@ -229,6 +229,12 @@ struct ConfigTable {
         return text
     }
 
+    func bool(_ key: String) throws(ConfigError) -> Bool? {
+        guard let value = table[key] else { return nil }
+        guard let flag = value.bool else { throw typeMismatch(key, value, expected: "true or false") }
+        return flag
+    }
+
     func int(_ key: String, example: String) throws(ConfigError) -> Int? {
         guard let value = table[key] else { return nil }
         guard let number = value.int else { throw typeMismatch(key, value, expected: "an integer like \(example)") }

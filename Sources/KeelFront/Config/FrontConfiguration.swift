@@ -13,6 +13,8 @@ public struct FrontConfiguration: Sendable, Equatable {
     public var limits: Limits
     /// `[log]`: access and error logs.
     public var logs: Logs
+    /// `[gzip]`: response compression on the system zlib.
+    public var compression: Compression = Compression()
     /// `[[pool]]` / `--pool`: keel-pool processes keel starts first and supervises (the bundle).
     public var pools: [Pool]
     /// `event_loops` / `--event-loops`: NIO event loop threads (default: one per core).
@@ -134,6 +136,23 @@ public struct FrontConfiguration: Sendable, Equatable {
         public var maxConnections: Int = 10_000
         /// On TERM, how long in-flight requests get before connections are closed.
         public var gracefulTimeout: TimeAmount = .seconds(30)
+
+        public init() {}
+    }
+
+    /// nginx's `gzip`, `gzip_comp_level`, `gzip_min_length`, `gzip_types`.
+    public struct Compression: Sendable, Equatable {
+        /// `enabled` (nginx `gzip on`, as Debian's nginx.conf ships it).
+        public var enabled = true
+        /// `level` 1...9 (nginx `gzip_comp_level`, default 1: fast, most of the gain).
+        public var level = 1
+        /// `min_length`: responses announcing fewer bytes stay as they are (nginx `gzip_min_length`).
+        public var minLength = 256
+        /// `types`: media types, "text/*" and "application/*+json" patterns allowed (nginx `gzip_types`).
+        public var types = [
+            "text/*", "application/json", "application/*+json", "application/javascript", "application/xml",
+            "application/*+xml", "image/svg+xml", "application/wasm",
+        ]
 
         public init() {}
     }

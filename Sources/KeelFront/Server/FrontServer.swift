@@ -78,6 +78,8 @@ public final class FrontServer: Sendable {
                         withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
                     try sync.addHandler(ClientTimeoutHandler(limits: limits))
                     try sync.addHandler(HTTPServerPipelineHandler())
+                    // The response filter chain, in order from the proxy outwards: gzip.
+                    try sync.addHandler(ResponseCompressor(configuration: current.configuration.compression))
                     try sync.addHandler(HTTPProtocolErrorResponder(log: { FrontLog.info($0) }))
                     let local = loopLocals[ObjectIdentifier(channel.eventLoop)] ?? LoopLocalState(loop: channel.eventLoop)
                     try sync.addHandler(ProxyHandler(runtime: runtime, loopLocal: local))

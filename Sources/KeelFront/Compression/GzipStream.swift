@@ -1,0 +1,54 @@
+import CompressNIO
+import NIOCore
+
+/// One response's gzip stream on the system zlib (compress-nio links libz): input goes in as it arrives, `flush`
+/// pushes out everything so far (a sync flush, for streamed responses), `finish` ends the stream with its trailer.
+final class GzipStream {
+    private let compressor: ZlibCompressor
+    private let allocator: ByteBufferAllocator
+    private static let chunkSize = 16 * 1024
+
+    init(level: Int, allocator: ByteBufferAllocator) throws {
+        self.compressor = try ZlibCompressor(
+            algorithm: .gzip, configuration: ZlibConfiguration(compressionLevel: Int32(level)))
+        self.allocator = allocator
+    }
+
+    /// Compressed bytes for `input` (often none yet: zlib holds small inputs until a flush).
+    func compress(_ input: ByteBuffer) throws -> ByteBuffer {
+        var input = input
+        var output = allocator.buffer(capacity: max(Self.chunkSize, compressor.maxSize(from: input)))
+        while input.readableBytes > 0 {
+            if output.writableBytes == 0 { output.reserveCapacity(minimumWritableBytes: Self.chunkSize) }
+            do {
+                try compressor.deflate(from: &input, to: &output, flush: .no)
+            } catch let error as CompressNIOError where error == .bufferOverflow {
+                continue  // the output filled up: more room, same input
+            }
+        }
+        return output
+    }
+
+    /// Everything compressed so far, byte-aligned so the client can decode it now.
+    func flush() throws -> ByteBuffer { try drain(.sync) }
+
+    /// The rest of the stream and the gzip trailer.
+    func finish() throws -> ByteBuffer { try drain(.finish) }
+
+    private func drain(_ mode: CompressNIOFlush) throws -> ByteBuffer {
+        var empty = allocator.buffer(capacity: 0)
+        var output = allocator.buffer(capacity: Self.chunkSize)
+        while true {
+            let before = output.writerIndex
+            do {
+                try compressor.deflate(from: &empty, to: &output, flush: mode)
+                // A sync flush that filled the buffer exactly may have more to give.
+                if mode == .finish || output.writableBytes > 0 { return output }
+            } catch let error as CompressNIOError where error == .bufferOverflow {
+                // zlib's "no progress possible" with room left: nothing more is pending.
+                if output.writableBytes > 0 && (mode == .sync || output.writerIndex == before) { return output }
+            }
+            output.reserveCapacity(minimumWritableBytes: Self.chunkSize)
+        }
+    }
+}

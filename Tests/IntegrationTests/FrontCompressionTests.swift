@@ -1,0 +1,82 @@
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// gzip on the system zlib, checked by the other side of the wire: Python's own gzip module decompresses.
+@Suite("keel: gzip", .serialized, .timeLimit(.minutes(2)))
+struct FrontCompressionTests {
+    /// Python's gzip.decompress of `bytes` (a real, independent decoder).
+    static func pythonGunzip(_ bytes: [UInt8], in directory: String) throws -> [UInt8] {
+        let input = directory + "/body.gz"
+        try Data(bytes).write(to: URL(fileURLWithPath: input))
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        python.arguments = ["-c", "import gzip, sys; sys.stdout.buffer.write(gzip.decompress(open(sys.argv[1], 'rb').read()))", input]
+        let output = Pipe()
+        python.standardOutput = output
+        try python.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        python.waitUntilExit()
+        guard python.terminationStatus == 0 else { throw HarnessError("python could not gunzip the body") }
+        return Array(data)
+    }
+
+    static let gzip = [("Accept-Encoding", "gzip, deflate")]
+
+    @Test func proxiedJSONIsGzippedAndDecodesToTheSameDocument() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "env"])
+        let keel = try FrontUnderTest(["--uwsgi", "unix:" + pool.socketPath!, "--access-log", "off"])
+        let plain = try keel.get("/doc?x=1")
+        #expect(plain.header("Content-Encoding") == nil)
+        #expect(plain.header("Vary") == "Accept-Encoding")
+        let zipped = try keel.get("/doc?x=1", headers: Self.gzip)
+        #expect(zipped.header("Content-Encoding") == "gzip")
+        #expect(zipped.header("Content-Length") == nil)
+        #expect(zipped.header("Vary") == "Accept-Encoding")
+        #expect(zipped.body.count < plain.body.count)
+        let decoded = try Self.pythonGunzip(zipped.body, in: keel.directory)
+        let vars = try #require(try JSONSerialization.jsonObject(with: Data(decoded)) as? [String: String])
+        #expect(vars["QUERY_STRING"] == "x=1")
+        #expect(vars["HTTP_ACCEPT_ENCODING"] == "gzip, deflate")
+    }
+
+    @Test func aStreamedResponseIsCompressedAsItFlows() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "stream"])
+        let keel = try FrontUnderTest(["--uwsgi", "unix:" + pool.socketPath!, "--access-log", "off"])
+        let reply = try keel.get("/s?text=1&chunks=300&size=10000", headers: Self.gzip)
+        #expect(reply.header("Content-Encoding") == "gzip")
+        #expect(reply.header("Transfer-Encoding") == "chunked")
+        let decoded = try Self.pythonGunzip(reply.body, in: keel.directory)
+        let expected = (0..<300).flatMap { [UInt8](repeating: UInt8(ascii: "a") + UInt8($0 % 26), count: 10000) }
+        #expect(decoded == expected)
+        #expect(reply.body.count < expected.count / 20)
+    }
+
+    @Test func aLargeStaticFileIsCompressedByteExact() throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var text = [UInt8]()
+        for line in 0..<40_000 { text += Array("line \(line): the quick brown fox jumps over the lazy dog\n".utf8) }
+        try Data(text).write(to: URL(fileURLWithPath: directory + "/big.txt"))
+        let keel = try FrontUnderTest(["--static", "/=\(directory)", "--access-log", "off"])
+        let zipped = try keel.get("/big.txt", headers: Self.gzip)
+        #expect(zipped.header("Content-Encoding") == "gzip")
+        #expect(try Self.pythonGunzip(zipped.body, in: directory) == text)
+        let plain = try keel.get("/big.txt")
+        #expect(plain.body == text)
+        #expect(plain.header("Content-Length") == String(text.count))
+    }
+
+    @Test func headAndRefusedGzipAreNotCompressed() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "env"])
+        let keel = try FrontUnderTest(["--uwsgi", "unix:" + pool.socketPath!, "--access-log", "off"])
+        let head = try HTTPClient.request(port: keel.port, method: "HEAD", "/", headers: Self.gzip)
+        #expect(head.header("Content-Encoding") == nil)
+        let refused = try keel.get("/", headers: [("Accept-Encoding", "gzip;q=0")])
+        #expect(refused.header("Content-Encoding") == nil)
+        #expect(try JSONSerialization.jsonObject(with: Data(refused.body)) is [String: String])
+    }
+}
