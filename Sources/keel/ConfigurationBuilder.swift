@@ -48,7 +48,9 @@ enum ConfigurationBuilder {
             guard stat(directory, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR else {
                 throw ConfigError(file: "command line", key: "--static[\(index)]", message: "\"\(directory)\" is not a directory")
             }
-            replaceDefaultRoute(&configuration, path: String(value[..<equals]), action: .staticFiles(root: directory))
+            replaceDefaultRoute(
+                &configuration, path: String(value[..<equals]),
+                action: .staticFiles(.init(directory: ConfigLoader.absolutePath(directory, relativeTo: currentDirectory()))))
         }
         if let accessLog = options.accessLog { configuration.logs.accessLog = accessLog == "off" ? nil : accessLog }
         if let errorLog = options.errorLog { configuration.logs.errorLog = errorLog }
@@ -79,6 +81,12 @@ enum ConfigurationBuilder {
     private static func replaceDefaultRoute(_ configuration: inout FrontConfiguration, path: String, action: FrontConfiguration.Action) {
         configuration.routes.removeAll { $0.hosts.isEmpty && $0.pathPrefix == path }
         configuration.routes.append(.init(pathPrefix: path, action: action))
+    }
+
+    private static func currentDirectory() -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        guard getcwd(&buffer, buffer.count) != nil else { return "." }
+        return String(cString: buffer)
     }
 
     /// A flag's value error, named by the flag.

@@ -9,7 +9,13 @@ import Testing
     static let parseCases: [ConfigErrorCase] = [
         // Unknown keys, with a suggestion when one is close.
         .init("routes = 1", "routes", "unknown key (did you mean \"route\"?)"),
-        .init("colour = 1", "colour", "unknown key; known keys here: event_loops, listen, limits, log, gzip, upstream"),
+        .init("colour = 1", "colour", "unknown key; known keys here: event_loops, listen, limits, log, gzip, mime_types, upstream"),
+        .init("[[route]]\nreturn = 200\nindex = [\"i.html\"]", "route[0].index", "index only goes with static or root"),
+        .init("[[route]]\nstatic = \"/tmp\"\ngzip_static = 1", "route[0].gzip_static", "expected true or false"),
+        .init("[[route]]\nstatic = \"/tmp\"\nfallback = \"nosuch\"", "route[0].fallback", "unknown upstream \"nosuch\""),
+        .init("[[route]]\nstatic = \"/tmp\"\nindex = [\"a/b.html\"]", "route[0].index[0]", "must be a file name"),
+        .init("[[route]]\nroot = \"/nonexistent-keel\"", "route[0].root", "No such file or directory"),
+        .init("[mime_types]\nmd = 1", "mime_types.md", "expected a string"),
         .init("[gzip]\nlevle = 5", "gzip.levle", "unknown key (did you mean \"level\"?)"),
         .init("[gzip]\nenabled = \"yes\"", "gzip.enabled", "expected true or false, got the string \"yes\""),
         .init("[gzip]\nlevel = 10", "gzip.level", "must be from 1 (fastest) to 9 (smallest), got 10"),
@@ -76,7 +82,7 @@ import Testing
             "[upstream.app]\nservers = [\"/a.sock\", \"nohost\"]", "upstream.app.servers[1]",
             "\"nohost\": missing port"),
         // Routes.
-        .init("[[route]]\npath = \"/\"", "route[0]", "no action; give one of uwsgi, proxy, static, redirect or return"),
+        .init("[[route]]\npath = \"/\"", "route[0]", "no action; give one of uwsgi, proxy, static, root, redirect or return"),
         .init(
             "[[route]]\nreturn = 200\nredirect = \"/x\"", "route[0]",
             "more than one action (redirect, return); a route does one thing, keep one"),

@@ -135,7 +135,7 @@ func parseError(_ toml: String, file: String = "keel.toml") -> ConfigError? {
                     .init(hosts: ["example.com", "*.example.com"], pathPrefix: "/api", action: .uwsgi(upstream: "app")),
                     .init(action: .uwsgi(upstream: "unix:/run/other.sock")),
                     .init(pathPrefix: "/web", action: .proxy(upstream: "127.0.0.1:8000")),
-                    .init(pathPrefix: "/static", action: .staticFiles(root: "\(directory)/public")),
+                    .init(pathPrefix: "/static", action: .staticFiles(.init(directory: "\(directory)/public"))),
                     .init(pathPrefix: "/old", action: .redirect(location: "https://example.com/", status: 301)),
                     .init(pathPrefix: "/health", action: .fixed(status: 200, body: "ok", contentType: "text/json")),
                     .init(pathPrefix: "/go", action: .redirect(location: "/new", status: 302)),
@@ -177,7 +177,7 @@ func parseError(_ toml: String, file: String = "keel.toml") -> ConfigError? {
         try withScratchDirectory { directory in
             let toml = "[[route]]\nstatic = \"public\""
             let config = try ConfigLoader.parse(toml: toml, file: "\(directory)/./keel.toml")
-            #expect(config.routes.first?.action == .staticFiles(root: "\(directory)/public"))
+            #expect(config.routes.first?.action == .staticFiles(.init(directory: "\(directory)/public")))
         }
     }
 

@@ -85,19 +85,65 @@ import Testing
     }
 
     @Test(arguments: [
-        ("/assets/a/b.css", "/assets/", "a/b.css" as String?),
-        ("/assets/", "/assets/", ""),
-        ("/assets/dir/", "/assets/", "dir/"),
-        ("/assets/./a", "/assets/", "a"),
-        ("/assets/%61.css", "/assets/", "a.css"),
-        ("/assets/../etc/passwd", "/assets/", nil),
-        ("/assets/%2e%2e/x", "/assets/", nil),
-        ("/assets/a/..%2f..%2fx", "/assets/", nil),
-        ("/assets/%00", "/assets/", nil),
-        ("/assets/%zz", "/assets/", nil),
+        ("/assets/a/b.css", StaticFileResponder.Resolution.path("a/b.css")),
+        ("/assets/", .path("")),
+        ("/assets/dir/", .path("dir/")),
+        ("/assets/./a", .path("a")),
+        ("/assets/%61.css", .path("a.css")),
+        ("/assets/caf%C3%A9.txt", .path("café.txt")),
+        ("/assets/../etc/passwd", .bad),
+        ("/assets/%2e%2e/x", .bad),
+        ("/assets/a/..%2f..%2fx", .bad),
+        ("/assets/%00", .bad),
+        ("/assets/%zz", .bad),
+        ("/assets/a%5c..%5cx", .bad),
+        ("/assets/%c0%ae%c0%ae/x", .bad),
+        ("/assets/.env", .hidden),
+        ("/assets/a/.git/config", .hidden),
+        ("/assets/%2egit/config", .hidden),
     ])
-    func staticPathsStayUnderTheRoot(path: String, prefix: String, expected: String?) {
-        #expect(StaticFileResponder.relativePath(Substring(path), routePrefix: prefix) == expected)
+    func staticPathsStayUnderTheRoot(path: String, expected: StaticFileResponder.Resolution) {
+        #expect(StaticFileResponder.resolve(Substring(path), routePrefix: "/assets/", keepsPrefix: false, dotfiles: false) == expected)
+    }
+
+    @Test func rootSemanticsKeepThePrefix() {
+        #expect(StaticFileResponder.resolve("/assets/a.css", routePrefix: "/assets/", keepsPrefix: true, dotfiles: false) == .path("assets/a.css"))
+        #expect(StaticFileResponder.resolve("/assets/.well", routePrefix: "/assets/", keepsPrefix: false, dotfiles: true) == .path(".well"))
+    }
+
+    @Test(arguments: [
+        ("bytes=0-99", 1000, ByteRange.part(0..<100)),
+        ("bytes=900-", 1000, .part(900..<1000)),
+        ("bytes=-100", 1000, .part(900..<1000)),
+        ("bytes=-5000", 1000, .part(0..<1000)),
+        ("bytes=990-2000", 1000, .part(990..<1000)),
+        ("bytes=1000-", 1000, .unsatisfiable),
+        ("bytes=-0", 1000, .unsatisfiable),
+        ("bytes=5-3", 1000, .whole),
+        ("bytes=0-1,5-6", 1000, .whole),
+        ("items=0-1", 1000, .whole),
+        ("bytes=x-1", 1000, .whole),
+    ])
+    func byteRanges(header: String, size: Int, expected: ByteRange) {
+        #expect(ByteRange.parse(header, size: size) == expected)
+    }
+
+    @Test func conditionalRequests() {
+        let etag = "\"5f-10\""
+        #expect(Conditional.notModified(["If-None-Match": etag], etag: etag, modified: 100))
+        #expect(Conditional.notModified(["If-None-Match": "W/\(etag)"], etag: etag, modified: 100))
+        #expect(Conditional.notModified(["If-None-Match": "*"], etag: etag, modified: 100))
+        #expect(!Conditional.notModified(["If-None-Match": "\"other\""], etag: etag, modified: 100))
+        let date = StaticFileResponder.httpDate(100)
+        #expect(Conditional.parseHTTPDate(date) == 100)
+        #expect(Conditional.notModified(["If-Modified-Since": date], etag: etag, modified: 100))
+        #expect(!Conditional.notModified(["If-Modified-Since": StaticFileResponder.httpDate(99)], etag: etag, modified: 100))
+        // If-None-Match wins over If-Modified-Since.
+        #expect(!Conditional.notModified(["If-None-Match": "\"x\"", "If-Modified-Since": date], etag: etag, modified: 100))
+        #expect(Conditional.parseHTTPDate("yesterday") == nil)
+        #expect(Conditional.ifRangeAllows(["If-Range": etag], etag: etag, modified: 100))
+        #expect(!Conditional.ifRangeAllows(["If-Range": "\"old\""], etag: etag, modified: 100))
+        #expect(Conditional.ifRangeAllows(["If-Range": date], etag: etag, modified: 100))
     }
 
     @Test func redirectAppendsTheRestOfThePathToALocationEndingInSlash() throws {

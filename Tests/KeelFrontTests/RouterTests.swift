@@ -10,7 +10,7 @@ import Testing
         Route(pathPrefix: "/api/", action: .uwsgi(upstream: "api")),
         Route(pathPrefix: "/api/v2/", action: .uwsgi(upstream: "api2")),
         Route(hosts: ["example.com"], pathPrefix: "/", action: .proxy(upstream: "site")),
-        Route(hosts: ["example.com"], pathPrefix: "/static/", action: .staticFiles(root: "/srv")),
+        Route(hosts: ["example.com"], pathPrefix: "/static/", action: .staticFiles(.init(directory: "/srv"))),
         Route(hosts: ["*.example.com"], pathPrefix: "/", action: .uwsgi(upstream: "wild")),
         Route(hosts: ["*.eu.example.com"], pathPrefix: "/", action: .uwsgi(upstream: "eu")),
         Route(hosts: ["only-api.test"], pathPrefix: "/api/", action: .uwsgi(upstream: "only")),

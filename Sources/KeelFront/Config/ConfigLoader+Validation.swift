@@ -146,9 +146,18 @@ extension ConfigLoader {
             let key = if case .proxy = route.action { "proxy" } else { "uwsgi" }
             let suggestion = ConfigValues.didYouMean(name, among: upstreams.keys.sorted())
             return (key, "unknown upstream \"\(name)\"\(suggestion) (define [upstream.\(name)] or fix the name)")
-        case .staticFiles(let root):
-            if root.isEmpty { return ("static", "empty directory; give the directory to serve, e.g. \"./public\"") }
-            return directoryProblem(root).map { ("static", $0) }
+        case .staticFiles(let files):
+            let key = files.keepsPrefix ? "root" : "static"
+            if files.directory.isEmpty { return (key, "empty directory; give the directory to serve, e.g. \"./public\"") }
+            if let problem = directoryProblem(files.directory) { return (key, problem) }
+            if let fallback = files.fallback, upstreams[fallback] == nil {
+                return ("fallback", "unknown upstream \"\(fallback)\" (define [upstream.\(fallback)] or fix the name)")
+            }
+            for (index, name) in files.index.enumerated() where name.isEmpty || name.contains("/") {
+                return ("index[\(index)]", "\"\(name)\" must be a file name, without \"/\"")
+            }
+            if let expires = files.expires, expires < .zero { return ("expires", "cannot be negative") }
+            return nil
         case .redirect(let location, let status):
             if location.isEmpty { return ("redirect", "empty location; give a URL like \"https://example.com/\"") }
             if ![301, 302, 303, 307, 308].contains(status) {
@@ -287,7 +296,7 @@ extension ConfigLoader {
     }
 
     /// `path` made absolute against `directory` (then the current directory), with "." and empty parts dropped.
-    static func absolutePath(_ path: String, relativeTo directory: String) -> String {
+    public static func absolutePath(_ path: String, relativeTo directory: String) -> String {
         var joined = path
         if !path.hasPrefix("/") && !directory.isEmpty { joined = "\(directory)/\(path)" }
         if !joined.hasPrefix("/"), let cwd = getcwd(nil, 0) {

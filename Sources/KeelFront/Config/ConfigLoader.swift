@@ -11,7 +11,7 @@ import TOMLKit
 /// Reads keel.toml into a validated `FrontConfiguration`. Every problem is one `ConfigError` naming the key to fix,
 /// so `keel check` and startup can print it and stop before anything is bound.
 public enum ConfigLoader {
-    static let documentKeys = ["event_loops", "listen", "limits", "log", "gzip", "upstream", "route", "pool"]
+    static let documentKeys = ["event_loops", "listen", "limits", "log", "gzip", "mime_types", "upstream", "route", "pool"]
     static let gzipKeys = ["enabled", "level", "min_length", "types"]
     static let limitsKeys = [
         "client_max_body_size", "client_body_buffer_size", "client_body_temp_path", "max_header_size",
@@ -22,8 +22,11 @@ public enum ConfigLoader {
     static let upstreamKeys = [
         "servers", "max_fails", "fail_timeout", "connect_timeout", "send_timeout", "read_timeout", "keepalive",
     ]
-    static let routeActionKeys = ["uwsgi", "proxy", "static", "redirect", "return"]
-    static let routeKeys = ["host", "path"] + routeActionKeys + ["status", "body", "content_type"]
+    static let routeActionKeys = ["uwsgi", "proxy", "static", "root", "redirect", "return"]
+    static let staticOptionKeys = [
+        "index", "gzip_static", "cache_control", "expires", "fallback", "dotfiles", "follow_symlinks",
+    ]
+    static let routeKeys = ["host", "path"] + routeActionKeys + ["status", "body", "content_type"] + staticOptionKeys
     static let poolKeys = ["name", "args", "command"]
 
     /// Reads and parses the file at `path`; relative `static` directories resolve against the file's directory.
@@ -52,6 +55,12 @@ public enum ConfigLoader {
         if let limits = try document.table("limits") { config.limits = try parseLimits(limits) }
         if let log = try document.table("log") { config.logs = try parseLogs(log) }
         if let gzip = try document.table("gzip") { config.compression = try parseCompression(gzip) }
+        if let types = try document.table("mime_types") {
+            for extensionName in types.table.keys {
+                let type = try types.string(extensionName, example: "\"text/markdown\"") ?? ""
+                config.mimeTypes[extensionName.lowercased()] = type
+            }
+        }
         if let upstreams = try document.table("upstream") { config.upstreams = try parseUpstreams(upstreams) }
         let baseDirectory = directory(of: file)
         for route in try document.tables("route", example: "[[route]]") ?? [] {
@@ -182,7 +191,7 @@ public enum ConfigLoader {
         try route.rejectUnknownKeys(routeKeys)
         let actions = routeActionKeys.filter { route.table.contains(key: $0) }
         guard let actionKey = actions.first else {
-            throw route.problem("", "no action; give one of uwsgi, proxy, static, redirect or return")
+            throw route.problem("", "no action; give one of uwsgi, proxy, static, root, redirect or return")
         }
         if actions.count > 1 {
             throw route.problem(
@@ -191,6 +200,9 @@ public enum ConfigLoader {
         for (key, owner) in [("status", "redirect"), ("body", "return"), ("content_type", "return")]
         where route.table.contains(key: key) && actionKey != owner {
             throw route.problem(key, "\(key) only goes with \(owner); remove it or make this a \(owner) route")
+        }
+        for key in staticOptionKeys where route.table.contains(key: key) && actionKey != "static" && actionKey != "root" {
+            throw route.problem(key, "\(key) only goes with static or root; remove it or make this a static route")
         }
         var hosts: [String] = []
         for (_, host) in try route.strings("host", example: "\"example.com\" or \"*.example.com\"") ?? [] {
@@ -211,9 +223,27 @@ public enum ConfigLoader {
                 throw route.problem(actionKey, error.message)
             }
             action = isProxy ? .proxy(upstream: name) : .uwsgi(upstream: name)
-        case "static":
-            let root = try route.string("static", example: "\"./public\"") ?? ""
-            action = .staticFiles(root: root.isEmpty ? root : absolutePath(root, relativeTo: baseDirectory))
+        case "static", "root":
+            let directory = try route.string(actionKey, example: "\"./public\"") ?? ""
+            var files = FrontConfiguration.StaticFiles(
+                directory: directory.isEmpty ? directory : absolutePath(directory, relativeTo: baseDirectory))
+            files.keepsPrefix = actionKey == "root"
+            if route.table.contains(key: "index") {
+                files.index = try route.strings("index", example: "\"index.html\"")?.map(\.value) ?? []
+            }
+            if let flag = try route.bool("gzip_static") { files.gzipStatic = flag }
+            files.cacheControl = try route.string("cache_control", example: "\"public, max-age=3600\"")
+            files.expires = try route.duration("expires")
+            if let flag = try route.bool("dotfiles") { files.dotfiles = flag }
+            if let flag = try route.bool("follow_symlinks") { files.symlinksOutside = flag }
+            if let reference = try route.string("fallback", example: "\"app\" or \"unix:/run/app.sock\"") {
+                do throws(ConfigValueError) {
+                    files.fallback = try upstreamName(for: reference, isProxy: false, upstreams: &upstreams)
+                } catch {
+                    throw route.problem("fallback", error.message)
+                }
+            }
+            action = .staticFiles(files)
         case "redirect":
             let location = try route.string("redirect", example: "\"https://example.com/\"") ?? ""
             action = .redirect(location: location, status: try route.int("status", example: "301") ?? 302)

@@ -13,6 +13,8 @@ public struct FrontConfiguration: Sendable, Equatable {
     public var limits: Limits
     /// `[log]`: access and error logs.
     public var logs: Logs
+    /// `[mime_types]`: extension → media type, over the built-in table (nginx `types`).
+    public var mimeTypes: [String: String] = [:]
     /// `[gzip]`: response compression on the system zlib.
     public var compression: Compression = Compression()
     /// `[[pool]]` / `--pool`: keel-pool processes keel starts first and supervises (the bundle).
@@ -105,12 +107,38 @@ public struct FrontConfiguration: Sendable, Equatable {
         case uwsgi(upstream: String)
         /// `proxy = "NAME"` or an inline "http://HOST:PORT": HTTP/1.1 upstream with keep-alive.
         case proxy(upstream: String)
-        /// `static = "DIR"`: files under DIR, the route prefix stripped from the path.
-        case staticFiles(root: String)
+        /// `static = "DIR"` (nginx `alias`: the route prefix stripped) or `root = "DIR"` (nginx `root`: the whole
+        /// path under DIR), with the file-serving options of the route.
+        case staticFiles(StaticFiles)
         /// `redirect = "URL"` with `status` (default 302); a URL ending in "/" gets the rest of the path appended.
         case redirect(location: String, status: Int)
         /// `return = STATUS` with `body` and `content_type`: a fixed response.
         case fixed(status: Int, body: String, contentType: String)
+    }
+
+    /// A static route's directory and options (nginx `root`/`alias`, `index`, `gzip_static`, `expires`, `try_files`).
+    public struct StaticFiles: Sendable, Equatable {
+        public var directory: String
+        /// `root` semantics: the request path is looked up whole under the directory, prefix included.
+        public var keepsPrefix = false
+        /// `index`: files tried, in order, for a path naming a directory.
+        public var index = ["index.html"]
+        /// `gzip_static`: serve FILE.gz when it exists and the client accepts gzip.
+        public var gzipStatic = false
+        /// `cache_control`: the Cache-Control value sent with files (e.g. "public, max-age=3600").
+        public var cacheControl: String?
+        /// `expires`: adds Expires and Cache-Control max-age, as nginx's `expires`.
+        public var expires: TimeAmount?
+        /// `fallback`: a uwsgi upstream that answers when no file matches (nginx `try_files $uri @app`).
+        public var fallback: String?
+        /// `dotfiles`: serve names starting with "." (hidden by default: .git, .env).
+        public var dotfiles = false
+        /// `follow_symlinks`: follow symlinks that lead outside the directory (off: they answer 403).
+        public var symlinksOutside = false
+
+        public init(directory: String) {
+            self.directory = directory
+        }
     }
 
     public struct Limits: Sendable, Equatable {

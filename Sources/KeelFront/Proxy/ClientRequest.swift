@@ -120,32 +120,9 @@ extension HTTPRequestHead {
     var declaresBody: Bool { headers.contains(name: "content-length") || headers.contains(name: "transfer-encoding") }
 }
 
-/// Percent-decoding for PATH_INFO and static file paths; nil for malformed escapes or an encoded NUL.
+/// Percent-decoding for PATH_INFO; nil for malformed escapes or an encoded NUL.
 func percentDecoded(_ path: Substring) -> String? {
     guard path.utf8.contains(UInt8(ascii: "%")) else { return String(path) }
-    var bytes: [UInt8] = []
-    bytes.reserveCapacity(path.utf8.count)
-    var iterator = path.utf8.makeIterator()
-    while let byte = iterator.next() {
-        guard byte == UInt8(ascii: "%") else {
-            bytes.append(byte)
-            continue
-        }
-        guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue) else {
-            return nil
-        }
-        let decoded = high << 4 | low
-        if decoded == 0 { return nil }
-        bytes.append(decoded)
-    }
+    guard let bytes = percentDecodedBytes(path), !bytes.contains(0) else { return nil }
     return String(decoding: bytes, as: UTF8.self)
-}
-
-private func hexValue(_ byte: UInt8) -> UInt8? {
-    switch byte {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-    default: nil
-    }
 }

@@ -163,24 +163,37 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
             send(.text(HTTPResponseStatus(statusCode: status), text, contentType: contentType), context: context)
         case .redirect(let location, let status):
             send(.redirect(HTTPResponseStatus(statusCode: status), Self.redirectTarget(location, route: route.route, request: inFlight.request)), context: context)
-        case .staticFiles(let root):
-            send(StaticFileResponder.reply(root: root, routePrefix: route.route.pathPrefix, request: inFlight.request), context: context)
-        case .uwsgi(let upstreamName):
-            guard let group = runtime.upstreams[upstreamName] else { return send(.plain(.badGateway, "Bad Gateway\n"), context: context) }
-            let vars = UWSGIParams.vars(for: inFlight.request, serverName: serverName(route.route, inFlight.request), contentLength: body.byteCount)
-            var packet = context.channel.allocator.buffer(capacity: 1024)
-            do {
-                try UWSGIPacket.writeRequestHead(vars: vars, into: &packet)
-            } catch {
-                FrontLog.error("client \(inFlight.request.connection.remoteAddress): \(error): answered 431")
-                return send(.plain(.requestHeaderFieldsTooLarge, "Request header block too large for the uwsgi protocol\n"), context: context)
+        case .staticFiles(let files):
+            let outcome = StaticFileResponder.respond(
+                files, routePrefix: route.route.pathPrefix, request: inFlight.request,
+                mimeTypes: runtime.configuration.mimeTypes)
+            switch outcome {
+            case .reply(let reply): send(reply, context: context)
+            case .fallback(let upstream): passToUWSGI(upstream, inFlight, route: route.route, body: body, context: context)
             }
-            startExchange(group: group, kind: .uwsgi(packetHead: packet), head: inFlight.request.head, body: body)
+        case .uwsgi(let upstreamName):
+            passToUWSGI(upstreamName, inFlight, route: route.route, body: body, context: context)
         case .proxy(let upstreamName):
             guard let group = runtime.upstreams[upstreamName] else { return send(.plain(.badGateway, "Bad Gateway\n"), context: context) }
             let head = HTTPUpstreamRequest.head(for: inFlight.request, bodyLength: body.byteCount)
             startExchange(group: group, kind: .http(keepalive: loopLocal.httpConnections), head: head, body: body)
         }
+    }
+
+    private func passToUWSGI(
+        _ upstreamName: String, _ inFlight: RequestInFlight, route: FrontConfiguration.Route, body: RequestBodyBuffer,
+        context: ChannelHandlerContext
+    ) {
+        guard let group = runtime.upstreams[upstreamName] else { return send(.plain(.badGateway, "Bad Gateway\n"), context: context) }
+        let vars = UWSGIParams.vars(for: inFlight.request, serverName: serverName(route, inFlight.request), contentLength: body.byteCount)
+        var packet = context.channel.allocator.buffer(capacity: 1024)
+        do {
+            try UWSGIPacket.writeRequestHead(vars: vars, into: &packet)
+        } catch {
+            FrontLog.error("client \(inFlight.request.connection.remoteAddress): \(error): answered 431")
+            return send(.plain(.requestHeaderFieldsTooLarge, "Request header block too large for the uwsgi protocol\n"), context: context)
+        }
+        startExchange(group: group, kind: .uwsgi(packetHead: packet), head: inFlight.request.head, body: body)
     }
 
     private func startExchange(group: UpstreamGroup, kind: UpstreamExchange.Kind, head: HTTPRequestHead, body: RequestBodyBuffer) {
