@@ -169,13 +169,6 @@ headers_note() {   # the response headers each front sends (wrk reads them all, 
     done
 }
 
-source_state() {   # the commit the working tree is at, and whether it had uncommitted changes
-    local head dirty
-    head=$(git -C "$ROOT" log -1 --format='%h ("%<(60,trunc)%s' 2>/dev/null | sed 's/ *$/")/') || head=unknown
-    dirty=$(git -C "$ROOT" status --porcelain -- Sources Package.swift 2>/dev/null | wc -l)
-    echo "commit $head$([ "$dirty" = 0 ] || echo " + $dirty uncommitted paths under Sources/, Package.swift")"
-}
-
 # --- main -----------------------------------------------------------------------------------
 
 install_tools

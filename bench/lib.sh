@@ -1,8 +1,9 @@
-# Helpers shared by bench/run.sh and bench/front.sh; sourced, not run. See bench/README.md.
+# Helpers shared by bench/run.sh, bench/front.sh and bench/static.sh; sourced, not run. See
+# bench/README.md.
 #
 # The sourcing script sets INVOCATION (its command line, for the report) and OUT_PREFIX (what its
-# files in bench/.out start with: "" for run.sh, "front-" for front.sh), may set the knobs below
-# first, then calls setup_tmp before it starts any server.
+# files in bench/.out start with: "" for run.sh, "front-" for front.sh, "static-" for static.sh),
+# may set the knobs below first, then calls setup_tmp before it starts any server.
 # shellcheck shell=bash
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -168,11 +169,16 @@ free_port() {
     "$SYS_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# wait_ready URL : polls until URL answers 200 with the hello body, or fails with the servers' logs.
+# wait_ready URL [FILE] : polls until URL answers 200 with the hello body (with FILE: a body equal to
+# FILE byte for byte), or fails with the servers' logs.
 wait_ready() {
-    local url=$1 deadline=$((SECONDS + READY_TIMEOUT)) body entry
+    local url=$1 file=${2:-} deadline=$((SECONDS + READY_TIMEOUT)) body entry
     while :; do
-        if body=$(curl -fsS --max-time 2 "$url" 2>/dev/null) && [ "$body"$'\n' = "$EXPECTED_BODY" ]; then
+        if [ -n "$file" ]; then
+            if curl -fsS --max-time 2 -o "$TMP/ready.body" "$url" 2>/dev/null && cmp -s "$TMP/ready.body" "$file"; then
+                return 0
+            fi
+        elif body=$(curl -fsS --max-time 2 "$url" 2>/dev/null) && [ "$body"$'\n' = "$EXPECTED_BODY" ]; then
             return 0
         fi
         for entry in ${SERVERS[@]+"${SERVERS[@]}"}; do
@@ -221,7 +227,15 @@ nginx_conf_dir() {
 # start_nginx NAME PORT SOCKET : one nginx worker on 127.0.0.1:PORT passing every request to SOCKET.
 # Sets LAST_PID to the master (its session holds the worker).
 start_nginx() {
-    local name=$1 port=$2 sock=$3 dir="$TMP/$1"
+    start_nginx_with "$1" "$2" "" "            include $NGINX_CONF_DIR/uwsgi_params;
+            uwsgi_pass unix:$3;"
+}
+
+# start_nginx_with NAME PORT HTTP_LINES LOCATION_LINES : one nginx worker on 127.0.0.1:PORT, the
+# config generated in $TMP/NAME with HTTP_LINES added to its http block and LOCATION_LINES as the
+# body of its only `location /`. Sets LAST_PID to the master (its session holds the worker).
+start_nginx_with() {
+    local name=$1 port=$2 http_lines=$3 location_lines=$4 dir="$TMP/$1"
     mkdir -p "$dir"
     {
         # Workers must reach the socket in the 0700 temp dir; as root they would otherwise be nobody.
@@ -238,11 +252,13 @@ http {
     fastcgi_temp_path $dir/fastcgi;
     uwsgi_temp_path $dir/uwsgi;
     scgi_temp_path $dir/scgi;
+EOF
+        if [ -n "$http_lines" ]; then echo "$http_lines"; fi
+        cat <<EOF
     server {
         listen 127.0.0.1:$port;
         location / {
-            include $NGINX_CONF_DIR/uwsgi_params;
-            uwsgi_pass unix:$sock;
+$location_lines
         }
     }
 }
@@ -283,21 +299,31 @@ cpu_us_per_request() {
         'BEGIN { printf "%.1f", (n > 0 ? t * 1e6 / hz / n : 0) }'
 }
 
-# warm_up LABEL URL : a discarded wrk run of $WARMUP.
+# warm_up LABEL URL [WRK_ARG...] : a discarded wrk run of $WARMUP (WRK_ARGs, e.g. -H 'Accept-Encoding:
+# gzip', go before the URL).
 warm_up() {
-    log "$1: warm-up $WARMUP"
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$2" >/dev/null
+    local label=$1 url=$2
+    shift 2
+    log "$label: warm-up $WARMUP"
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$WARMUP" "$@" "$url" >/dev/null
 }
 
-# wrk_measured LABEL URL RAW : the measured wrk run, its output in RAW.
+# wrk_measured LABEL URL RAW [WRK_ARG...] : the measured wrk run, its output in RAW.
 wrk_measured() {
-    log "$1: wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency $2"
-    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$2" >"$3"
+    local label=$1 url=$2 raw=$3
+    shift 3
+    log "$label: wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency $* $url"
+    wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$@" "$url" >"$raw"
 }
 
-# wrk_parse RAW : sets WRK_RPS, WRK_P99 (ms) and WRK_ERRORS from wrk's output in RAW.
+# wrk_parse RAW : sets WRK_RPS, WRK_P99 (ms), WRK_ERRORS and WRK_MIBS (Transfer/sec in MiB/s: wrk's
+# KB, MB and GB are 1024-based) from wrk's output in RAW.
 wrk_parse() {
     WRK_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$1")
+    WRK_MIBS=$(awk '/^Transfer\/sec:/ {
+        n = $2 + 0; u = $2; sub(/^[0-9.]+/, "", u)
+        if (u == "B") n /= 1048576; else if (u == "KB") n /= 1024; else if (u == "GB") n *= 1024; else if (u == "TB") n *= 1048576
+        printf "%.1f", n }' "$1")
     WRK_P99=$(to_ms "$(awk '$1 == "99%" { print $2; exit }' "$1")")
     # Socket errors and non-2xx answers: a fast row with errors is not a result.
     WRK_ERRORS=$(awk '/Socket errors:/ { gsub(/,/, ""); n += $4 + $6 + $8 + $10 }
@@ -312,6 +338,7 @@ field() {   # field KEY N : the Nth field of row KEY (empty when the row did not
     for r in ${ROWS[@]+"${ROWS[@]}"}; do
         [ "${r%%|*}" = "$1" ] && { echo "$r" | cut -d'|' -f"$2"; return; }
     done
+    return 0   # a row that did not run is empty, not a failure (set -e would end the report)
 }
 
 # prepare_out : bench/.out exists and holds none of this script's previous wrk and command files.
@@ -327,6 +354,14 @@ save_cmds() {
         [ -e "$f" ] || continue
         cp "$f" "$OUT/${OUT_PREFIX}cmd-$(basename "$f" .cmd).txt"
     done
+}
+
+# source_state : the commit the working tree is at, and whether it had uncommitted changes.
+source_state() {
+    local head dirty
+    head=$(git -C "$ROOT" log -1 --format='%h ("%<(60,trunc)%s' 2>/dev/null | sed 's/ *$/")/') || head=unknown
+    dirty=$(git -C "$ROOT" status --porcelain -- Sources Package.swift 2>/dev/null | wc -l)
+    echo "commit $head$([ "$dirty" = 0 ] || echo " + $dirty uncommitted paths under Sources/, Package.swift")"
 }
 
 # environment [LINE...] : the machine, the tools, the command and every server command line, as a
