@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "KeelApp", targets: ["KeelApp"]),
         .library(name: "KeelPool", targets: ["KeelPool"]),
         .library(name: "KeelFront", targets: ["KeelFront"]),
+        .library(name: "KeelTLS", targets: ["KeelTLS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -22,6 +23,17 @@ let package = Package(
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
     ],
     targets: [
+        // The system OpenSSL (libssl-dev), with static inline wrappers of the macros KeelTLS needs.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        // TLS on the system OpenSSL: the SwiftNIO handler over memory BIOs, contexts, SNI, ALPN, resumption.
+        .target(
+            name: "KeelTLS",
+            dependencies: [
+                "COpenSSL",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+            ]
+        ),
         // Thin C shims for what Swift's Glibc overlay hides (prctl, posix_spawn closefrom).
         .target(name: "CKeelSys"),
         // The uwsgi wire format: packet encode/decode, limits, errors. No sockets.
@@ -49,8 +61,9 @@ let package = Package(
         .target(
             name: "KeelFront",
             dependencies: [
-                "UWSGI", "KeelHTTP", "KeelSystem",
+                "UWSGI", "KeelHTTP", "KeelSystem", "KeelTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -81,6 +94,10 @@ let package = Package(
             dependencies: ["UWSGI", .product(name: "NIOTestUtils", package: "swift-nio")]
         ),
         .testTarget(name: "KeelAppTests", dependencies: ["KeelApp"]),
+        .testTarget(
+            name: "KeelTLSTests",
+            dependencies: ["KeelTLS", "COpenSSL", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
         .testTarget(
             name: "KeelFrontTests",
             dependencies: [

@@ -1,0 +1,135 @@
+internal import COpenSSL
+import NIOCore
+
+/// One TLS session over two memory BIOs: ciphertext from the socket goes in with `receive`, ciphertext for the
+/// socket comes out with `takeOutput`; plaintext goes through `readPlaintext` and `write`. No I/O of its own, so it
+/// is driven by the channel handler and testable without one. Owns the `SSL*` (and with it both BIOs).
+final class TLSConnection {
+    let ssl: OpaquePointer
+    private let readBIO: OpaquePointer
+    private let writeBIO: OpaquePointer
+
+    enum HandshakeResult {
+        case complete
+        case needsMoreData
+        case failed(String)
+    }
+
+    enum ReadResult {
+        case needsMoreData
+        /// The peer sent close_notify.
+        case closed
+        case failed(String)
+    }
+
+    init?(context: OpaquePointer, isServer: Bool) {
+        guard let ssl = SSL_new(context) else { return nil }
+        guard let readBIO = BIO_new(BIO_s_mem()), let writeBIO = BIO_new(BIO_s_mem()) else {
+            SSL_free(ssl)
+            return nil
+        }
+        // An empty read BIO means "wait for more", not end of file.
+        _ = keel_BIO_set_mem_eof_return(readBIO, -1)
+        SSL_set_bio(ssl, readBIO, writeBIO)
+        if isServer { SSL_set_accept_state(ssl) } else { SSL_set_connect_state(ssl) }
+        self.ssl = ssl
+        self.readBIO = readBIO
+        self.writeBIO = writeBIO
+    }
+
+    deinit {
+        SSL_free(ssl)
+    }
+
+    /// Hands ciphertext read from the socket to OpenSSL (the one copy a memory BIO needs).
+    func receive(_ buffer: ByteBuffer) {
+        buffer.withUnsafeReadableBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = BIO_write(readBIO, bytes.baseAddress! + offset, Int32(min(bytes.count - offset, Int(Int32.max))))
+                if written <= 0 { return }  // a memory BIO only fails when out of memory
+                offset += Int(written)
+            }
+        }
+    }
+
+    func handshake() -> HandshakeResult {
+        ERR_clear_error()
+        let result = SSL_do_handshake(ssl)
+        if result == 1 { return .complete }
+        switch SSL_get_error(ssl, result) {
+        case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return .needsMoreData
+        default: return .failed(OpenSSLErrors.drain())
+        }
+    }
+
+    /// Decrypts everything available into `buffer`, growing it as needed.
+    func readPlaintext(into buffer: inout ByteBuffer) -> ReadResult {
+        while true {
+            ERR_clear_error()
+            var status: Int32 = 0
+            let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) { space in
+                let read = SSL_read(ssl, space.baseAddress, Int32(min(space.count, Int(Int32.max))))
+                status = read
+                return read > 0 ? Int(read) : 0
+            }
+            if count > 0 { continue }
+            switch SSL_get_error(ssl, status) {
+            case SSL_ERROR_WANT_READ, SSL_ERROR_WANT_WRITE: return .needsMoreData
+            case SSL_ERROR_ZERO_RETURN: return .closed
+            default: return .failed(OpenSSLErrors.drain())
+            }
+        }
+    }
+
+    /// Encrypts all of `bytes` (a memory BIO never pushes back); nil on success, else OpenSSL's reason.
+    func write(_ bytes: UnsafeRawBufferPointer) -> String? {
+        var offset = 0
+        while offset < bytes.count {
+            ERR_clear_error()
+            let written = SSL_write(ssl, bytes.baseAddress! + offset, Int32(min(bytes.count - offset, 1 << 30)))
+            if written <= 0 { return OpenSSLErrors.drain() }
+            offset += Int(written)
+        }
+        return nil
+    }
+
+    /// Queues our close_notify.
+    func shutdown() {
+        ERR_clear_error()
+        _ = SSL_shutdown(ssl)
+        ERR_clear_error()
+    }
+
+    var hasOutput: Bool { BIO_ctrl_pending(writeBIO) > 0 }
+
+    /// The ciphertext waiting for the socket, in one buffer, or nil when there is none.
+    func takeOutput(allocator: ByteBufferAllocator) -> ByteBuffer? {
+        let pending = Int(BIO_ctrl_pending(writeBIO))
+        guard pending > 0 else { return nil }
+        var buffer = allocator.buffer(capacity: pending)
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { space in
+            Int(max(0, BIO_read(writeBIO, space.baseAddress, Int32(pending))))
+        }
+        return buffer
+    }
+
+    /// The ALPN protocol agreed on, if any.
+    var negotiatedProtocol: String? {
+        var data: UnsafePointer<UInt8>?
+        var length: UInt32 = 0
+        SSL_get0_alpn_selected(ssl, &data, &length)
+        guard let data, length > 0 else { return nil }
+        return String(decoding: UnsafeBufferPointer(start: data, count: Int(length)), as: UTF8.self)
+    }
+
+    var sessionReused: Bool { SSL_session_reused(ssl) == 1 }
+
+    /// "TLSv1.3" and the like.
+    var protocolVersion: String { String(cString: SSL_get_version(ssl)) }
+
+    /// The SNI name the client sent, if any.
+    var serverName: String? {
+        SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name).map { String(cString: $0) }
+    }
+}

@@ -1,0 +1,277 @@
+import NIOCore
+import NIOTLS
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Terminates TLS on a server channel: ciphertext in from the socket, plaintext on to the handlers above; plaintext
+/// writes from above encrypted and sent on. Fires `TLSUserEvent.handshakeCompleted(negotiatedProtocol:)` so an
+/// ALPN-based pipeline choice works as with NIO's own TLS handlers. Knows nothing of HTTP.
+public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = ByteBuffer
+    public typealias InboundOut = ByteBuffer
+    public typealias OutboundIn = IOData
+    public typealias OutboundOut = IOData
+
+    private enum State {
+        case handshaking
+        case active
+        /// close_notify sent or received; the connection is on its way down.
+        case closing
+        case closed
+    }
+
+    private let tlsContext: TLSServerContext
+    private let connection: TLSConnection?
+    private let handshakeTimeout: TimeAmount
+    private let log: @Sendable (String) -> Void
+    private var state = State.handshaking
+    private var handshakeDeadline: Scheduled<Void>?
+    /// Writes from above before the handshake finished: sent once it has.
+    private var writesBeforeHandshake: [(data: IOData, promise: EventLoopPromise<Void>?)] = []
+    private var flushBeforeHandshake = false
+    private var outputNeedsFlush = false
+
+    /// `log` gets one line per failed handshake (nginx logs these at info level).
+    public init(context: TLSServerContext, handshakeTimeout: TimeAmount, log: @escaping @Sendable (String) -> Void = { _ in }) {
+        self.tlsContext = context
+        self.connection = context.makeConnection()
+        self.handshakeTimeout = handshakeTimeout
+        self.log = log
+    }
+
+    /// Whether the last handshake resumed a session (for tests and logs).
+    public var sessionReused: Bool { connection?.sessionReused ?? false }
+
+    // MARK: lifecycle
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { startHandshakeClock(context) }
+    }
+
+    public func channelActive(context: ChannelHandlerContext) {
+        startHandshakeClock(context)
+        context.fireChannelActive()
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        handshakeDeadline?.cancel()
+        failWritesBeforeHandshake(ChannelError.ioOnClosedChannel)
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        handshakeDeadline?.cancel()
+        let wasActive: Bool
+        if case .active = state { wasActive = true } else { wasActive = false }
+        state = .closed
+        failWritesBeforeHandshake(ChannelError.ioOnClosedChannel)
+        // A TCP close without close_notify: HTTP framing makes it harmless, but the layers above may care.
+        if wasActive { context.fireErrorCaught(TLSError.uncleanShutdown) }
+        context.fireChannelInactive()
+    }
+
+    private func startHandshakeClock(_ context: ChannelHandlerContext) {
+        guard handshakeDeadline == nil, case .handshaking = state else { return }
+        guard connection != nil else {
+            log("TLS: cannot create a connection (OpenSSL out of memory?): closing")
+            state = .closed
+            context.close(promise: nil)
+            return
+        }
+        handshakeDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: handshakeTimeout) {
+            guard case .handshaking = self.state else { return }
+            self.log("TLS handshake with \(Self.peer(context)) timed out: closing")
+            self.state = .closed
+            self.failWritesBeforeHandshake(TLSError.handshakeTimeout)
+            context.fireErrorCaught(TLSError.handshakeTimeout)
+            context.close(promise: nil)
+        }
+    }
+
+    // MARK: inbound
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let connection else { return }
+        switch state {
+        case .handshaking, .active: connection.receive(unwrapInboundIn(data))
+        case .closing, .closed: return  // nothing after close_notify matters
+        }
+        if case .handshaking = state { advanceHandshake(context, connection) }
+        if case .active = state { readPlaintext(context, connection) }
+    }
+
+    public func channelReadComplete(context: ChannelHandlerContext) {
+        flushIfNeeded(context)
+        context.fireChannelReadComplete()
+    }
+
+    private func advanceHandshake(_ context: ChannelHandlerContext, _ connection: TLSConnection) {
+        switch connection.handshake() {
+        case .needsMoreData:
+            writeOutput(context, promise: nil)
+        case .complete:
+            state = .active
+            handshakeDeadline?.cancel()
+            writeOutput(context, promise: nil)  // the last flight and, for TLS 1.3, the session tickets
+            flushIfNeeded(context)
+            context.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: connection.negotiatedProtocol))
+            let queued = writesBeforeHandshake
+            writesBeforeHandshake = []
+            for write in queued { self.write(context: context, data: wrapOutboundOut(write.data), promise: write.promise) }
+            if flushBeforeHandshake { flush(context: context) }
+        case .failed(let reason):
+            log("TLS handshake with \(Self.peer(context)) failed: \(reason)")
+            fail(context, TLSError.handshakeFailed(reason))
+        }
+    }
+
+    private func readPlaintext(_ context: ChannelHandlerContext, _ connection: TLSConnection) {
+        var plaintext = context.channel.allocator.buffer(capacity: 16 * 1024)
+        let result = connection.readPlaintext(into: &plaintext)
+        if plaintext.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(plaintext)) }
+        // Reading may have produced records of our own (a TLS 1.3 KeyUpdate answer).
+        if connection.hasOutput { writeOutput(context, promise: nil) }
+        switch result {
+        case .needsMoreData:
+            break
+        case .closed:
+            // The peer's close_notify: answer with ours and close, as the TLS RFCs ask.
+            guard case .active = state else { return }
+            state = .closing
+            connection.shutdown()
+            writeOutput(context, promise: nil)
+            flushIfNeeded(context)
+            context.close(promise: nil)
+        case .failed(let reason):
+            log("TLS error from \(Self.peer(context)): \(reason)")
+            fail(context, TLSError.protocolError(reason))
+        }
+    }
+
+    /// Sends any alert OpenSSL queued, tells the pipeline and closes.
+    private func fail(_ context: ChannelHandlerContext, _ error: TLSError) {
+        state = .closed
+        handshakeDeadline?.cancel()
+        writeOutput(context, promise: nil)
+        flushIfNeeded(context)
+        failWritesBeforeHandshake(error)
+        context.fireErrorCaught(error)
+        context.close(promise: nil)
+    }
+
+    // MARK: outbound
+
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch state {
+        case .handshaking:
+            writesBeforeHandshake.append((unwrapOutboundIn(data), promise))
+        case .active:
+            guard let connection else { return }
+            let failure: String?
+            switch unwrapOutboundIn(data) {
+            case .byteBuffer(let buffer):
+                if buffer.readableBytes == 0 {
+                    promise?.succeed()
+                    return
+                }
+                failure = buffer.withUnsafeReadableBytes { connection.write($0) }
+            case .fileRegion(let region):
+                failure = encryptFile(region, connection)
+            }
+            if let failure {
+                promise?.fail(TLSError.protocolError(failure))
+                log("TLS write to \(Self.peer(context)) failed: \(failure)")
+                fail(context, TLSError.protocolError(failure))
+                return
+            }
+            writeOutput(context, promise: promise)
+        case .closing, .closed:
+            promise?.fail(ChannelError.ioOnClosedChannel)
+        }
+    }
+
+    public func flush(context: ChannelHandlerContext) {
+        switch state {
+        case .handshaking: flushBeforeHandshake = true
+        default:
+            outputNeedsFlush = false
+            context.flush()
+        }
+    }
+
+    public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
+        guard mode == .all, case .active = state, let connection else {
+            if mode == .all, case .handshaking = state { state = .closed }
+            context.close(mode: mode, promise: promise)
+            return
+        }
+        // Our close_notify goes out first; a peer that stopped reading gets a second to take it.
+        state = .closing
+        connection.shutdown()
+        guard let output = connection.takeOutput(allocator: context.channel.allocator), context.channel.isWritable else {
+            context.close(mode: mode, promise: promise)
+            return
+        }
+        let sent = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(wrapOutboundOut(.byteBuffer(output)), promise: sent)
+        let deadline = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(1)) { sent.fail(TLSError.uncleanShutdown) }
+        sent.futureResult.assumeIsolated().whenComplete { _ in
+            deadline.cancel()
+            context.close(mode: mode, promise: promise)
+        }
+    }
+
+    /// File regions cannot go through sendfile under TLS: the bytes are read (the caller sends bounded slices) and
+    /// encrypted like any other buffer.
+    private func encryptFile(_ region: FileRegion, _ connection: TLSConnection) -> String? {
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        do {
+            return try region.fileHandle.withUnsafeFileDescriptor { fd -> String? in
+                var offset = region.readerIndex
+                while offset < region.endIndex {
+                    let wanted = min(chunk.count, region.endIndex - offset)
+                    let count = chunk.withUnsafeMutableBytes { pread(fd, $0.baseAddress, wanted, off_t(offset)) }
+                    if count < 0 && errno == EINTR { continue }
+                    if count <= 0 { return count == 0 ? "the file shrank while being sent" : "reading the file failed: errno \(errno)" }
+                    if let failure = chunk.withUnsafeBytes({ connection.write(UnsafeRawBufferPointer(rebasing: $0[..<count])) }) {
+                        return failure
+                    }
+                    offset += count
+                }
+                return nil
+            }
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    /// Moves the ciphertext OpenSSL produced into the channel (flushed later, once per read burst or flush).
+    private func writeOutput(_ context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        guard let connection, let output = connection.takeOutput(allocator: context.channel.allocator) else {
+            promise?.succeed()
+            return
+        }
+        outputNeedsFlush = true
+        context.write(wrapOutboundOut(.byteBuffer(output)), promise: promise)
+    }
+
+    private func flushIfNeeded(_ context: ChannelHandlerContext) {
+        guard outputNeedsFlush else { return }
+        outputNeedsFlush = false
+        context.flush()
+    }
+
+    private func failWritesBeforeHandshake(_ error: any Error) {
+        let queued = writesBeforeHandshake
+        writesBeforeHandshake = []
+        for write in queued { write.promise?.fail(error) }
+    }
+
+    private static func peer(_ context: ChannelHandlerContext) -> String {
+        context.channel.remoteAddress?.description ?? "a client"
+    }
+}
+
+@available(*, unavailable)
+extension TLSServerHandler: Sendable {}

@@ -1,0 +1,126 @@
+import NIOCore
+import NIOEmbedded
+import NIOTLS
+import Testing
+@testable import KeelTLS
+
+@Suite struct TLSServerHandlerTests {
+    static let directory = TestCertificates.directory()
+    static let context: TLSServerContext = {
+        let first = try! TestCertificates.make(in: directory, name: "one", dnsNames: ["one.test"])
+        let second = try! TestCertificates.make(in: directory, name: "two", dnsNames: ["two.test", "*.wild.test"])
+        return try! TLSServerContext(configuration: TLSConfiguration(certificates: [first, second]))
+    }()
+
+    func makeChannel(timeout: TimeAmount = .seconds(10)) throws -> (EmbeddedChannel, EventRecorder) {
+        let recorder = EventRecorder()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(TLSServerHandler(context: Self.context, handshakeTimeout: timeout))
+        try channel.pipeline.syncOperations.addHandler(recorder)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        return (channel, recorder)
+    }
+
+    @Test func handshakeFiresALPNEventAndCarriesPlaintextBothWays() throws {
+        let (channel, recorder) = try makeChannel()
+        let client = TestClient(serverName: "one.test")
+        #expect(try client.handshake(with: channel))
+        #expect(client.connection.negotiatedProtocol == "http/1.1")
+        let completed = recorder.events.compactMap { $0 as? TLSUserEvent }
+        #expect(completed == [.handshakeCompleted(negotiatedProtocol: "http/1.1")])
+
+        try client.send("GET / HTTP/1.1\r\n\r\n", to: channel)
+        #expect(recorder.received == "GET / HTTP/1.1\r\n\r\n")
+        try channel.writeAndFlush(IOData.byteBuffer(ByteBuffer(string: "HTTP/1.1 200 OK\r\n\r\n"))).wait()
+        #expect(try client.receive(from: channel) == "HTTP/1.1 200 OK\r\n\r\n")
+    }
+
+    @Test func largeWritesArriveWhole() throws {
+        let (channel, _) = try makeChannel()
+        let client = TestClient()
+        #expect(try client.handshake(with: channel))
+        let big = String(repeating: "0123456789abcdef", count: 64 * 1024)  // 1 MiB, many records
+        try channel.writeAndFlush(IOData.byteBuffer(ByteBuffer(string: big))).wait()
+        var received = ""
+        while received.utf8.count < big.utf8.count {
+            let chunk = try client.receive(from: channel)
+            if chunk.isEmpty { break }
+            received += chunk
+        }
+        #expect(received == big)
+    }
+
+    @Test func writesBeforeTheHandshakeWaitForIt() throws {
+        let (channel, _) = try makeChannel()
+        let written = channel.write(IOData.byteBuffer(ByteBuffer(string: "early")))
+        channel.flush()
+        let client = TestClient()
+        #expect(try client.handshake(with: channel))
+        try written.wait()
+        #expect(try client.receive(from: channel) == "early")
+    }
+
+    @Test func garbageFailsTheHandshakeAndCloses() throws {
+        let (channel, recorder) = try makeChannel()
+        try channel.writeInbound(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+        #expect(!channel.isActive)
+        #expect(recorder.errors.contains { if case TLSError.handshakeFailed = $0 { true } else { false } })
+    }
+
+    @Test func anOldProtocolVersionIsRefused() throws {
+        let (channel, _) = try makeChannel()
+        let client = TestClient(maxVersion: 0x0302)  // TLS 1.1 at most
+        #expect(try client.handshake(with: channel) == false)
+        #expect(!channel.isActive)
+    }
+
+    @Test func aSilentClientIsClosedAtTheHandshakeTimeout() throws {
+        let (channel, recorder) = try makeChannel(timeout: .seconds(2))
+        try channel.writeInbound(ByteBuffer(bytes: [0x16, 0x03, 0x01, 0x02, 0x00]))  // the start of a ClientHello
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+        #expect(!channel.isActive)
+        #expect(recorder.errors.contains { ($0 as? TLSError) == .handshakeTimeout })
+    }
+
+    @Test func closeNotifyFromThePeerIsAnsweredAndCloses() throws {
+        let (channel, recorder) = try makeChannel()
+        let client = TestClient()
+        #expect(try client.handshake(with: channel))
+        client.connection.shutdown()
+        try channel.writeInbound(client.connection.takeOutput(allocator: channel.allocator)!)
+        #expect(!channel.isActive)
+        #expect(!recorder.errors.contains { ($0 as? TLSError) == .uncleanShutdown })
+    }
+
+    @Test func aTCPCloseWithoutCloseNotifyIsReportedUnclean() throws {
+        let (channel, recorder) = try makeChannel()
+        let client = TestClient()
+        #expect(try client.handshake(with: channel))
+        channel.pipeline.fireChannelInactive()
+        #expect(recorder.errors.contains { ($0 as? TLSError) == .uncleanShutdown })
+    }
+
+    @Test func closingSendsCloseNotify() throws {
+        let (channel, _) = try makeChannel()
+        let client = TestClient()
+        #expect(try client.handshake(with: channel))
+        try channel.close().wait()
+        try client.pump(from: channel)
+        var buffer = channel.allocator.buffer(capacity: 0)
+        guard case .closed = client.connection.readPlaintext(into: &buffer) else {
+            Issue.record("the client did not see close_notify")
+            return
+        }
+    }
+
+    @Test func sniPicksTheCertificateByExactAndWildcardName() throws {
+        #expect(Self.context.certificateNames == [["one.test"], ["two.test", "*.wild.test"]])
+        #expect(Self.context.certificateIndex(forServerName: "two.test") == 1)
+        #expect(Self.context.certificateIndex(forServerName: "TWO.test") == 1)
+        #expect(Self.context.certificateIndex(forServerName: "a.wild.test") == 1)
+        #expect(Self.context.certificateIndex(forServerName: "a.b.wild.test") == nil)
+        #expect(Self.context.certificateIndex(forServerName: "unknown.test") == nil)
+    }
+}
