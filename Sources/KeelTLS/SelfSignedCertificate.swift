@@ -9,6 +9,7 @@ import Glibc
 public enum SelfSignedCertificate {
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
+        public init(description: String) { self.description = description }
     }
 
     /// Writes a new key (mode 0600) and certificate valid for `days` for `dnsNames` and `ipAddresses`.

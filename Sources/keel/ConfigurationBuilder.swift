@@ -1,4 +1,5 @@
 import KeelFront
+import KeelTLS
 
 #if canImport(Glibc)
 import Glibc
@@ -9,12 +10,19 @@ enum ConfigurationBuilder {
     static func build(_ options: KeelOptions) throws(ConfigError) -> FrontConfiguration {
         var configuration = FrontConfiguration()
         if let path = options.configPath { configuration = try ConfigLoader.load(path: path) }
-        if !options.listen.isEmpty {
+        // Listener flags replace the file's listeners as a whole.
+        if !options.listen.isEmpty || !options.tlsListen.isEmpty {
             configuration.listeners = []
             for (index, value) in options.listen.enumerated() {
                 configuration.listeners.append(try flag("--listen[\(index)]") { () throws(ConfigValueError) in try ConfigValues.listener(value) })
             }
+            for (index, value) in options.tlsListen.enumerated() {
+                var listener = try flag("--tls-listen[\(index)]") { () throws(ConfigValueError) in try ConfigValues.listener(value) }
+                listener.tls = true
+                configuration.listeners.append(listener)
+            }
         }
+        try applyCertificateFlags(options, to: &configuration)
         if configuration.listeners.isEmpty { configuration.listeners = [.init(host: "127.0.0.1", port: 8080)] }
 
         for line in options.pools {
@@ -64,10 +72,32 @@ enum ConfigurationBuilder {
         return configuration
     }
 
-    /// The embedded default: a demo pool with the built-in hello app behind keel on 127.0.0.1:8080.
-    static func demo(socketDirectory: String) -> FrontConfiguration {
+    /// `--cert`/`--key` pairs replace the file's certificates (its other `[tls]` settings stay).
+    private static func applyCertificateFlags(_ options: KeelOptions, to configuration: inout FrontConfiguration) throws(ConfigError) {
+        guard !options.certificates.isEmpty || !options.keys.isEmpty else { return }
+        guard options.certificates.count == options.keys.count else {
+            throw ConfigError(
+                file: "command line", key: options.certificates.count > options.keys.count ? "--key" : "--cert",
+                message: "--cert and --key come in pairs: \(options.certificates.count) --cert but \(options.keys.count) --key")
+        }
+        let directory = currentDirectory()
+        let certificates = zip(options.certificates, options.keys).map {
+            TLSConfiguration.Certificate(
+                chainPath: ConfigLoader.absolutePath($0.0, relativeTo: directory), keyPath: ConfigLoader.absolutePath($0.1, relativeTo: directory))
+        }
+        var tls = configuration.tls ?? FrontConfiguration.TLS(settings: TLSConfiguration(certificates: []), certificateKeys: [], file: "command line")
+        tls.settings.certificates = certificates
+        tls.certificateKeys = certificates.indices.map { "--cert[\($0)]" }
+        tls.file = "command line"
+        configuration.tls = tls
+    }
+
+    /// The embedded default: a demo pool with the built-in hello app behind keel on http://127.0.0.1:8080 and
+    /// https://127.0.0.1:8443 (a self-signed certificate from `DemoCertificate`).
+    static func demo(socketDirectory: String, certificate: TLSConfiguration.Certificate) -> FrontConfiguration {
         var configuration = FrontConfiguration()
-        configuration.listeners = [.init(host: "127.0.0.1", port: 8080)]
+        configuration.listeners = [.init(host: "127.0.0.1", port: 8080), .init(host: "127.0.0.1", port: 8443, tls: true)]
+        configuration.tls = .init(settings: TLSConfiguration(certificates: [certificate]), certificateKeys: ["demo certificate"], file: "demo")
         let socket = "\(socketDirectory)/demo.sock"
         var args = ["--socket", socket, "--processes", "2", "--app", "hello"]
         if geteuid() == 0 { args.append("--allow-root") }  // a container's root: the demo app needs no privileges
@@ -83,7 +113,7 @@ enum ConfigurationBuilder {
         configuration.routes.append(.init(pathPrefix: path, action: action))
     }
 
-    private static func currentDirectory() -> String {
+    static func currentDirectory() -> String {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         guard getcwd(&buffer, buffer.count) != nil else { return "." }
         return String(cString: buffer)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import KeelFront
+import KeelTLS
 
 #if canImport(Glibc)
 import Glibc
@@ -33,7 +34,16 @@ struct KeelCommand: AsyncParsableCommand {
                     throw ValidationError("cannot create a directory for the demo socket under /tmp")
                 }
                 demoDirectory = String(cString: made)
-                configuration = ConfigurationBuilder.demo(socketDirectory: demoDirectory!)
+                do {
+                    let demoCertificate = try DemoCertificate.ensure()
+                    if demoCertificate.created {
+                        printError("keel: created a self-signed certificate for localhost (first run): \(demoCertificate.certificate.chainPath)")
+                    }
+                    configuration = ConfigurationBuilder.demo(socketDirectory: demoDirectory!, certificate: demoCertificate.certificate)
+                } catch {
+                    printError("keel: \(error)")
+                    throw ExitCode(1)
+                }
             } else {
                 do {
                     configuration = try ConfigurationBuilder.build(options)
@@ -41,6 +51,13 @@ struct KeelCommand: AsyncParsableCommand {
                     printError("keel: \(error)")
                     throw ExitCode(2)
                 }
+            }
+            let tls: TLSServerContext?
+            do {
+                tls = try FrontTLS.context(for: configuration)
+            } catch {
+                printError("keel: \(error)")
+                throw ExitCode(2)
             }
             let options = self.options
             var reload: (@Sendable () throws -> FrontConfiguration)?
@@ -54,11 +71,12 @@ struct KeelCommand: AsyncParsableCommand {
                 }
             }
             let isDemo = demoDirectory != nil
-            let code = try await FrontBundle.run(configuration, reload: reload) { addresses in
-                guard isDemo, let address = addresses.first else { return }
+            let code = try await FrontBundle.run(configuration, tls: tls, reload: reload) { addresses in
+                guard isDemo, addresses.count == 2 else { return }
                 printError(
-                    "keel: demo running — http://\(address.ipAddress ?? "127.0.0.1"):\(address.port ?? 8080)/ → keel-pool "
-                        + "(built-in hello app, 2 processes) on \(configuration.pools[0].socket?.description ?? "?"). Ctrl-C stops both.")
+                    "keel: demo running — http://\(addresses[0].hostAndPort)/ and https://\(addresses[1].hostAndPort)/ "
+                        + "(self-signed: curl -k) → keel-pool (built-in hello app, 2 processes) on "
+                        + "\(configuration.pools[0].socket?.description ?? "?"). Ctrl-C stops both.")
             }
             if let demoDirectory { rmdir(demoDirectory) }
             if code != 0 { throw ExitCode(code) }
@@ -74,6 +92,8 @@ struct KeelCommand: AsyncParsableCommand {
         func run() throws {
             do {
                 let configuration = try ConfigurationBuilder.build(options)
+                let tls = try FrontTLS.context(for: configuration)
+                for warning in tls?.warnings ?? [] { printError("keel: warning: \(warning)") }
                 print(
                     "keel: configuration OK: \(configuration.listeners.count) listeners, \(configuration.routes.count) routes, "
                         + "\(configuration.upstreams.count) upstreams, \(configuration.pools.count) pools")

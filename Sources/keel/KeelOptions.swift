@@ -9,6 +9,15 @@ struct KeelOptions: ParsableArguments {
     @Option(name: .customLong("listen"), help: ArgumentHelp("Address to accept HTTP on, HOST:PORT (repeatable; default 127.0.0.1:8080).", valueName: "address"))
     var listen: [String] = []
 
+    @Option(name: .customLong("tls-listen"), help: ArgumentHelp("Address to accept HTTPS on, HOST:PORT (repeatable); needs --cert and --key.", valueName: "address"))
+    var tlsListen: [String] = []
+
+    @Option(name: .customLong("cert"), help: ArgumentHelp("PEM certificate chain for TLS (repeatable, paired with --key in order; the first is the default, the others are chosen by SNI).", valueName: "file"))
+    var certificates: [String] = []
+
+    @Option(name: .customLong("key"), help: ArgumentHelp("PEM private key of the --cert at the same position (repeatable).", valueName: "file"))
+    var keys: [String] = []
+
     @Option(name: .customLong("uwsgi"), help: ArgumentHelp("uwsgi backend for every path: unix:/path.sock or HOST:PORT (repeat for round-robin).", valueName: "server"))
     var uwsgi: [String] = []
 
@@ -38,6 +47,6 @@ struct KeelOptions: ParsableArguments {
 
     /// No file and no flag at all: the embedded demo.
     var isEmpty: Bool {
-        configPath == nil && listen.isEmpty && uwsgi.isEmpty && proxy.isEmpty && staticRoutes.isEmpty && pools.isEmpty
+        configPath == nil && listen.isEmpty && tlsListen.isEmpty && certificates.isEmpty && keys.isEmpty && uwsgi.isEmpty && proxy.isEmpty && staticRoutes.isEmpty && pools.isEmpty
     }
 }

@@ -1,3 +1,4 @@
+import KeelTLS
 import Logging
 import NIOCore
 import NIOPosix
@@ -25,7 +26,7 @@ public enum FrontBundle {
     /// Runs until a stop signal; returns the exit code. `reload` builds a fresh configuration for HUP (nil: nothing
     /// to reload from).
     public static func run(
-        _ configuration: FrontConfiguration, reload: (@Sendable () throws -> FrontConfiguration)?,
+        _ configuration: FrontConfiguration, tls: TLSServerContext?, reload: (@Sendable () throws -> FrontConfiguration)?,
         announce: @Sendable ([SocketAddress]) -> Void = { _ in }
     ) async throws -> Int32 {
         var logs = try openLogs(configuration)
@@ -53,7 +54,8 @@ public enum FrontBundle {
         }
         defer { reaper.cancel() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops)
-        let server = FrontServer(configuration: configuration, accessLog: logs.accessLog, group: group)
+        logCertificates(tls)
+        let server = FrontServer(configuration: configuration, tls: tls, accessLog: logs.accessLog, group: group)
         do {
             try await server.start()
         } catch {
@@ -82,8 +84,11 @@ public enum FrontBundle {
                 }
                 do {
                     let fresh = try reload()
+                    // Certificates load before anything is swapped: a bad file keeps the old context in force.
+                    let freshTLS = try FrontTLS.context(for: fresh)
                     let freshLogs = try openLogs(fresh)
-                    for note in server.reload(fresh, accessLog: freshLogs.accessLog) { FrontLog.warning("reload: \(note)") }
+                    for note in server.reload(fresh, tls: freshTLS, accessLog: freshLogs.accessLog) { FrontLog.warning("reload: \(note)") }
+                    logCertificates(freshTLS)
                     logs.accessLog?.flush()
                     logs = freshLogs
                     FrontLog.configure(sink: logs.errorSink, level: Logger.Level(configName: fresh.logs.level) ?? .info)
@@ -112,6 +117,16 @@ public enum FrontBundle {
             }
         }
         return 0
+    }
+
+    /// One line per certificate (which names it serves), and the warnings (expired, not yet valid).
+    private static func logCertificates(_ tls: TLSServerContext?) {
+        guard let tls else { return }
+        for (index, names) in tls.certificateNames.enumerated() {
+            let path = tls.configuration.certificates[index].chainPath
+            FrontLog.info("TLS certificate \(path) for \(names.isEmpty ? "(no names)" : names.joined(separator: ", "))\(index == 0 ? " (default)" : "")")
+        }
+        for warning in tls.warnings { FrontLog.warning("TLS: \(warning)") }
     }
 
     private static func stop(server: FrontServer, pools: PoolSupervisor, group: MultiThreadedEventLoopGroup, grace: TimeAmount) async {

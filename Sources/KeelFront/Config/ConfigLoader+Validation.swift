@@ -26,10 +26,11 @@ extension ConfigLoader {
             guard (1...65535).contains(listener.port) else {
                 throw fail("listen[\(index)]", "port \(listener.port): use a port from 1 to 65535")
             }
-            if let first = config.listeners[..<index].firstIndex(of: listener) {
-                throw fail("listen[\(index)]", "\(listener.description) is already listen[\(first)]; remove one")
+            if let first = config.listeners[..<index].firstIndex(where: { $0.host == listener.host && $0.port == listener.port }) {
+                throw fail("listen[\(index)]", "\(listener.address) is already listen[\(first)]; remove one")
             }
         }
+        if let (key, message) = tlsProblem(config) { throw fail(key, message) }
         if let (key, message) = limitsProblem(config.limits) { throw fail("limits.\(key)", message) }
         if let (key, message) = logsProblem(config.logs) { throw fail("log.\(key)", message) }
         if let (key, message) = compressionProblem(config.compression) { throw fail("gzip.\(key)", message) }

@@ -11,7 +11,9 @@ import TOMLKit
 /// Reads keel.toml into a validated `FrontConfiguration`. Every problem is one `ConfigError` naming the key to fix,
 /// so `keel check` and startup can print it and stop before anything is bound.
 public enum ConfigLoader {
-    static let documentKeys = ["event_loops", "listen", "limits", "log", "gzip", "mime_types", "upstream", "route", "pool"]
+    static let documentKeys = [
+        "event_loops", "listen", "limits", "log", "gzip", "mime_types", "tls", "upstream", "route", "pool",
+    ]
     static let gzipKeys = ["enabled", "level", "min_length", "types"]
     static let limitsKeys = [
         "client_max_body_size", "client_body_buffer_size", "client_body_temp_path", "max_header_size",
@@ -55,6 +57,7 @@ public enum ConfigLoader {
         if let limits = try document.table("limits") { config.limits = try parseLimits(limits) }
         if let log = try document.table("log") { config.logs = try parseLogs(log) }
         if let gzip = try document.table("gzip") { config.compression = try parseCompression(gzip) }
+        if let tls = try document.table("tls") { config.tls = try parseTLS(tls, baseDirectory: directory(of: file)) }
         if let types = try document.table("mime_types") {
             for extensionName in types.table.keys {
                 let type = try types.string(extensionName, example: "\"text/markdown\"") ?? ""
@@ -83,21 +86,29 @@ public enum ConfigLoader {
         for (key, entry) in entries {
             var addressKey = key
             var address = entry
+            var tls = false
+            var redirect = false
             if let table = entry.table {
                 let listen = ConfigTable(table, path: key, file: document.file)
-                try listen.rejectUnknownKeys(["address"])
+                try listen.rejectUnknownKeys(["address", "tls", "redirect_to_https"])
                 guard let value = table["address"] else {
                     throw listen.problem("", "missing address; write address = \"127.0.0.1:8080\"")
                 }
                 (addressKey, address) = (listen.keyPath("address"), value)
+                tls = try listen.bool("tls") ?? false
+                redirect = try listen.bool("redirect_to_https") ?? false
+                if tls && redirect {
+                    throw listen.problem("redirect_to_https", "a TLS listener cannot redirect to itself; set it on a plaintext listener")
+                }
             }
             do throws(ConfigValueError) {
-                if let text = address.string {
-                    listeners.append(try ConfigValues.listener(text))
-                    continue
-                }
-                if let port = address.int {
-                    listeners.append(try ConfigValues.listener(port: port))
+                var listener: FrontConfiguration.Listener?
+                if let text = address.string { listener = try ConfigValues.listener(text) }
+                if let port = address.int { listener = try ConfigValues.listener(port: port) }
+                if var listener {
+                    listener.tls = tls
+                    listener.redirectToHTTPS = redirect
+                    listeners.append(listener)
                     continue
                 }
             } catch {

@@ -1,3 +1,4 @@
+import KeelTLS
 import NIOCore
 
 /// Everything `keel` runs from, parsed and validated once at load (`ConfigLoader`); the hot path only reads it.
@@ -17,6 +18,8 @@ public struct FrontConfiguration: Sendable, Equatable {
     public var mimeTypes: [String: String] = [:]
     /// `[gzip]`: response compression on the system zlib.
     public var compression: Compression = Compression()
+    /// `[tls]` / `--cert --key`: certificates and TLS settings for the listeners with `tls = true`.
+    public var tls: TLS?
     /// `[[pool]]` / `--pool`: keel-pool processes keel starts first and supervises (the bundle).
     public var pools: [Pool]
     /// `event_loops` / `--event-loops`: NIO event loop threads (default: one per core).
@@ -39,11 +42,37 @@ public struct FrontConfiguration: Sendable, Equatable {
         /// "HOST:PORT" as written (IPv6 as "[::1]:8080").
         public var host: String
         public var port: Int
-        public init(host: String, port: Int) {
+        /// `tls = true` / `--tls-listen`: TLS is terminated here with the `[tls]` certificates (nginx `listen … ssl`).
+        public var tls: Bool
+        /// `redirect_to_https = true`: every request on this plaintext listener gets a 301 to the https URL.
+        public var redirectToHTTPS: Bool
+        public init(host: String, port: Int, tls: Bool = false, redirectToHTTPS: Bool = false) {
             self.host = host
             self.port = port
+            self.tls = tls
+            self.redirectToHTTPS = redirectToHTTPS
         }
-        public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+        public var address: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+        public var description: String { tls ? "\(address) (TLS)" : address }
+    }
+
+    /// `[tls]`: what TLS listeners serve. The certificates are loaded into a `TLSServerContext` at start and on HUP.
+    public struct TLS: Sendable, Equatable {
+        public var settings: TLSConfiguration
+        /// `handshake_timeout`: a client must finish the handshake in this time (slow or silent clients are closed).
+        public var handshakeTimeout: TimeAmount = .seconds(10)
+        /// `hsts`: the Strict-Transport-Security value added to every response over TLS (nginx `add_header … always`).
+        public var hsts: String?
+        /// Where each certificate was configured ("tls.certificate[0]", "--cert[0]"), for error messages.
+        public var certificateKeys: [String]
+        /// The file the `[tls]` section came from ("command line" for flags).
+        public var file: String
+
+        public init(settings: TLSConfiguration, certificateKeys: [String], file: String) {
+            self.settings = settings
+            self.certificateKeys = certificateKeys
+            self.file = file
+        }
     }
 
     /// A backend server address: a unix socket path or a TCP host and port.

@@ -1,3 +1,4 @@
+import KeelTLS
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -8,9 +9,12 @@ final class FrontRuntime: Sendable {
     let router: Router
     let upstreams: [String: UpstreamGroup]
     let accessLog: AccessLog?
+    /// The loaded certificates new TLS connections use (a HUP loads new ones; open connections keep theirs).
+    let tls: TLSServerContext?
 
-    init(configuration: FrontConfiguration, accessLog: AccessLog?) {
+    init(configuration: FrontConfiguration, tls: TLSServerContext?, accessLog: AccessLog?) {
         self.configuration = configuration
+        self.tls = tls
         self.router = Router(routes: configuration.routes)
         var groups: [String: UpstreamGroup] = [:]
         for (name, upstream) in configuration.upstreams { groups[name] = UpstreamGroup(configuration: upstream) }

@@ -4,10 +4,13 @@ import NIOExtras
 import NIOHTTP1
 import NIOPosix
 import KeelHTTP
+import KeelTLS
+import NIOTLS
 
 /// keel's listeners: one NIO server channel per `[[listen]]` on a shared event loop group, each connection getting
-/// the HTTP/1.1 pipeline (decoder limits → timeouts → pipelining → protocol errors → proxy). Reload swaps the
-/// runtime (routes, upstreams, logs); shutdown quiesces: stop accepting, let in-flight requests finish, then close.
+/// the HTTP/1.1 pipeline (decoder limits → timeouts → pipelining → filters → protocol errors → proxy), behind the
+/// TLS handler on TLS listeners (HTTP is set up once ALPN has chosen it). Reload swaps the runtime (routes,
+/// upstreams, logs, certificates); shutdown quiesces: stop accepting, let in-flight requests finish, then close.
 public final class FrontServer: Sendable {
     public struct StartError: Error, CustomStringConvertible {
         public var description: String
@@ -20,9 +23,9 @@ public final class FrontServer: Sendable {
     private let counter: ConnectionCounter
     private let channels: NIOLockedValueBoxChannels
 
-    public init(configuration: FrontConfiguration, accessLog: AccessLog?, group: MultiThreadedEventLoopGroup) {
+    public init(configuration: FrontConfiguration, tls: TLSServerContext?, accessLog: AccessLog?, group: MultiThreadedEventLoopGroup) {
         self.group = group
-        self.runtime = FrontRuntimeHolder(FrontRuntime(configuration: configuration, accessLog: accessLog))
+        self.runtime = FrontRuntimeHolder(FrontRuntime(configuration: configuration, tls: tls, accessLog: accessLog))
         var locals: [ObjectIdentifier: LoopLocalState] = [:]
         for loop in group.makeIterator() { locals[ObjectIdentifier(loop)] = LoopLocalState(loop: loop) }
         self.loopLocals = locals
@@ -37,7 +40,7 @@ public final class FrontServer: Sendable {
     public func start() async throws {
         for listener in configuration.listeners {
             do {
-                let channel = try await bootstrap().bind(host: listener.host, port: listener.port).get()
+                let channel = try await bootstrap(for: listener).bind(host: listener.host, port: listener.port).get()
                 channels.append(channel)
             } catch {
                 for channel in channels.all { try? await channel.close() }
@@ -49,11 +52,14 @@ public final class FrontServer: Sendable {
     /// The addresses actually bound (port 0 resolved), in listener order.
     public var boundAddresses: [SocketAddress] { channels.all.compactMap(\.localAddress) }
 
-    private func bootstrap() -> ServerBootstrap {
+    private func bootstrap(for listener: FrontConfiguration.Listener) -> ServerBootstrap {
         let runtime = self.runtime
         let loopLocals = self.loopLocals
         let quiesce = self.quiesce
         let counter = self.counter
+        // A plaintext listener that redirects sends clients to the first TLS listener's port.
+        let redirectPort = listener.redirectToHTTPS ? configuration.listeners.first(where: \.tls)?.port : nil
+        let isTLS = listener.tls
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -68,27 +74,50 @@ public final class FrontServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let current = runtime.current
-                    let limits = current.limits
-                    var decoderLimits = NIOHTTPDecoderLimitConfiguration()
-                    decoderLimits.maxHeaderFieldSize = limits.maxHeaderSize
-                    decoderLimits.maxHeaderListSize = limits.maxHeaderSize
-                    let sync = channel.pipeline.syncOperations
-                    try sync.configureHTTPServerPipeline(
-                        withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
-                        withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
-                    try sync.addHandler(ClientTimeoutHandler(limits: limits))
-                    try sync.addHandler(HTTPServerPipelineHandler())
-                    // The response filter chain, in order from the proxy outwards: gzip.
-                    try sync.addHandler(ResponseCompressor(configuration: current.configuration.compression))
-                    try sync.addHandler(HTTPProtocolErrorResponder(log: { FrontLog.info($0) }))
                     let local = loopLocals[ObjectIdentifier(channel.eventLoop)] ?? LoopLocalState(loop: channel.eventLoop)
-                    try sync.addHandler(ProxyHandler(runtime: runtime, loopLocal: local))
+                    guard isTLS else {
+                        try Self.addHTTPHandlers(to: channel, current: current, runtime: runtime, loopLocal: local, isTLS: false, redirectPort: redirectPort)
+                        return
+                    }
+                    guard let tls = current.tls, let settings = current.configuration.tls else {
+                        throw StartError(description: "TLS listener without certificates")
+                    }
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(TLSServerHandler(context: tls, handshakeTimeout: settings.handshakeTimeout, log: { FrontLog.info($0) }))
+                    // HTTP/1.1 is the one protocol offered; ALPN picks the pipeline, so h2 can join here.
+                    try sync.addHandler(ApplicationProtocolNegotiationHandler { _, channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try Self.addHTTPHandlers(to: channel, current: current, runtime: runtime, loopLocal: local, isTLS: true, redirectPort: nil)
+                        }
+                    })
                 }
             }
     }
 
+    /// The HTTP/1.1 pipeline, the same on plaintext and TLS connections.
+    private static func addHTTPHandlers(
+        to channel: any Channel, current: FrontRuntime, runtime: FrontRuntimeHolder, loopLocal: LoopLocalState, isTLS: Bool,
+        redirectPort: Int?
+    ) throws {
+        let limits = current.limits
+        var decoderLimits = NIOHTTPDecoderLimitConfiguration()
+        decoderLimits.maxHeaderFieldSize = limits.maxHeaderSize
+        decoderLimits.maxHeaderListSize = limits.maxHeaderSize
+        let sync = channel.pipeline.syncOperations
+        try sync.configureHTTPServerPipeline(
+            withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
+            withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
+        try sync.addHandler(ClientTimeoutHandler(limits: limits))
+        try sync.addHandler(HTTPServerPipelineHandler())
+        // The response filter chain, in order from the proxy outwards: gzip, then HSTS on TLS connections.
+        if isTLS, let hsts = current.configuration.tls?.hsts { try sync.addHandler(StrictTransportSecurityFilter(value: hsts)) }
+        try sync.addHandler(ResponseCompressor(configuration: current.configuration.compression))
+        try sync.addHandler(HTTPProtocolErrorResponder(log: { FrontLog.info($0) }))
+        try sync.addHandler(ProxyHandler(runtime: runtime, loopLocal: loopLocal, isTLS: isTLS, httpsRedirectPort: redirectPort))
+    }
+
     /// Puts a new configuration in force for new requests (HUP). Listener changes need a restart; the caller is told.
-    public func reload(_ configuration: FrontConfiguration, accessLog: AccessLog?) -> [String] {
+    public func reload(_ configuration: FrontConfiguration, tls: TLSServerContext?, accessLog: AccessLog?) -> [String] {
         var notes: [String] = []
         let old = runtime.current.configuration
         if old.listeners != configuration.listeners { notes.append("listeners changed: restart keel to apply them") }
@@ -96,7 +125,7 @@ public final class FrontServer: Sendable {
         if old.limits.maxConnections != configuration.limits.maxConnections {
             notes.append("limits.max_connections changed: restart keel to apply it")
         }
-        runtime.replace(with: FrontRuntime(configuration: configuration, accessLog: accessLog))
+        runtime.replace(with: FrontRuntime(configuration: configuration, tls: tls, accessLog: accessLog))
         if old.upstreams != configuration.upstreams {
             for local in loopLocals.values { local.loop.execute { local.httpConnections.closeAll() } }
         }

@@ -36,15 +36,18 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
     private let runtimeHolder: FrontRuntimeHolder
     private let loopLocal: LoopLocalState
     private let isTLS: Bool
+    /// On a `redirect_to_https` listener: the TLS port every request is redirected to.
+    private let httpsRedirectPort: Int?
     private var runtime: FrontRuntime
     private var state = State.idle
     private var requestsOnConnection = 0
     private var context: ChannelHandlerContext?
 
-    init(runtime: FrontRuntimeHolder, loopLocal: LoopLocalState, isTLS: Bool = false) {
+    init(runtime: FrontRuntimeHolder, loopLocal: LoopLocalState, isTLS: Bool = false, httpsRedirectPort: Int? = nil) {
         self.runtimeHolder = runtime
         self.loopLocal = loopLocal
         self.isTLS = isTLS
+        self.httpsRedirectPort = httpsRedirectPort
         self.runtime = runtime.current
     }
 
@@ -82,6 +85,11 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
             let message = error == .missingHost ? "HTTP/1.1 request without a Host header" : "invalid Host or request target"
             FrontLog.info("client \(placeholder.connection.remoteAddress) sent an \(message): answered 400")
             state = .discardingBody(RequestInFlight(request: placeholder, keepAlive: false), .plain(.badRequest, "\(message)\n"))
+            return
+        }
+        if let port = httpsRedirectPort {
+            let location = Self.httpsLocation(for: request, port: port)
+            state = .discardingBody(RequestInFlight(request: request, keepAlive: keepAlive), .redirect(.movedPermanently, location))
             return
         }
         let route = runtime.router.match(host: request.hostName, path: request.rawPath)
@@ -215,6 +223,21 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         if rest.hasPrefix("/") { rest = rest.dropFirst() }
         let query = request.query.isEmpty ? "" : "?\(request.query)"
         return location + rest + query
+    }
+
+    /// The same URL on https: the client's host without its port, the TLS port unless it is 443, path and query.
+    static func httpsLocation(for request: ClientRequest, port: Int) -> String {
+        let server = request.connection.serverAddress
+        let authority = request.hostWithPort ?? (server.contains(":") ? "[\(server)]" : server)
+        let host: Substring
+        if authority.hasPrefix("["), let close = authority.firstIndex(of: "]") {
+            host = authority[...close]
+        } else {
+            host = authority.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        }
+        let query = request.query.isEmpty ? "" : "?\(request.query)"
+        let path = request.rawPath.hasPrefix("/") ? request.rawPath : "/"
+        return "https://\(host)\(port == 443 ? "" : ":\(port)")\(path)\(query)"
     }
 
     // MARK: UpstreamExchange.Sink
