@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs every Keel test. On a fresh Debian/Ubuntu machine it first installs what the tests need:
 # nginx (the interop tests put the real nginx in front of keel-pool), uWSGI with its Python 3 plugin
-# (keel in front of the real uWSGI), and curl.
+# (keel in front of the real uWSGI), curl and openssl (the TLS tests use s_client and make certificates).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 missing=()
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing+=(nginx-light)
 command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
 command -v uwsgi >/dev/null || missing+=(uwsgi-core)
 [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || missing+=(uwsgi-plugin-python3)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -269,7 +269,8 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
     }
 
     private static func peer(_ context: ChannelHandlerContext) -> String {
-        context.channel.remoteAddress?.description ?? "a client"
+        guard let address = context.channel.remoteAddress, let ip = address.ipAddress, let port = address.port else { return "a client" }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
     }
 }
 

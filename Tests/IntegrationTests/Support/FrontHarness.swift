@@ -26,27 +26,30 @@ extension Harness {
     }
 }
 
-/// A keel started for one test on a free port. `config` may use {PORT} and {DIR}; when given it is written to
-/// DIR/keel.toml and passed with --config, otherwise `--listen 127.0.0.1:PORT` is added to `arguments`.
+/// A keel started for one test on a free port. `config` may use {PORT}, {PORT2} (a second free port) and {DIR}; when
+/// given it is written to DIR/keel.toml and passed with --config, otherwise `--listen 127.0.0.1:PORT` is added to
+/// `arguments` (or `--tls-listen` with `tls`).
 final class FrontUnderTest: @unchecked Sendable {
     let directory: String
     let port: Int
+    let port2: Int
     let process: ManagedProcess
     let configPath: String?
 
-    init(_ arguments: [String] = [], config: String? = nil, directory: String? = nil, waitForListen: Bool = true) throws {
+    init(_ arguments: [String] = [], config: String? = nil, directory: String? = nil, tls: Bool = false, waitForListen: Bool = true) throws {
         self.directory = try directory ?? Harness.makeTempDirectory()
         try FileManager.default.createDirectory(atPath: self.directory, withIntermediateDirectories: true)
         port = try Harness.freePort()
+        port2 = try Harness.freePort()
         var all = arguments
         if let config {
             let path = self.directory + "/keel.toml"
-            try Self.render(config, port: port, directory: self.directory).write(toFile: path, atomically: true, encoding: .utf8)
+            try Self.render(config, port: port, port2: port2, directory: self.directory).write(toFile: path, atomically: true, encoding: .utf8)
             configPath = path
             all = ["--config", path] + all
         } else {
             configPath = nil
-            all += ["--listen", "127.0.0.1:\(port)"]
+            all += [tls ? "--tls-listen" : "--listen", "127.0.0.1:\(port)"]
         }
         _ = Harness.keelPoolPath  // sets KEEL_POOL_ALLOW_ROOT for pools keel starts
         setenv("KEEL_POOL", Harness.keelPoolPath, 1)
@@ -54,14 +57,15 @@ final class FrontUnderTest: @unchecked Sendable {
         if waitForListen { try waitUntilListening() }
     }
 
-    static func render(_ template: String, port: Int, directory: String) -> String {
-        template.replacingOccurrences(of: "{PORT}", with: String(port)).replacingOccurrences(of: "{DIR}", with: directory)
+    static func render(_ template: String, port: Int, port2: Int = 0, directory: String) -> String {
+        template.replacingOccurrences(of: "{PORT}", with: String(port)).replacingOccurrences(of: "{PORT2}", with: String(port2))
+            .replacingOccurrences(of: "{DIR}", with: directory)
     }
 
     /// Rewrites the config file (for HUP tests).
     func rewriteConfig(_ config: String) throws {
         guard let configPath else { throw HarnessError("keel was started without a config file") }
-        try Self.render(config, port: port, directory: directory).write(toFile: configPath, atomically: true, encoding: .utf8)
+        try Self.render(config, port: port, port2: port2, directory: directory).write(toFile: configPath, atomically: true, encoding: .utf8)
     }
 
     func waitUntilListening() throws {
