@@ -34,7 +34,17 @@ struct EnvironBuilder {
             }
             // The first value wins, as the request's own lookup does.
             if PyDict_GetItemString(dict, variable.name) != nil { continue }
-            guard let value = Py.latin1(variable.value) else { return nil }
+            let value: PyOwned?
+            if variable.name == "PATH_INFO", let raw = RawPath.bytes(of: variable.value, requestURI: request["REQUEST_URI"]) {
+                let made: PyPointer? = raw.withUnsafeBufferPointer { bytes in
+                    PyUnicode_DecodeLatin1(
+                        UnsafeRawPointer(bytes.baseAddress)?.assumingMemoryBound(to: CChar.self), bytes.count, nil)
+                }
+                value = PyOwned(made)
+            } else {
+                value = Py.latin1(variable.value)
+            }
+            guard let value else { return nil }
             Py.set(dict, variable.name, value)
         }
         if !hasServerName { Py.set(dict, "SERVER_NAME", Py.latin1("localhost")!) }
