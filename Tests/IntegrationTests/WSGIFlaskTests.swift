@@ -53,3 +53,21 @@ struct WSGIFlaskTests {
         try pool.stop()
     }
 }
+
+/// The example app in deploy/examples/wsgi, as the README runs it.
+@Suite("WSGI example app", .timeLimit(.minutes(1)))
+struct WSGIExampleAppTests {
+    @Test func exampleAppServesHelloAndEcho() throws {
+        let source = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("deploy/examples/wsgi/app.py").path
+        let pool = try PoolUnderTest(["--wsgi-file", source, "--threads", "2"])
+        let hello = try HTTPClient.get(port: pool.httpPort!, "/")
+        #expect(hello.status == 200)
+        #expect(hello.text == "Hello world!\n")
+        #expect(hello.header("Content-Length") == "13")
+        let echo = try HTTPClient.request(port: pool.httpPort!, method: "POST", "/echo", body: Array("ping".utf8))
+        #expect(echo.text == "ping")
+        #expect(try HTTPClient.get(port: pool.httpPort!, "/nope").status == 404)
+        try pool.stop()
+    }
+}
