@@ -50,6 +50,13 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
+        // Debian's libpython3.11 (pkg-config python3-embed); only KeelWSGI imports it (its module map clashes with COpenSSL's).
+        .systemLibrary(name: "CPython", pkgConfig: "python3-embed", providers: [.apt(["libpython3.11-dev"])]),
+        // WSGI apps on embedded CPython: interpreter start, app loading, environ, responses, the GIL.
+        .target(
+            name: "KeelWSGI",
+            dependencies: ["CPython", "KeelApp", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         // Process spawning both servers use (posix_spawn with fd moves, closefrom and signal defaults).
         .target(name: "KeelSystem", dependencies: ["CKeelSys"]),
         // HTTP/1 pieces both servers use (protocol error answers).
@@ -85,7 +92,7 @@ let package = Package(
         .executableTarget(
             name: "keel-pool",
             dependencies: [
-                "KeelPool", "KeelApp",
+                "KeelPool", "KeelApp", "KeelWSGI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -105,6 +112,7 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
+        .testTarget(name: "KeelWSGITests", dependencies: ["KeelWSGI", "KeelApp"]),
         .testTarget(
             name: "KeelPoolTests",
             dependencies: ["KeelPool", .product(name: "NIOEmbedded", package: "swift-nio")]

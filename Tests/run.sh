@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every Keel test. On a fresh Debian/Ubuntu machine it first installs what the tests need:
 # nginx (the interop tests put the real nginx in front of keel-pool), uWSGI with its Python 3 plugin
-# (keel in front of the real uWSGI), curl and openssl (the TLS tests use s_client and make certificates).
+# (keel in front of the real uWSGI), curl and openssl (the TLS tests use s_client and make certificates), and for
+# WSGI: libpython3.11-dev, python3-flask, python3-venv.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -11,6 +12,12 @@ command -v curl >/dev/null || missing+=(curl)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v uwsgi >/dev/null || missing+=(uwsgi-core)
 [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || missing+=(uwsgi-plugin-python3)
+# keel-pool embeds Debian's libpython3.11; the WSGI tests run a Flask app in a venv made by /usr/bin/python3.
+pkg-config --exists python3-embed || missing+=(libpython3.11-dev pkg-config)
+# keel terminates TLS on the system OpenSSL.
+pkg-config --exists openssl || missing+=(libssl-dev pkg-config)
+/usr/bin/python3 -c "import flask" 2>/dev/null || missing+=(python3-flask)
+/usr/bin/python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -10,3 +10,17 @@ public struct ClosureHandler: Handler {
     public init(_ body: @escaping @Sendable (Request) throws -> Response) { self.body = body }
     public func handle(_ request: Request) throws -> Response { try body(request) }
 }
+
+/// An app that cannot be loaded in a worker (a WSGI import error, a missing callable): the pool
+/// stops with exit code 1 instead of respawning workers that would fail the same way.
+public struct AppLoadError: Error, Sendable, CustomStringConvertible {
+    /// One line naming the flag and what to fix.
+    public var summary: String
+    /// The Python traceback, or empty.
+    public var details: String
+    public init(_ summary: String, details: String = "") {
+        self.summary = summary
+        self.details = details
+    }
+    public var description: String { summary }
+}

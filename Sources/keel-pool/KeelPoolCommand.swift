@@ -1,6 +1,7 @@
 import ArgumentParser
 import KeelApp
 import KeelPool
+import KeelWSGI
 
 #if canImport(Glibc)
 import Glibc
@@ -15,6 +16,8 @@ struct KeelPoolCommand: ParsableCommand {
             Signals: TERM = graceful shutdown (in-flight requests finish), INT/QUIT = immediate shutdown,
             HUP = graceful reload (new workers first), TTIN/TTOU = one worker more/fewer, USR1 = reopen --logto.
             Examples:
+              keel-pool --http-socket 127.0.0.1:8000 --wsgi-file app.py --processes 2 --threads 4
+              keel-pool --socket /run/app.sock --chdir /srv/site --wsgi mysite.wsgi -H /srv/venv
               keel-pool --http-socket 127.0.0.1:8000 --app hello
               keel-pool --socket /run/app.sock --chmod-socket 660 --processes 4 --threads 2 --app env
             """,
@@ -67,7 +70,9 @@ struct KeelPoolCommand: ParsableCommand {
         func run() throws {
             signal(SIGPIPE, SIG_IGN)
             do {
-                WorkerRuntime.run(try configuration())
+                let wsgi = try options.wsgiConfiguration()
+                let loadApp: (() throws -> any Handler)? = wsgi.map { wsgi in { try WSGIAppLoader.load(wsgi) } }
+                WorkerRuntime.run(try configuration(), loadApp: loadApp)
             } catch {
                 WorkerRuntime.startupFailed("\(error)", statusFD: statusFD)
             }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import KeelApp
 import KeelPool
+import KeelWSGI
 
 #if canImport(Glibc)
 import Glibc
@@ -49,6 +50,40 @@ struct PoolOptions: ParsableArguments {
             "Built-in app to serve: \(BuiltinApps.all.map { "\($0.name) (\($0.summary))" }.joined(separator: ", ")).",
             valueName: "NAME"))
     var app: String?
+
+    @Option(
+        name: [.customLong("wsgi"), .customLong("module")],
+        help: ArgumentHelp(
+            "WSGI app to serve: a module and its callable (alias --module; CALLABLE defaults to application).",
+            valueName: "MODULE[:CALLABLE]"))
+    var wsgi: String?
+
+    @Option(
+        name: .customLong("wsgi-file"),
+        help: ArgumentHelp("WSGI app to serve from a Python file (its `application`, or --callable).", valueName: "FILE"))
+    var wsgiFile: String?
+
+    @Option(name: .customLong("callable"), help: ArgumentHelp("Name of the WSGI callable (default application).", valueName: "NAME"))
+    var callable: String?
+
+    @Option(name: .customLong("chdir"), help: ArgumentHelp("Directory workers change to before loading the app.", valueName: "DIR"))
+    var chdir: String?
+
+    @Option(
+        name: [.customLong("pythonpath"), .customLong("python-path"), .customLong("pp")],
+        help: ArgumentHelp("Directory added to sys.path before the app is imported. Repeatable.", valueName: "DIR"))
+    var pythonPath: [String] = []
+
+    @Option(
+        name: [.customLong("virtualenv"), .customShort("H"), .customLong("venv"), .customLong("home")],
+        help: ArgumentHelp("Virtualenv (made by /usr/bin/python3 -m venv) whose packages the app uses.", valueName: "DIR"))
+    var virtualenv: String?
+
+    @Option(name: .customLong("env"), help: ArgumentHelp("Environment variable for the app. Repeatable.", valueName: "KEY=VALUE"))
+    var env: [String] = []
+
+    @Flag(name: .customLong("enable-threads"), help: "Accepted for uWSGI compatibility: app threads always run.")
+    var enableThreads = false
 
     @Option(name: .customLong("pidfile"), help: ArgumentHelp("Write the master's pid to FILE.", valueName: "FILE"))
     var pidfile: String?
@@ -180,6 +215,9 @@ struct PoolOptions: ParsableArguments {
             throw ValidationError("--max-requests-jitter needs --max-requests: the jitter is added to it")
         }
         _ = try handler()
+        if let wsgi = try wsgiConfiguration() {
+            do { try wsgi.validate() } catch { throw ValidationError(error.description) }
+        }
         // Workers run the app: as root, that takes a decision (--uid to drop, or --allow-root to keep it).
         if geteuid() == 0 && uid == nil && !allowRoot && getenv("KEEL_POOL_ALLOW_ROOT").map({ String(cString: $0) }) != "1" {
             throw ValidationError(
@@ -207,7 +245,7 @@ struct PoolOptions: ParsableArguments {
             }
             var configuration = PoolConfiguration(
                 uwsgiSockets: uwsgi, httpSockets: http, backlog: listen, chmodSocket: mode, processes: processes,
-                threads: threads, appName: app!, pidfile: pidfile, gracefulTimeout: gracefulTimeout,
+                threads: threads, appName: appName, pidfile: pidfile, gracefulTimeout: gracefulTimeout,
                 workerArguments: workerArguments)
             configuration.maxWorkerLifetime = maxWorkerLifetime
             configuration.harakiri = harakiri
@@ -242,9 +280,62 @@ struct PoolOptions: ParsableArguments {
         }
     }
 
+    /// What the logs call the app.
+    var appName: String {
+        if let wsgi { return "wsgi \(wsgi)" }
+        if let wsgiFile { return "wsgi-file \(wsgiFile)" }
+        return app ?? "?"
+    }
+
+    /// The WSGI app's flags, or nil when a built-in app is served.
+    func wsgiConfiguration() throws -> WSGIConfiguration? {
+        let source: WSGIConfiguration.Source
+        var callableName = callable ?? "application"
+        switch (wsgi, wsgiFile) {
+        case (nil, nil):
+            for (flag, given) in [
+                ("--callable", callable != nil), ("--chdir", chdir != nil), ("--pythonpath", !pythonPath.isEmpty),
+                ("--virtualenv", virtualenv != nil),
+            ] where given {
+                throw ValidationError("\(flag) is for WSGI apps: give --wsgi MODULE[:CALLABLE] or --wsgi-file FILE too")
+            }
+            return nil
+        case (let module?, nil):
+            let parts = module.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            if parts.count == 2 {
+                guard callable == nil else {
+                    throw ValidationError("--wsgi \(module) names its callable already; drop --callable \(callable!)")
+                }
+                callableName = String(parts[1])
+            }
+            source = .module(String(parts[0]))
+        case (nil, let file?):
+            source = .file(file)
+        case (_?, _?):
+            throw ValidationError("--wsgi and --wsgi-file both name an app; give one of them")
+        }
+        if app != nil { throw ValidationError("--app and --wsgi/--wsgi-file both name an app; give one of them") }
+        let environment = try env.map { entry -> (name: String, value: String) in
+            guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
+                throw ValidationError("--env \(entry): give KEY=VALUE")
+            }
+            return (String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
+        }
+        return WSGIConfiguration(
+            source: source, callable: callableName, chdir: chdir, pythonPath: pythonPath, virtualenv: virtualenv,
+            environment: environment, multithread: threads > 1, multiprocess: processes > 1,
+            log: { WorkerRuntime.log($0) })
+    }
+
     func handler() throws -> any Handler {
+        if try wsgiConfiguration() != nil {
+            // Imported in each worker (WorkerRuntime's loadApp); the master runs no app code.
+            return ClosureHandler { _ in Response(status: 503, "The WSGI app is not loaded\n") }
+        }
         guard let app else {
-            throw ValidationError("no app to serve: give --app NAME, one of \(BuiltinApps.names.joined(separator: ", "))")
+            throw ValidationError(
+                "no app to serve: give --app NAME (one of \(BuiltinApps.names.joined(separator: ", "))), "
+                    + "--wsgi MODULE[:CALLABLE] or --wsgi-file FILE")
         }
         guard let handler = BuiltinApps.named(app) else {
             throw ValidationError("--app \(app): unknown app; choose one of \(BuiltinApps.names.joined(separator: ", "))")

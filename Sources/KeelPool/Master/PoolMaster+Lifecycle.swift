@@ -87,6 +87,16 @@ extension PoolMaster {
         }
     }
 
+    /// A worker reported that the app itself cannot load (an import error): with no worker serving,
+    /// every respawn would fail the same way, so the pool stops now with exit code 1. A pool that
+    /// serves (a reload of broken code) keeps serving and counts it as an ordinary failed start.
+    func appCannotLoad(_ message: String) {
+        guard case .running = phase, !slots.contains(where: \.isReady) else { return }
+        MasterLog.error("the app cannot be loaded, stopping (fix it and start again): \(message)")
+        exitCode = 1
+        beginStopping(graceful: false)
+    }
+
     /// Five failed starts in a row end the master only if no worker is serving: a pool that serves
     /// keeps serving (and keeps retrying, with backoff) rather than going down with a bad respawn or reload.
     func recordStartupFailure(_ message: String) {

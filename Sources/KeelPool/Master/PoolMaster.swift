@@ -283,6 +283,9 @@ public final class PoolMaster {
             recycle(index, reason: "reached --max-requests", signalWorker: false, now: now)
         } else if line.hasPrefix("error: ") {
             slots[index].reportedError = String(line.dropFirst(7))
+        } else if line.hasPrefix("fatal: ") {
+            slots[index].reportedError = String(line.dropFirst(7))
+            appCannotLoad(String(line.dropFirst(7)))
         }
     }
 

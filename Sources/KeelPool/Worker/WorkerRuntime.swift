@@ -1,4 +1,5 @@
 import CKeelSys
+import KeelApp
 import KeelHTTP
 import NIOCore
 import NIOHTTP1
@@ -13,7 +14,13 @@ import Glibc
 /// sockets by an acceptor thread, one NIO event loop and `threads` app threads; the main thread waits
 /// for the master's signals (TERM: finish in-flight requests and exit; INT/QUIT: exit now).
 public enum WorkerRuntime {
-    public static func run(_ configuration: WorkerConfiguration) -> Never {
+    /// `loadApp` (a WSGI import) runs here, with the pool's signals already blocked (threads the app
+    /// starts inherit that) and privileges dropped, before any serving thread exists.
+    public static func run(
+        _ given: WorkerConfiguration, loadApp: (() throws -> any Handler)? = nil
+    ) -> Never {
+        var loaded = given
+        let configuration = given
         WorkerLog.workerID = configuration.id
         // Signals are taken synchronously by the main thread; block them before any thread exists.
         let signals = SignalSet.workerSignals
@@ -36,6 +43,17 @@ public enum WorkerRuntime {
                 startupFailed("inherited socket fd \(listener.fd) is unusable: \(SystemError.message(errno))", configuration)
             }
         }
+        if let loadApp {
+            do { loaded.handler = try loadApp() } catch let error as AppLoadError {
+                appLoadFailed(error, configuration)
+            } catch {
+                appLoadFailed(AppLoadError("cannot load the app: \(error)"), configuration)
+            }
+        }
+        serve(loaded, signals: signals)
+    }
+
+    private static func serve(_ configuration: WorkerConfiguration, signals: SignalSet) -> Never {
         let uwsgiListeners = configuration.listeners.filter { $0.proto == .uwsgi }
         let httpListeners = configuration.listeners.filter { $0.proto == .http }
 
@@ -171,6 +189,18 @@ public enum WorkerRuntime {
         writeAll(fd, "ready\n")
     }
 
+    /// The app cannot load: the traceback goes to the log as it is, the master gets `fatal: …` and stops
+    /// the pool with exit code 1 instead of respawning workers that would fail the same way.
+    static func appLoadFailed(_ error: AppLoadError, _ configuration: WorkerConfiguration) -> Never {
+        if !error.details.isEmpty { writeAll(2, error.details + "\n") }
+        WorkerLog.error(error.summary)
+        if let fd = configuration.statusFD { writeAll(fd, "fatal: \(error.summary.replacingNewlines)\n") }
+        exit(1)
+    }
+
+    /// A line for the pool's log from app code (wsgi.errors, WSGI tracebacks), prefixed like the worker's own.
+    public static func log(_ message: String) { WorkerLog.info(message) }
+
     static func startupFailed(_ message: String, _ configuration: WorkerConfiguration) -> Never {
         startupFailed(message, statusFD: configuration.statusFD)
     }
@@ -181,6 +211,11 @@ public enum WorkerRuntime {
         if let fd = statusFD { writeAll(fd, "error: \(message)\n") }
         exit(1)
     }
+}
+
+extension String {
+    /// One status-pipe line: the master reads the pipe line by line.
+    var replacingNewlines: String { String(map { $0 == "\n" || $0 == "\r" ? " " : $0 }) }
 }
 
 func writeAll(_ fd: Int32, _ text: String) {

@@ -1,0 +1,39 @@
+// Thin wrappers of CPython macros and variadic calls Swift cannot import; no logic here.
+#ifndef KEEL_CPYTHON_SHIM_H
+#define KEEL_CPYTHON_SHIM_H
+
+#define PY_SSIZE_T_CLEAN
+#include <pyconfig.h>
+// pyconfig.h sets _XOPEN_SOURCE, under which glibc names fd_set's field differently from SwiftGlibc's
+// copy; Python's headers do not need sys/select.h, so it is left out rather than clashing.
+#undef HAVE_SYS_SELECT_H
+#include <Python.h>
+
+static inline PyObject *keel_py_none(void) { return Py_None; }
+static inline PyObject *keel_py_true(void) { return Py_True; }
+static inline PyObject *keel_py_false(void) { return Py_False; }
+static inline PyObject *keel_py_new_ref(PyObject *o) { Py_INCREF(o); return o; }
+
+static inline int keel_py_bytes_check(PyObject *o) { return PyBytes_Check(o); }
+static inline int keel_py_unicode_check(PyObject *o) { return PyUnicode_Check(o); }
+static inline int keel_py_list_check_exact(PyObject *o) { return PyList_CheckExact(o); }
+static inline int keel_py_tuple_check_exact(PyObject *o) { return PyTuple_CheckExact(o); }
+static inline int keel_py_tuple_check(PyObject *o) { return PyTuple_Check(o); }
+static inline int keel_py_list_check(PyObject *o) { return PyList_Check(o); }
+
+static inline Py_ssize_t keel_py_list_size(PyObject *o) { return PyList_GET_SIZE(o); }
+static inline PyObject *keel_py_list_item(PyObject *o, Py_ssize_t i) { return PyList_GET_ITEM(o, i); }
+static inline Py_ssize_t keel_py_tuple_size(PyObject *o) { return PyTuple_GET_SIZE(o); }
+static inline PyObject *keel_py_tuple_item(PyObject *o, Py_ssize_t i) { return PyTuple_GET_ITEM(o, i); }
+static inline char *keel_py_bytes_data(PyObject *o) { return PyBytes_AS_STRING(o); }
+static inline Py_ssize_t keel_py_bytes_size(PyObject *o) { return PyBytes_GET_SIZE(o); }
+static inline const char *keel_py_type_name(PyObject *o) { return Py_TYPE(o)->tp_name; }
+
+static inline PyObject *keel_py_call2(PyObject *callable, PyObject *a, PyObject *b) {
+    return PyObject_CallFunctionObjArgs(callable, a, b, NULL);
+}
+static inline PyObject *keel_py_call1(PyObject *callable, PyObject *a) {
+    return PyObject_CallFunctionObjArgs(callable, a, NULL);
+}
+
+#endif

@@ -1,0 +1,81 @@
+import CPython
+import KeelApp
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Loads the WSGI app in a worker: environment, directory, interpreter, sys.path, import. Runs on the
+/// worker's main thread before any app thread exists; the GIL is released when it returns.
+public enum WSGIAppLoader {
+    public static func load(_ configuration: WSGIConfiguration) throws(AppLoadError) -> WSGIHandler {
+        for variable in configuration.environment { setenv(variable.name, variable.value, 1) }
+        if let chdir = configuration.chdir, Glibc.chdir(chdir) != 0 {
+            throw AppLoadError("--chdir \(chdir): \(String(cString: strerror(errno)))")
+        }
+        try PythonInterpreter.start(virtualenv: configuration.virtualenv)
+        defer { _ = PyEval_SaveThread() }  // the main thread only waits for signals from now on
+        ErrorLog.sink = configuration.log
+        let support = try SupportObjects.make()
+        let app = try importApp(configuration, support: support)
+        return WSGIHandler(app: app, support: support, configuration: configuration)
+    }
+
+    private static func importApp(_ configuration: WSGIConfiguration, support: SupportObjects) throws(AppLoadError)
+        -> PythonObject
+    {
+        var cwd = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let directory = getcwd(&cwd, cwd.count).map { String(cString: $0) } ?? "."
+        guard let prepare = Py.attribute(support.module.pointer, "prepare"),
+            let directoryObject = Py.string(directory), let paths = PyOwned(PyList_New(0))
+        else { throw support.failure("cannot prepare sys.path") }
+        for entry in configuration.pythonPath {
+            guard let item = Py.string(entry) else { throw support.failure("cannot prepare sys.path") }
+            PyList_Append(paths.pointer, item.pointer)
+        }
+        guard PyOwned(keel_py_call2(prepare.pointer, directoryObject.pointer, paths.pointer)) != nil else {
+            throw support.failure("cannot prepare sys.path")
+        }
+
+        guard let load = Py.attribute(support.module.pointer, "load"), let args = PyOwned(PyTuple_New(4)) else {
+            throw support.failure("cannot load the app")
+        }
+        let module: PyOwned
+        let file: PyOwned
+        switch configuration.source {
+        case .module(let name):
+            module = Py.string(name)!
+            file = PyOwned(owning: keel_py_new_ref(Py.none))
+        case .file(let path):
+            module = PyOwned(owning: keel_py_new_ref(Py.none))
+            file = Py.string(path)!
+        }
+        PyTuple_SetItem(args.pointer, 0, module.take())
+        PyTuple_SetItem(args.pointer, 1, file.take())
+        PyTuple_SetItem(args.pointer, 2, Py.string(configuration.callable)!.take())
+        PyTuple_SetItem(args.pointer, 3, Py.string(configuration.flag)!.take())
+        guard let app = PyOwned(PyObject_CallObject(load.pointer, args.pointer)) else {
+            throw support.loadFailure(flag: configuration.flag)
+        }
+        return PythonObject(owned: app.take())
+    }
+}
+
+/// `wsgi.errors` and the support module's `_log`: a Swift function Python calls with one line.
+enum ErrorLog {
+    nonisolated(unsafe) static var sink: (@Sendable (String) -> Void)?
+
+    /// The builtin `_keel_wsgi._log(line)` (METH_O), made once per worker.
+    static func makeFunction() -> PyPointer? {
+        let definition = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: 1)
+        definition.initialize(
+            to: PyMethodDef(
+                ml_name: UnsafePointer(strdup("_log")),
+                ml_meth: { _, argument in
+                    if let argument, let line = Py.text(argument) { ErrorLog.sink?(line) }
+                    return keel_py_new_ref(Py.none)
+                },
+                ml_flags: METH_O, ml_doc: nil))
+        return PyCMethod_New(definition, nil, nil, nil)
+    }
+}

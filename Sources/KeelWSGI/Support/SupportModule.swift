@@ -1,0 +1,166 @@
+/// The Python half of the WSGI glue: small classes whose behaviour PEP 3333 spells out in Python
+/// terms (start_response, wsgi.errors, wsgi.file_wrapper) and the app loader. Compiled once per
+/// worker into the module `_keel_wsgi`; the per-request path (environ, the call, the body) is Swift.
+enum SupportModule {
+    static let name = "_keel_wsgi"
+
+    static let source = #"""
+import sys, io, os, traceback, importlib, importlib.util
+
+_log = None  # set by the worker: writes one line to the pool's log
+
+
+class ErrorStream:
+    """wsgi.errors: text written here goes to the pool's log, one record per line."""
+    __slots__ = ('_pending',)
+
+    def __init__(self):
+        self._pending = ''
+
+    def write(self, text):
+        if not isinstance(text, str):
+            raise TypeError('wsgi.errors.write() takes str, not %s' % type(text).__name__)
+        pending = self._pending + text
+        while '\n' in pending:
+            line, _, pending = pending.partition('\n')
+            _log(line)
+        self._pending = pending
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        if self._pending:
+            _log(self._pending)
+            self._pending = ''
+
+
+class StartResponse:
+    """start_response with PEP 3333's exc_info rules; write() is the legacy imperative body."""
+    __slots__ = ('status', 'headers', 'committed', 'written')
+
+    def __init__(self):
+        self.status = None
+        self.headers = None
+        self.committed = False  # set by the server once the head is on its way to the client
+        self.written = None
+
+    def __call__(self, status, headers, exc_info=None):
+        if exc_info:
+            try:
+                if self.committed:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AssertionError('start_response() called a second time without exc_info')
+        if type(status) is not str:
+            raise TypeError('start_response(): status must be str, not %s' % type(status).__name__)
+        if type(headers) is not list:
+            raise TypeError('start_response(): headers must be a list, not %s' % type(headers).__name__)
+        for header in headers:
+            if type(header) is not tuple or len(header) != 2 or type(header[0]) is not str \
+                    or type(header[1]) is not str:
+                raise TypeError('start_response(): each header must be a (str, str) tuple, not %r' % (header,))
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def write(self, data):
+        if self.status is None:
+            raise AssertionError('write() called before start_response()')
+        if type(data) is not bytes:
+            raise TypeError('write() takes bytes, not %s' % type(data).__name__)
+        if self.written is None:
+            self.written = []
+        self.written.append(data)
+
+
+class FileWrapper:
+    """wsgi.file_wrapper: the worker sends a real file with sendfile; otherwise it is iterated in blocks."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, 'close'):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+    def sendable(self):
+        """(fd, offset, length) when the wrapped object is a regular file at a known position, else None."""
+        try:
+            fd = self.filelike.fileno()
+            offset = self.filelike.tell()
+            import stat
+            info = os.fstat(fd)
+        except Exception:
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return (fd, offset, max(info.st_size - offset, 0))
+
+
+def format_exception(error):
+    return ''.join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip('\n')
+
+
+class LoadError(Exception):
+    """The app cannot be loaded: `summary` is the one-line reason, `details` the traceback (or empty)."""
+
+    def __init__(self, summary, details=''):
+        super().__init__(summary)
+        self.summary = summary
+        self.details = details
+
+
+def load(module_name, file_path, callable_name, flag):
+    """Imports the app module (or runs the file) and returns its WSGI callable."""
+    try:
+        if file_path is not None:
+            directory = os.path.dirname(os.path.abspath(file_path))
+            if directory not in sys.path:
+                sys.path.insert(0, directory)
+            spec = importlib.util.spec_from_file_location('__keel_wsgi_file__', file_path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules['__keel_wsgi_file__'] = module
+            spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except BaseException as error:
+        raise LoadError('%s: cannot import the app: %s' % (flag, ''.join(
+            traceback.format_exception_only(type(error), error)).strip()), format_exception(error))
+    where = ("module '%s'" % module_name) if file_path is None else ("file %s" % file_path)
+    if not hasattr(module, callable_name):
+        raise LoadError("%s: %s has no attribute '%s' (give the callable as MODULE:CALLABLE, or --callable)"
+                        % (flag, where, callable_name))
+    app = getattr(module, callable_name)
+    if not callable(app):
+        raise LoadError("%s: '%s' in %s is a %s, not a callable WSGI app"
+                        % (flag, callable_name, where, type(app).__name__))
+    return app
+
+
+def prepare(directory, pythonpath):
+    """sys.path as gunicorn and uWSGI set it: --pythonpath entries first, then the app's directory."""
+    for entry in reversed(pythonpath):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
+    if directory not in sys.path:
+        sys.path.insert(len(pythonpath), directory)
+    extra = os.environ.get('PYTHONPATH')
+    if extra:
+        for entry in extra.split(os.pathsep):
+            if entry and entry not in sys.path:
+                sys.path.append(entry)
+"""#
+}

@@ -1,0 +1,98 @@
+import CPython
+import KeelApp
+
+/// The support module's classes and the constants every request uses, looked up once per worker.
+/// Immutable after load and only touched with the GIL held.
+final class SupportObjects: @unchecked Sendable {
+    let module: PythonObject
+    let startResponseClass: PythonObject
+    let errorStreamClass: PythonObject
+    let fileWrapperClass: PythonObject
+    let bytesIOClass: PythonObject
+    let formatException: PythonObject
+    /// (1, 0), the value of wsgi.version.
+    let version: PythonObject
+    let emptyBytes: PythonObject
+    let names: AttributeNames
+
+    /// Interned attribute names, so a lookup per request does not build a str.
+    struct AttributeNames {
+        let status: PythonObject
+        let headers: PythonObject
+        let committed: PythonObject
+        let written: PythonObject
+        let close: PythonObject
+        let flush: PythonObject
+        let sendable: PythonObject
+
+        init() {
+            func intern(_ name: String) -> PythonObject { PythonObject(owned: PyUnicode_InternFromString(name)) }
+            status = intern("status")
+            headers = intern("headers")
+            committed = intern("committed")
+            written = intern("written")
+            close = intern("close")
+            flush = intern("flush")
+            sendable = intern("sendable")
+        }
+    }
+
+    private init(module: PythonObject) throws(AppLoadError) {
+        self.module = module
+        func attribute(_ name: String) throws(AppLoadError) -> PythonObject {
+            guard let value = PyObject_GetAttrString(module.pointer, name) else {
+                throw AppLoadError("the WSGI support module has no \(name)")
+            }
+            return PythonObject(owned: value)
+        }
+        startResponseClass = try attribute("StartResponse")
+        errorStreamClass = try attribute("ErrorStream")
+        fileWrapperClass = try attribute("FileWrapper")
+        formatException = try attribute("format_exception")
+        let io = PyImport_ImportModule("io")!
+        bytesIOClass = PythonObject(owned: PyObject_GetAttrString(io, "BytesIO"))
+        Py_DecRef(io)
+        let versionTuple = PyTuple_New(2)!
+        PyTuple_SetItem(versionTuple, 0, PyLong_FromLong(1))
+        PyTuple_SetItem(versionTuple, 1, PyLong_FromLong(0))
+        version = PythonObject(owned: versionTuple)
+        emptyBytes = PythonObject(owned: PyBytes_FromStringAndSize(nil, 0))
+        names = AttributeNames()
+    }
+
+    /// Compiles and imports `_keel_wsgi` and wires its `_log` to the pool's log.
+    static func make() throws(AppLoadError) -> SupportObjects {
+        guard let code = PyOwned(Py_CompileString(SupportModule.source, "<keel-wsgi>", Py_file_input)),
+            let module = PyImport_ExecCodeModule(SupportModule.name, code.pointer)
+        else {
+            let text = Py.takeErrorText(formatter: nil) ?? "unknown error"
+            throw AppLoadError("cannot start the WSGI support code: \(text)")
+        }
+        let owner = PythonObject(owned: module)
+        if let log = ErrorLog.makeFunction() {
+            PyObject_SetAttrString(module, "_log", log)
+            Py_DecRef(log)
+        }
+        return try SupportObjects(module: owner)
+    }
+
+    /// The pending Python exception as a startup failure.
+    func failure(_ what: String) -> AppLoadError {
+        let text = Py.takeErrorText(formatter: formatException.pointer) ?? "unknown error"
+        return AppLoadError("\(what): \(text.split(separator: "\n").last.map(String.init) ?? text)", details: text)
+    }
+
+    /// The loader's LoadError (summary + traceback), or any other exception as a failure.
+    func loadFailure(flag: String) -> AppLoadError {
+        guard let raised = Py.takeException() else { return AppLoadError("\(flag): cannot load the app") }
+        let exception = PyOwned(owning: raised)
+        if let summary = Py.textAttribute(exception.pointer, "summary"),
+            let details = Py.textAttribute(exception.pointer, "details")
+        {
+            return AppLoadError(summary, details: details)
+        }
+        PyErr_Clear()
+        let text = Py.describe(exception: exception.take(), formatter: formatException.pointer)
+        return AppLoadError("\(flag): \(text.split(separator: "\n").last.map(String.init) ?? text)", details: text)
+    }
+}

@@ -1,0 +1,236 @@
+import Foundation
+
+/// Python apps the WSGI tests serve, written to a temp directory as one module (`keel_test_apps`).
+/// Most are wrapped in the stdlib's `wsgiref.validate.validator`, so PEP 3333 is checked by code we did not write.
+enum WSGITestApps {
+    static let module = "keel_test_apps"
+
+    static let source = #"""
+import json, os, signal, sys, threading, time
+from wsgiref.validate import validator
+
+
+def _hello(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'Hello world!\n']
+
+hello = validator(_hello)
+
+
+HELLO_WORLD = b"Hello world!\n"
+
+def _simple_app(environ, start_response):
+    # The seed's app: prints pid and REQUEST_URI, sleeps (here ?s= seconds, 10 in the seed).
+    status = '200 OK'
+    response_headers = [('Content-type', 'text/plain')]
+    print(os.getpid(), os.getppid(), environ['REQUEST_URI'], "called", "%.3f" % time.monotonic(), flush=True)
+    time.sleep(float(environ['QUERY_STRING'].partition('=')[2] or '10'))
+    print(os.getpid(), environ['REQUEST_URI'], "done", "%.3f" % time.monotonic(), flush=True)
+    start_response(status, response_headers)
+    return [HELLO_WORLD]
+
+simple_app = validator(_simple_app)
+
+
+def _environ(environ, start_response):
+    shown = {k: v for k, v in environ.items() if isinstance(v, str)}
+    for key in ('wsgi.multithread', 'wsgi.multiprocess', 'wsgi.run_once', 'wsgi.url_scheme', 'wsgi.input_terminated'):
+        shown[key] = environ.get(key)
+    shown['wsgi.version'] = list(environ['wsgi.version'])
+    shown['path_bytes'] = list(environ['PATH_INFO'].encode('latin-1'))
+    with open('/proc/thread-self/status') as status:
+        shown['blocked_signals'] = [int(line.split()[1], 16) for line in status if line.startswith('SigBlk:')][0]
+    shown['sys.prefix'] = sys.prefix
+    shown['HAS_EMPTY_CONTENT_LENGTH'] = environ.get('CONTENT_LENGTH') == ''
+    body = json.dumps(shown).encode()
+    start_response('200 OK', [('Content-Type', 'application/json'), ('Content-Length', str(len(body)))])
+    return [body]
+
+environ_app = validator(_environ)
+
+
+def _stream(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    def generate():
+        for i in range(5):
+            yield b'chunk %d\n' % i
+    return generate()
+
+stream = validator(_stream)
+
+
+def _echo_read(environ, start_response):
+    length = int(environ.get('CONTENT_LENGTH') or 0)
+    body = environ['wsgi.input'].read(length)
+    assert environ['wsgi.input'].read(1) == b'', 'read past CONTENT_LENGTH'
+    start_response('200 OK', [('Content-Type', 'application/octet-stream')])
+    return [body]
+
+echo_read = validator(_echo_read)
+
+
+def _echo_lines(environ, start_response):
+    stream = environ['wsgi.input']
+    parts = []
+    while True:
+        line = stream.readline()
+        if not line:
+            break
+        parts.append(line)
+    start_response('200 OK', [('Content-Type', 'application/octet-stream')])
+    return [b''.join(parts)]
+
+echo_lines = validator(_echo_lines)
+
+
+def _echo_iter(environ, start_response):
+    lines = list(environ['wsgi.input'])
+    start_response('200 OK', [('Content-Type', 'application/octet-stream')])
+    return [b''.join(lines)]
+
+echo_iter = validator(_echo_iter)
+
+
+def _raise_before(environ, start_response):
+    raise RuntimeError('boom before start_response')
+
+raise_before = validator(_raise_before)
+
+
+def _raise_after(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    raise RuntimeError('boom after start_response')
+
+raise_after = validator(_raise_after)
+
+
+def _exc_info(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    try:
+        raise ValueError('handled by the app')
+    except ValueError:
+        start_response('500 Internal Server Error', [('Content-Type', 'text/plain')], sys.exc_info())
+    return [b'the app handled it\n']
+
+exc_info = validator(_exc_info)
+
+
+def _exc_info_after_commit(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    def generate():
+        yield b'first\n'
+        try:
+            raise ValueError('late failure')
+        except ValueError:
+            start_response('500 Internal Server Error', [('Content-Type', 'text/plain')], sys.exc_info())
+        yield b'never\n'
+    return generate()
+
+exc_info_after_commit = validator(_exc_info_after_commit)
+
+
+def _write_callable(environ, start_response):
+    write = start_response('200 OK', [('Content-Type', 'text/plain')])
+    write(b'written, ')
+    write(b'then ')
+    return [b'returned\n']
+
+write_callable = validator(_write_callable)
+
+
+class SlowBody:
+    """Streams until the client goes; close() leaves a marker file the test waits for."""
+    def __init__(self, marker):
+        self.marker = marker
+    def __iter__(self):
+        chunk = b'x' * 65536
+        for _ in range(100000):
+            yield chunk
+            time.sleep(0.002)
+    def close(self):
+        with open(self.marker, 'w') as f:
+            f.write('closed')
+
+def close_on_disconnect(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'application/octet-stream')])
+    return SlowBody(environ['QUERY_STRING'].partition('=')[2])
+
+
+def str_body(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return ['text, not bytes']
+
+
+def header_injection(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain'), ('X-Evil', 'a\r\nSet-Cookie: stolen=1')])
+    return [b'never sent']
+
+
+def bad_status(environ, start_response):
+    start_response('200', [('Content-Type', 'text/plain')])
+    return [b'never sent']
+
+
+def _file_wrapper(environ, start_response):
+    path = environ['QUERY_STRING'].partition('=')[2]
+    start_response('200 OK', [('Content-Type', 'application/octet-stream'),
+                              ('Content-Length', str(os.path.getsize(path)))])
+    return environ['wsgi.file_wrapper'](open(path, 'rb'), 32768)
+
+file_wrapper = validator(_file_wrapper)
+
+
+def errors_log(environ, start_response):
+    environ['wsgi.errors'].write('first line from wsgi.errors\nsecond ')
+    environ['wsgi.errors'].write('line\n')
+    environ['wsgi.errors'].write('unterminated tail')
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'logged\n']
+
+
+_ticks = [0]
+def _tick():
+    while True:
+        _ticks[0] += 1
+        time.sleep(0.01)
+threading.Thread(target=_tick, daemon=True).start()
+
+def ticks(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [str(_ticks[0]).encode()]
+"""#
+
+    static let flaskSource = #"""
+from flask import Flask, jsonify, redirect, request, url_for
+
+app = Flask(__name__)
+
+
+@app.route('/')
+def index():
+    return 'Hello from Flask\n'
+
+
+@app.route('/users/<int:user_id>')
+def user(user_id):
+    return jsonify(id=user_id, name='user%d' % user_id, args=request.args.to_dict())
+
+
+@app.route('/form', methods=['POST'])
+def form():
+    return jsonify(name=request.form['name'], tags=request.form.getlist('tag'))
+
+
+@app.route('/old')
+def old():
+    return redirect(url_for('index'))
+"""#
+
+    /// A temp directory holding the test apps module and the Flask app; removed by the caller.
+    static func makeDirectory() throws -> String {
+        let directory = try Harness.makeTempDirectory()
+        try source.write(toFile: directory + "/\(module).py", atomically: true, encoding: .utf8)
+        try flaskSource.write(toFile: directory + "/flask_app.py", atomically: true, encoding: .utf8)
+        return directory
+    }
+}
