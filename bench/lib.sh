@@ -233,7 +233,8 @@ start_nginx() {
 
 # start_nginx_with NAME PORT HTTP_LINES LOCATION_LINES : one nginx worker on 127.0.0.1:PORT, the
 # config generated in $TMP/NAME with HTTP_LINES added to its http block and LOCATION_LINES as the
-# body of its only `location /`. Sets LAST_PID to the master (its session holds the worker).
+# body of its only `location /`; NGINX_LISTEN_OPTS (e.g. "ssl") is added to its listen line.
+# Sets LAST_PID to the master (its session holds the worker).
 start_nginx_with() {
     local name=$1 port=$2 http_lines=$3 location_lines=$4 dir="$TMP/$1"
     mkdir -p "$dir"
@@ -256,7 +257,7 @@ EOF
         if [ -n "$http_lines" ]; then echo "$http_lines"; fi
         cat <<EOF
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$port${NGINX_LISTEN_OPTS:+ $NGINX_LISTEN_OPTS};
         location / {
 $location_lines
         }

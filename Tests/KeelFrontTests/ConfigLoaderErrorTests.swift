@@ -9,7 +9,25 @@ import Testing
     static let parseCases: [ConfigErrorCase] = [
         // Unknown keys, with a suggestion when one is close.
         .init("routes = 1", "routes", "unknown key (did you mean \"route\"?)"),
-        .init("colour = 1", "colour", "unknown key; known keys here: event_loops, listen, limits, log, gzip, mime_types, upstream"),
+        .init("colour = 1", "colour", "unknown key; known keys here: event_loops, listen, limits, log, gzip, mime_types, tls, upstream"),
+        // TLS: listeners, certificates and settings.
+        .init("[tls]\nciphres = \"x\"", "tls.ciphres", "unknown key (did you mean \"ciphers\"?)"),
+        .init("[tls]\nmin_version = \"TLSv1.4\"", "tls.min_version", "unknown version \"TLSv1.4\"; use one of TLSv1, TLSv1.1, TLSv1.2, TLSv1.3"),
+        .init("[tls]\nsession_tickets = \"yes\"", "tls.session_tickets", "expected true or false"),
+        .init("[tls]\nhsts = \"maxage=1\"", "tls.hsts", "expected a Strict-Transport-Security value"),
+        .init("[tls]\nticket_key_rotation = \"5s\"", "tls.ticket_key_rotation", "must be at least 1m"),
+        .init("[tls]\nhandshake_timeout = \"1ms\"", "tls.handshake_timeout", "must be at least 100ms"),
+        .init("[[tls.certificate]]\ncert = \"a.pem\"", "tls.certificate[0].key", "missing; give the PEM private key file"),
+        .init("[[tls.certificate]]\nkey = \"a.key\"", "tls.certificate[0].cert", "missing; give the PEM certificate chain file"),
+        .init("[[tls.certificate]]\ncert = \"a\"\nkey = \"b\"\nchain = \"c\"", "tls.certificate[0].chain", "unknown key"),
+        .init("[[listen]]\naddress = \"127.0.0.1:8443\"\ntls = true", "listen[0]", "a TLS listener needs a certificate"),
+        .init("[[listen]]\naddress = \"127.0.0.1:8443\"\ntls = \"on\"", "listen[0].tls", "expected true or false"),
+        .init(
+            "[[listen]]\naddress = \"127.0.0.1:80\"\nredirect_to_https = true", "listen[0].redirect_to_https",
+            "there is no TLS listener to redirect to"),
+        .init(
+            "[[listen]]\naddress = \"127.0.0.1:443\"\ntls = true\nredirect_to_https = true", "listen[0].redirect_to_https",
+            "a TLS listener cannot redirect to itself"),
         .init("[[route]]\nreturn = 200\nindex = [\"i.html\"]", "route[0].index", "index only goes with static or root"),
         .init("[[route]]\nstatic = \"/tmp\"\ngzip_static = 1", "route[0].gzip_static", "expected true or false"),
         .init("[[route]]\nstatic = \"/tmp\"\nfallback = \"nosuch\"", "route[0].fallback", "unknown upstream \"nosuch\""),

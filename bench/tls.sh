@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# keel TLS vs nginx TLS (issue 5): each terminating TLS in front of the same keel-pool `hello`
+# backend (uwsgi over a unix socket), one ECDSA P-256 certificate for both, measured one after the
+# other in one run on loopback. Two shapes:
+#   keep-alive  wrk over HTTPS, 64 connections kept open (record encryption + the proxy path)
+#   handshakes  wrk with "Connection: close": every request is a new TCP connection and a full TLS
+#               handshake (wrk does not resume sessions; checked once against nginx's $ssl_session_reused)
+# Reports requests/s, p99, errors and the front's CPU per request. See bench/README.md.
+#
+#   bench/tls.sh
+#   KEEL=... KEEL_POOL=... bench/tls.sh     # prebuilt binaries: no release build
+set -euo pipefail
+
+KEEL=${KEEL:-}
+KEEL_POOL=${KEEL_POOL:-}
+OUT_PREFIX="tls-"
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SCRATCH="$ROOT/.build-bench"
+INVOCATION="DURATION=$DURATION CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS WARMUP=$WARMUP${KEEL:+ KEEL=$KEEL}${KEEL_POOL:+ KEEL_POOL=$KEEL_POOL} bench/tls.sh"
+[ "$#" = 0 ] || { echo "bench/tls.sh takes no arguments; set DURATION, CONNECTIONS, KEEL, KEEL_POOL in the environment" >&2; exit 2; }
+
+install_tools
+command -v openssl >/dev/null || apt_install openssl
+if [ -z "$KEEL" ] || [ -z "$KEEL_POOL" ]; then
+    release_build "$SCRATCH"
+    KEEL=${KEEL:-$BIN_DIR/keel}
+    KEEL_POOL=${KEEL_POOL:-$BIN_DIR/keel-pool}
+fi
+require_executable KEEL "$KEEL"
+require_executable KEEL_POOL "$KEEL_POOL"
+nginx_conf_dir
+setup_tmp keel-tls
+prepare_out
+SOCK="$TMP/app.sock"
+
+# One certificate for both fronts: ECDSA P-256, self-signed for localhost.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$TMP/key.pem" -out "$TMP/cert.pem" \
+    -days 2 -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+
+pool_flags=(--socket "$SOCK" --processes 2 --threads 1 --app hello)
+[ "$(id -u)" = 0 ] && pool_flags+=(--allow-root)
+start keel-pool TERM "$KEEL_POOL" "${pool_flags[@]}"
+POOL_SID=$LAST_PID
+for _ in $(seq 1 200); do [ -S "$SOCK" ] && break; sleep 0.1; done
+
+# measure KEY LABEL URL FRONT_SID [WRK_ARG...] : warm-up, then the measured run; CPU µs/request of the front.
+measure() {
+    local key=$1 label=$2 url=$3 front_sid=$4 raw="$OUT/${OUT_PREFIX}wrk-$1.txt" before cpu
+    shift 4
+    warm_up "$label" "$url" "$@"
+    before=$(session_cpu_ticks "$front_sid")
+    wrk_measured "$label" "$url" "$raw" "$@"
+    cpu=$(cpu_us_per_request "$before" "$(session_cpu_ticks "$front_sid")" "$raw")
+    wrk_parse "$raw"
+    ROWS+=("$key|$label|$WRK_RPS|$WRK_P99|$WRK_ERRORS|$cpu")
+    log "$label: $WRK_RPS req/s, p99 $WRK_P99 ms, $WRK_ERRORS errors, front CPU $cpu µs/request"
+}
+
+nginx_tls_lines="    ssl_certificate $TMP/cert.pem;
+    ssl_certificate_key $TMP/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;"
+
+# wrk and session resumption: count reused sessions in a short logged run against nginx.
+check_resumption() {
+    local port
+    port=$(free_port)
+    NGINX_LISTEN_OPTS=ssl start_nginx_with nginx-resumption "$port" "$nginx_tls_lines
+    log_format reuse \$ssl_session_reused;
+    access_log $TMP/reuse.log reuse;" "            include $NGINX_CONF_DIR/uwsgi_params;
+            uwsgi_pass unix:$SOCK;"
+    local pid=$LAST_PID
+    wait_ready "https://127.0.0.1:$port/"
+    wrk -t1 -c4 -d1s -H 'Connection: close' "https://127.0.0.1:$port/" >/dev/null
+    stop_server "$pid"
+    RESUMED=$(grep -c '^r$' "$TMP/reuse.log" || true)
+    FULL=$(grep -c '^\.$' "$TMP/reuse.log" || true)
+    log "wrk with Connection: close: $FULL full handshakes, $RESUMED resumed"
+}
+
+row_nginx() {   # row_nginx KEY LABEL [WRK_ARG...]
+    local key=$1 label=$2 port pid
+    shift 2
+    port=$(free_port)
+    NGINX_LISTEN_OPTS=ssl start_nginx_with "nginx-$key" "$port" "$nginx_tls_lines" "            include $NGINX_CONF_DIR/uwsgi_params;
+            uwsgi_pass unix:$SOCK;"
+    pid=$LAST_PID
+    wait_ready "https://127.0.0.1:$port/"
+    measure "$key" "$label" "https://127.0.0.1:$port/" "$pid" "$@"
+    stop_server "$pid"
+}
+
+row_keel() {   # row_keel KEY LABEL [WRK_ARG...]
+    local key=$1 label=$2 port pid
+    shift 2
+    port=$(free_port)
+    start "keel-$key" TERM "$KEEL" --tls-listen "127.0.0.1:$port" --cert "$TMP/cert.pem" --key "$TMP/key.pem" \
+        --uwsgi "unix:$SOCK" --access-log off --event-loops 1
+    pid=$LAST_PID
+    wait_ready "https://127.0.0.1:$port/"
+    measure "$key" "$label" "https://127.0.0.1:$port/" "$pid" "$@"
+    stop_server "$pid"
+}
+
+check_resumption
+row_nginx N "nginx TLS (1 worker) → keel-pool, keep-alive"
+row_keel K "keel TLS (1 event loop) → keel-pool, keep-alive"
+row_nginx NH "nginx TLS (1 worker), new handshake per request" -H 'Connection: close'
+row_keel KH "keel TLS (1 event loop), new handshake per request" -H 'Connection: close'
+save_cmds
+
+ratio() { awk -v a="$(field "$1" 3)" -v b="$(field "$2" 3)" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", a / b; else print "-" }'; }
+{
+    echo "| row | requests/s | p99 (ms) | errors | front CPU µs/req |"
+    echo "| --- | ---: | ---: | ---: | ---: |"
+    for r in "${ROWS[@]}"; do
+        IFS='|' read -r key label rps p99 errors cpu <<<"$r"
+        echo "| $key. $label | $rps | $p99 | $errors | $cpu |"
+    done
+    echo
+    echo "| ratio | keel ÷ nginx | goal |"
+    echo "| --- | ---: | ---: |"
+    echo "| keep-alive requests/s (K / N) | $(ratio K N) | ≥ 1.0 |"
+    echo "| new full handshakes/s (KH / NH) | $(ratio KH NH) | ≥ 1.0 |"
+    echo
+    echo "wrk with Connection: close made $FULL full and $RESUMED resumed handshakes in the resumption check."
+    echo
+    environment "- OpenSSL: $(openssl version)" "- certificate: ECDSA P-256 (both fronts)"
+} | publish tls
+cat "$OUT/tls-latest.md"
