@@ -92,18 +92,27 @@ enum ConfigurationBuilder {
         configuration.tls = tls
     }
 
-    /// The embedded default: a demo pool with the built-in hello app behind keel on http://127.0.0.1:8080 and
-    /// https://127.0.0.1:8443 (a self-signed certificate from `DemoCertificate`).
+    /// The embedded default: http://127.0.0.1:8080 and https://127.0.0.1:8443 (a self-signed certificate from
+    /// `DemoCertificate`) in front of two pools: the WSGI example app (`DemoWSGIApp`, written to `socketDirectory`)
+    /// on `/`, and keel-pool's built-in Swift `hello` handler on `/swift/`.
     static func demo(socketDirectory: String, certificate: TLSConfiguration.Certificate) -> FrontConfiguration {
         var configuration = FrontConfiguration()
         configuration.listeners = [.init(host: "127.0.0.1", port: 8080), .init(host: "127.0.0.1", port: 8443, tls: true)]
         configuration.tls = .init(settings: TLSConfiguration(certificates: [certificate]), certificateKeys: ["demo certificate"], file: "demo")
-        let socket = "\(socketDirectory)/demo.sock"
-        var args = ["--socket", socket, "--processes", "2", "--app", "hello"]
-        if geteuid() == 0 { args.append("--allow-root") }  // a container's root: the demo app needs no privileges
-        configuration.pools = [.init(name: "demo", args: args, socket: .unix(path: socket))]
-        configuration.upstreams["demo"] = .init(name: "demo", servers: [.unix(path: socket)])
-        configuration.routes = [.init(action: .uwsgi(upstream: "demo"))]
+        // A container's root: the demo apps need no privileges.
+        let asRoot = geteuid() == 0 ? ["--allow-root"] : []
+        let wsgiSocket = "\(socketDirectory)/wsgi.sock"
+        let swiftSocket = "\(socketDirectory)/swift.sock"
+        configuration.pools = [
+            .init(
+                name: "wsgi",
+                args: ["--socket", wsgiSocket, "--processes", "2", "--threads", "4", "--wsgi-file", "\(socketDirectory)/\(DemoWSGIApp.fileName)"] + asRoot,
+                socket: .unix(path: wsgiSocket)),
+            .init(name: "swift", args: ["--socket", swiftSocket, "--processes", "1", "--app", "hello"] + asRoot, socket: .unix(path: swiftSocket)),
+        ]
+        configuration.upstreams["wsgi"] = .init(name: "wsgi", servers: [.unix(path: wsgiSocket)])
+        configuration.upstreams["swift"] = .init(name: "swift", servers: [.unix(path: swiftSocket)])
+        configuration.routes = [.init(action: .uwsgi(upstream: "wsgi")), .init(pathPrefix: "/swift/", action: .uwsgi(upstream: "swift"))]
         return configuration
     }
 

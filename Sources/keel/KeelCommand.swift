@@ -39,6 +39,7 @@ struct KeelCommand: AsyncParsableCommand {
                     if demoCertificate.created {
                         printError("keel: created a self-signed certificate for localhost (first run): \(demoCertificate.certificate.chainPath)")
                     }
+                    try writeDemoApp(into: demoDirectory!)
                     configuration = ConfigurationBuilder.demo(socketDirectory: demoDirectory!, certificate: demoCertificate.certificate)
                 } catch {
                     printError("keel: \(error)")
@@ -75,10 +76,11 @@ struct KeelCommand: AsyncParsableCommand {
                 guard isDemo, addresses.count == 2 else { return }
                 printError(
                     "keel: demo running — http://\(addresses[0].hostAndPort)/ and https://\(addresses[1].hostAndPort)/ "
-                        + "(self-signed: curl -k) → keel-pool (built-in hello app, 2 processes) on "
-                        + "\(configuration.pools[0].socket?.description ?? "?"). Ctrl-C stops both.")
+                        + "(self-signed: curl -k): / → the WSGI example app (deploy/examples/wsgi/app.py: /, /env, /echo, "
+                        + "/sleep?s=1; keel-pool 2 processes × 4 threads), /swift/ → keel-pool's built-in Swift hello "
+                        + "handler. Ctrl-C stops them all.")
             }
-            if let demoDirectory { rmdir(demoDirectory) }
+            if let demoDirectory { removeDemoDirectory(demoDirectory) }
             if code != 0 { throw ExitCode(code) }
         }
     }
@@ -103,6 +105,32 @@ struct KeelCommand: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// The demo's WSGI app goes next to its sockets; keel-pool imports it from there.
+func writeDemoApp(into directory: String) throws {
+    let path = "\(directory)/\(DemoWSGIApp.fileName)"
+    let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+    guard fd >= 0 else { throw ValidationError("cannot write the demo app to \(path): errno \(errno)") }
+    defer { close(fd) }
+    var text = DemoWSGIApp.source
+    let written = text.withUTF8 { write(fd, $0.baseAddress, $0.count) }
+    guard written == DemoWSGIApp.source.utf8.count else { throw ValidationError("cannot write the demo app to \(path)") }
+}
+
+/// The demo directory holds the app, the sockets (gone by now) and Python's __pycache__.
+func removeDemoDirectory(_ directory: String) {
+    let cache = "\(directory)/__pycache__"
+    if let dir = opendir(cache) {
+        while let entry = readdir(dir) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { unlink("\(cache)/\(name)") }
+        }
+        closedir(dir)
+        rmdir(cache)
+    }
+    unlink("\(directory)/\(DemoWSGIApp.fileName)")
+    rmdir(directory)
 }
 
 func printError(_ message: String) {

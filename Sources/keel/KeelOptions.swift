@@ -42,7 +42,7 @@ struct KeelOptions: ParsableArguments {
     @Option(name: .customLong("graceful-timeout"), help: ArgumentHelp("On TERM, seconds in-flight requests get (default 30).", valueName: "seconds"))
     var gracefulTimeout: Int?
 
-    @Option(name: .customLong("pool"), help: ArgumentHelp("Start and supervise a keel-pool with these flags, e.g. --pool \"--socket /tmp/app.sock --app hello\" (repeatable).", valueName: "flags"))
+    @Option(name: .customLong("pool"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Start and supervise a keel-pool with these flags, e.g. --pool \"--socket /tmp/app.sock --app hello\" (repeatable).", valueName: "flags"))
     var pools: [String] = []
 
     /// No file and no flag at all: the embedded demo.

@@ -139,10 +139,25 @@ struct FrontBundleTests {
             return (try? HTTPClient.get(port: 8080, "/").status) == 200
         }
         #expect(try HTTPClient.get(port: 8080, "/").text == "Hello world!\n")
+        #expect(try HTTPClient.get(port: 8080, "/env").text.contains("wsgi.version = (1, 0)"))
+        #expect(try HTTPClient.get(port: 8080, "/swift/x").text == "Hello world!\n")
         #expect(keel.log.contains("demo running"))
+        let https = try TLSTools.shell("curl -sk https://127.0.0.1:8443/env")
+        #expect(https.output.contains("'wsgi.url_scheme' = 'https'") || https.output.contains("wsgi.url_scheme = 'https'"), "\(https.output)")
+        // The app the demo runs is the one in deploy/examples (carried in the binary).
+        let demoApp = try #require(keel.log.components(separatedBy: "--wsgi-file ").dropFirst().first?.split(separator: " ").first)
+        let example = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../deploy/examples/wsgi/app.py")
+        #expect(try String(contentsOfFile: String(demoApp), encoding: .utf8) == String(contentsOf: example, encoding: .utf8))
         let tree = Self.tree(keel.pid)
         #expect(try keel.stop(signal: SIGTERM, seconds: 30) == 0)
         try Harness.waitUntil("the demo pool to exit", seconds: 20) { tree.allSatisfy { !Harness.processExists($0) } }
+        #expect(!FileManager.default.fileExists(atPath: (String(demoApp) as NSString).deletingLastPathComponent))
+    }
+
+    @Test func poolFlagTakesKeelPoolFlagsAsItsValue() throws {
+        let directory = try Harness.makeTempDirectory()
+        let keel = try FrontUnderTest(["--pool", "--socket \(directory)/a.sock --app hello", "--access-log", "off"])
+        #expect(try keel.get("/").text == "Hello world!\n")
     }
 
     /// (state, parent pid) of a process, from /proc/PID/stat.
