@@ -158,6 +158,7 @@ struct FrontBundleTests {
         let directory = try Harness.makeTempDirectory()
         let keel = try FrontUnderTest(["--pool", "--socket \(directory)/a.sock --app hello", "--access-log", "off"])
         #expect(try keel.get("/").text == "Hello world!\n")
+        #expect(try keel.stop() == 0)  // TERM stops the pool too (a SIGKILLed keel would leave it running)
     }
 
     /// (state, parent pid) of a process, from /proc/PID/stat.
