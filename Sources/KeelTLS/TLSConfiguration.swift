@@ -42,6 +42,9 @@ public struct TLSConfiguration: Sendable, Equatable {
     public var ciphers: String = TLSConfiguration.modernCiphers
     /// TLS 1.3 suites in OpenSSL syntax (nginx `ssl_conf_command Ciphersuites`); nil keeps OpenSSL's.
     public var cipherSuites: String?
+    /// Choose the cipher by the server's order, not the client's (nginx `ssl_prefer_server_ciphers`, off by default
+    /// as Mozilla advises: every listed cipher is strong and clients without AES hardware prefer ChaCha20).
+    public var preferServerCiphers = false
     /// ALPN protocols offered, most preferred first.
     public var applicationProtocols: [String] = ["http/1.1"]
     /// How long a session may be resumed, in seconds (nginx `ssl_session_timeout`, default 5 minutes).

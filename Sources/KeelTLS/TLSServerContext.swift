@@ -112,6 +112,7 @@ public final class TLSServerContext: @unchecked Sendable {
         // Debian's OpenSSL refuses TLS < 1.2 at its default security level: a configured legacy minimum must work.
         if configuration.minimumVersion < .tls12 { SSL_CTX_set_security_level(context, 0) }
         _ = SSL_CTX_set_options(context, keel_SSL_OP_NO_COMPRESSION() | keel_SSL_OP_NO_RENEGOTIATION())
+        if configuration.preferServerCiphers { _ = SSL_CTX_set_options(context, keel_SSL_OP_CIPHER_SERVER_PREFERENCE()) }
         _ = keel_SSL_CTX_set_mode(context, keel_SSL_MODE_RELEASE_BUFFERS())  // idle keep-alive connections hold no buffers
         _ = keel_SSL_CTX_set1_groups_list(context, "X25519:P-256:P-384")
         // An encrypted key would make OpenSSL prompt on the terminal: refuse instead.

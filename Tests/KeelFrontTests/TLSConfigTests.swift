@@ -23,6 +23,7 @@ import Testing
                 ticket_key_rotation = "2h"
                 handshake_timeout = "5s"
                 hsts = "max-age=63072000"
+                prefer_server_ciphers = true
                 [[tls.certificate]]
                 cert = "site.pem"
                 key = "/etc/keel/site.key"
@@ -40,6 +41,7 @@ import Testing
         #expect(tls.settings.ticketKeyRotation == 7200)
         #expect(tls.handshakeTimeout == .seconds(5))
         #expect(tls.hsts == "max-age=63072000")
+        #expect(tls.settings.preferServerCiphers)
         #expect(tls.certificateKeys == ["tls.certificate[0]"])
     }
 

@@ -6,7 +6,7 @@ import NIOCore
 extension ConfigLoader {
     static let tlsKeys = [
         "certificate", "min_version", "ciphers", "cipher_suites", "session_timeout", "session_cache_size",
-        "session_tickets", "ticket_key_rotation", "handshake_timeout", "hsts",
+        "session_tickets", "ticket_key_rotation", "handshake_timeout", "hsts", "prefer_server_ciphers",
     ]
 
     static func parseTLS(_ table: ConfigTable, baseDirectory: String) throws(ConfigError) -> FrontConfiguration.TLS {
@@ -44,6 +44,7 @@ extension ConfigLoader {
             tls.settings.ticketKeyRotation = Int(rotation.nanoseconds / 1_000_000_000)
         }
         if let timeout = try table.duration("handshake_timeout") { tls.handshakeTimeout = timeout }
+        if let prefer = try table.bool("prefer_server_ciphers") { tls.settings.preferServerCiphers = prefer }
         if let hsts = try table.string("hsts", example: "\"max-age=31536000; includeSubDomains\"") { tls.hsts = hsts.isEmpty ? nil : hsts }
         return tls
     }
