@@ -175,10 +175,10 @@ wait_ready() {
     local url=$1 file=${2:-} deadline=$((SECONDS + READY_TIMEOUT)) body entry
     while :; do
         if [ -n "$file" ]; then
-            if curl -fsS --max-time 2 -o "$TMP/ready.body" "$url" 2>/dev/null && cmp -s "$TMP/ready.body" "$file"; then
+            if curl -kfsS --max-time 2 -o "$TMP/ready.body" "$url" 2>/dev/null && cmp -s "$TMP/ready.body" "$file"; then
                 return 0
             fi
-        elif body=$(curl -fsS --max-time 2 "$url" 2>/dev/null) && [ "$body"$'\n' = "$EXPECTED_BODY" ]; then
+        elif body=$(curl -kfsS --max-time 2 "$url" 2>/dev/null) && [ "$body"$'\n' = "$EXPECTED_BODY" ]; then
             return 0
         fi
         for entry in ${SERVERS[@]+"${SERVERS[@]}"}; do

@@ -66,9 +66,10 @@ nginx_tls_lines="    ssl_certificate $TMP/cert.pem;
 check_resumption() {
     local port
     port=$(free_port)
+    # The http block has access_log off; the location's own access_log logs this run.
     NGINX_LISTEN_OPTS=ssl start_nginx_with nginx-resumption "$port" "$nginx_tls_lines
-    log_format reuse \$ssl_session_reused;
-    access_log $TMP/reuse.log reuse;" "            include $NGINX_CONF_DIR/uwsgi_params;
+    log_format reuse \$ssl_session_reused;" "            access_log $TMP/reuse.log reuse;
+            include $NGINX_CONF_DIR/uwsgi_params;
             uwsgi_pass unix:$SOCK;"
     local pid=$LAST_PID
     wait_ready "https://127.0.0.1:$port/"
