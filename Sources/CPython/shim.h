@@ -12,6 +12,9 @@
 static inline PyObject *keel_py_none(void) { return Py_None; }
 static inline PyObject *keel_py_true(void) { return Py_True; }
 static inline PyObject *keel_py_false(void) { return Py_False; }
+static inline PyObject *keel_py_exc_os_error(void) { return PyExc_OSError; }
+static inline PyObject *keel_py_exc_runtime_error(void) { return PyExc_RuntimeError; }
+static inline PyObject *keel_py_exc_type_error(void) { return PyExc_TypeError; }
 static inline PyObject *keel_py_new_ref(PyObject *o) { Py_INCREF(o); return o; }
 
 static inline int keel_py_bytes_check(PyObject *o) { return PyBytes_Check(o); }
@@ -27,6 +30,7 @@ static inline Py_ssize_t keel_py_tuple_size(PyObject *o) { return PyTuple_GET_SI
 static inline PyObject *keel_py_tuple_item(PyObject *o, Py_ssize_t i) { return PyTuple_GET_ITEM(o, i); }
 static inline char *keel_py_bytes_data(PyObject *o) { return PyBytes_AS_STRING(o); }
 static inline Py_ssize_t keel_py_bytes_size(PyObject *o) { return PyBytes_GET_SIZE(o); }
+static inline int keel_py_type_is(PyObject *o, PyObject *type) { return (PyObject *)Py_TYPE(o) == type; }
 static inline const char *keel_py_type_name(PyObject *o) { return Py_TYPE(o)->tp_name; }
 
 static inline PyObject *keel_py_call2(PyObject *callable, PyObject *a, PyObject *b) {

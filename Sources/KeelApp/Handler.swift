@@ -2,6 +2,13 @@
 /// when there is one thread) and may block it, as a WSGI app does.
 public protocol Handler: Sendable {
     func handle(_ request: Request) throws -> Response
+    /// True if the handler reads `request.bodyReader` where the connection offers one (WSGI's
+    /// `wsgi.input`); false has the body read in full into `request.body` first.
+    var streamsRequestBody: Bool { get }
+}
+
+extension Handler {
+    public var streamsRequestBody: Bool { false }
 }
 
 /// A handler made from a closure, for tests and small apps.

@@ -5,12 +5,15 @@ import NIOCore
 public struct Request: Sendable {
     /// Vars in arrival order: REQUEST_METHOD, REQUEST_URI, PATH_INFO, QUERY_STRING, HTTP_*, …
     public var vars: [(name: String, value: String)]
-    /// The whole request body (CONTENT_LENGTH bytes).
+    /// The whole request body (CONTENT_LENGTH bytes), unless `bodyReader` is set.
     public var body: ByteBuffer
+    /// The body still on the connection, for a handler that `streamsRequestBody`: `body` is then empty.
+    public var bodyReader: (any BodyReader)?
 
-    public init(vars: [(name: String, value: String)], body: ByteBuffer = ByteBuffer()) {
+    public init(vars: [(name: String, value: String)], body: ByteBuffer = ByteBuffer(), bodyReader: (any BodyReader)? = nil) {
         self.vars = vars
         self.body = body
+        self.bodyReader = bodyReader
     }
 
     /// The first value of the var `name`, or nil.
@@ -62,6 +65,16 @@ public struct Request: Sendable {
         }
         return nil
     }
+}
+
+/// A request body read from the connection as the app asks for it, never past CONTENT_LENGTH.
+/// Used on the app's thread only, while the request runs.
+public protocol BodyReader: AnyObject, Sendable {
+    /// Bytes of the body not yet read.
+    var remaining: Int { get }
+    /// Fills the start of `buffer` with up to `buffer.count` body bytes; 0 at the end of the body.
+    /// Throws when the client closed or stalled past the timeout before the end.
+    func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int
 }
 
 extension String {

@@ -96,3 +96,21 @@ import Testing
         #expect(AppRunner.respond(to: Request(vars: []), with: handler).status == 500)
     }
 }
+
+@Suite struct ReasonPhraseTests {
+    @Test(arguments: ["Okay-ish", "Custom reason, with spaces", "", "tab\tinside"])
+    func aPlainReasonIsKept(reason: String) {
+        let handler = ClosureHandler { _ in Response(status: 200, reason: reason, body: .bytes(ByteBuffer())) }
+        let response = AppRunner.respond(to: Request(vars: []), with: handler)
+        #expect(response.status == 200)
+        #expect(response.reason == reason)
+    }
+
+    @Test(arguments: ["OK\r\nSet-Cookie: a=1", "line\nbreak", "nul\u{0}", "del\u{7f}"])
+    func aReasonWithControlCharactersIsA500(reason: String) {
+        let handler = ClosureHandler { _ in Response(status: 200, reason: reason, body: .bytes(ByteBuffer())) }
+        let response = AppRunner.respond(to: Request(vars: []), with: handler)
+        #expect(response.status == 500)
+        #expect(response.reason == nil)
+    }
+}

@@ -64,4 +64,11 @@ import Testing
         HTTPResponseHeadWriter.write(status: 599, headers: [], contentLength: nil, chunked: false, into: &buffer)
         #expect(String(buffer: buffer) == "HTTP/1.1 599 \r\n\r\n")
     }
+
+    @Test func theAppsReasonPhraseIsWrittenAsGiven() {
+        var buffer = ByteBuffer()
+        HTTPResponseHeadWriter.write(
+            status: 200, reason: "Okay-ish", headers: [], contentLength: 0, chunked: false, into: &buffer)
+        #expect(String(buffer: buffer) == "HTTP/1.1 200 Okay-ish\r\nContent-Length: 0\r\n\r\n")
+    }
 }

@@ -3,10 +3,12 @@ import NIOCore
 
 /// What a connection offers the app runner: the writes of one response, always called on the event loop.
 protocol ResponseSink: AnyObject {
-    /// `contentLength` nil means a streamed body of unknown length.
-    func writeResponseHead(status: Int, headers: [(name: String, value: String)], contentLength: Int?)
+    /// `contentLength` nil means a streamed body of unknown length; `reason` nil the standard phrase.
+    func writeResponseHead(status: Int, reason: String?, headers: [(name: String, value: String)], contentLength: Int?)
     /// Completes when the bytes are handed to the socket (the streaming backpressure point).
     func writeResponseBody(_ bytes: ByteBuffer) -> EventLoopFuture<Void>
+    /// Sends `length` bytes of the file from its offset; `file` is kept until the write completes.
+    func writeResponseFile(_ file: ResponseFile, length: Int) -> EventLoopFuture<Void>
     func endResponse()
     /// The response cannot be finished (the app failed mid-stream): close without completing it.
     func abortResponse()
@@ -15,7 +17,7 @@ protocol ResponseSink: AnyObject {
 }
 
 /// Runs one request through the app on the scheduler's thread and writes the response through a sink.
-/// Shared by the uwsgi and HTTP connection handlers so both protocols behave the same.
+/// The response itself goes through `ResponseDelivery`, shared with the uwsgi threads.
 enum AppRunner {
     static func run(
         _ request: Request,
@@ -24,40 +26,14 @@ enum AppRunner {
         scheduler: RequestScheduler,
         completion: @escaping () -> Void
     ) {
-        let eventLoop = scheduler.eventLoop
-        let inline = scheduler.runsInline
-        let writeTimeout = scheduler.writeTimeout
-        let boundSink = NIOLoopBound(sink, eventLoop: eventLoop)
+        let transport = SinkTransport(
+            sink: NIOLoopBound(sink, eventLoop: scheduler.eventLoop), eventLoop: scheduler.eventLoop,
+            inline: scheduler.runsInline, timeout: scheduler.writeTimeout)
         scheduler.execute(
             requestLine: request.requestLineParts,
             {
                 let response = respond(to: request, with: handler)
-                switch response.body {
-                case .bytes(let bytes):
-                    onLoop(eventLoop) {
-                        let sink = boundSink.value
-                        sink.writeResponseHead(
-                            status: response.status, headers: response.headers.withoutFraming,
-                            contentLength: bytes.readableBytes)
-                        _ = sink.writeResponseBody(bytes)
-                        sink.endResponse()
-                    }
-                case .stream(let produce):
-                    let framing = streamFraming(of: response)
-                    onLoop(eventLoop) {
-                        boundSink.value.writeResponseHead(
-                            status: response.status, headers: framing.headers, contentLength: framing.contentLength)
-                    }
-                    let writer = SinkBodyWriter(
-                        sink: boundSink, eventLoop: eventLoop, inline: inline, timeout: writeTimeout)
-                    do {
-                        try produce(writer)
-                        onLoop(eventLoop) { boundSink.value.endResponse() }
-                    } catch {
-                        WorkerLog.error("streamed response of \(request.requestLine) failed: \(error)")
-                        onLoop(eventLoop) { boundSink.value.abortResponse() }
-                    }
-                }
+                ResponseDelivery(transport: transport, requestLine: request.requestLine).send(response)
             },
             completion: completion)
     }
@@ -65,46 +41,31 @@ enum AppRunner {
     /// The app's response, or the error page it earned: HTTPError keeps its status, anything else is a 500.
     static func respond(to request: Request, with handler: any Handler) -> Response {
         do {
-            let response = try handler.handle(request)
-            if let problem = invalidHeader(in: response) {
-                WorkerLog.error("app answered \(request.requestLine) with an invalid header (\(problem)): sent 500 instead")
-                return Response(status: 500, "Internal Server Error\n")
-            }
-            guard (100...999).contains(response.status) else {
-                WorkerLog.error("app answered \(request.requestLine) with status \(response.status): sent 500 instead")
-                return Response(status: 500, "Internal Server Error\n")
-            }
-            return response
-        } catch let error as HTTPError {
-            return Response(status: error.status, error.message)
+            return validated(try handler.handle(request), requestLine: request.requestLine)
         } catch {
-            WorkerLog.error("app failed on \(request.requestLine): \(error)")
-            return Response(status: 500, "Internal Server Error\n")
+            return errorResponse(for: error, requestLine: request.requestLine)
         }
     }
 
-    /// Header names must be HTTP tokens and values must not hold CR, LF or NUL, or a response could
-    /// smuggle extra headers (RFC 9110 §5.1, §5.5). Returns what is wrong, or nil.
+    /// `response`, or a 500 if its head cannot be sent as it is.
+    static func validated(_ response: Response, requestLine: String) -> Response {
+        guard let problem = ResponseHeadCheck.problem(
+            status: response.status, reason: response.reason, headers: response.headers)
+        else { return response }
+        WorkerLog.error("app answered \(requestLine) with \(problem): sent 500 instead")
+        return Response(status: 500, "Internal Server Error\n")
+    }
+
+    /// The response to an app that threw before its head was sent.
+    static func errorResponse(for error: any Error, requestLine: String) -> Response {
+        if let error = error as? HTTPError { return Response(status: error.status, error.message) }
+        WorkerLog.error("app failed on \(requestLine): \(error)")
+        return Response(status: 500, "Internal Server Error\n")
+    }
+
+    /// What is wrong with the response's headers, or nil (see `ResponseHeadCheck`).
     static func invalidHeader(in response: Response) -> String? {
-        for header in response.headers {
-            if header.name.isEmpty || !header.name.utf8.allSatisfy(isTokenByte) {
-                return "name \(header.name.debugDescription)"
-            }
-            if header.value.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 }) {
-                return "\(header.name) value holds CR, LF or NUL"
-            }
-        }
-        return nil
-    }
-
-    private static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        default:
-            return "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
+        ResponseHeadCheck.problem(status: 200, reason: nil, headers: response.headers)
     }
 
     /// A streamed body keeps a Content-Length the app declared (and its headers as given); otherwise
@@ -125,9 +86,9 @@ enum AppRunner {
     }
 }
 
-/// Hands streamed chunks to the event loop; on an app thread it waits until each chunk is written,
-/// so a slow client slows the app instead of growing memory.
-struct SinkBodyWriter: BodyWriter {
+/// The HTTP socket's transport: each step runs on the event loop; on an app thread, body writes wait
+/// until each chunk is written, so a slow client slows the app instead of growing memory.
+struct SinkTransport: ResponseTransport {
     let sink: NIOLoopBound<any ResponseSink>
     let eventLoop: any EventLoop
     let inline: Bool
@@ -141,6 +102,22 @@ struct SinkBodyWriter: BodyWriter {
         var description: String { "the client stopped reading the response (--socket-timeout, or 8 MiB queued)" }
     }
 
+    func writeWhole(status: Int, reason: String?, headers: [(name: String, value: String)], body: ByteBuffer) {
+        let sink = self.sink
+        AppRunner.onLoop(eventLoop) {
+            sink.value.writeResponseHead(status: status, reason: reason, headers: headers, contentLength: body.readableBytes)
+            _ = sink.value.writeResponseBody(body)
+            sink.value.endResponse()
+        }
+    }
+
+    func writeHead(status: Int, reason: String?, headers: [(name: String, value: String)], contentLength: Int?) {
+        let sink = self.sink
+        AppRunner.onLoop(eventLoop) {
+            sink.value.writeResponseHead(status: status, reason: reason, headers: headers, contentLength: contentLength)
+        }
+    }
+
     func write(_ bytes: ByteBuffer) throws {
         if inline {
             // On the I/O thread itself: waiting would deadlock, so the write is queued, up to a bound.
@@ -148,12 +125,35 @@ struct SinkBodyWriter: BodyWriter {
             _ = sink.value.writeResponseBody(bytes)
             return
         }
+        try waitFor { sink in sink.writeResponseBody(bytes) }
+    }
+
+    func writeFile(_ file: ResponseFile, length: Int) throws {
+        if inline {
+            _ = sink.value.writeResponseFile(file, length: length)
+            return
+        }
+        try waitFor { sink in sink.writeResponseFile(file, length: length) }
+    }
+
+    func end() {
+        let sink = self.sink
+        AppRunner.onLoop(eventLoop) { sink.value.endResponse() }
+    }
+
+    func abort() {
+        let sink = self.sink
+        AppRunner.onLoop(eventLoop) { sink.value.abortResponse() }
+    }
+
+    /// Runs a write on the loop and waits for it, at most --socket-timeout without progress.
+    private func waitFor(_ write: @escaping @Sendable (any ResponseSink) -> EventLoopFuture<Void>) throws {
         let sink = self.sink
         let eventLoop = self.eventLoop
         let timeout = self.timeout
         do {
             try eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
-                let written = sink.value.writeResponseBody(bytes)
+                let written = write(sink.value)
                 // Closing the connection fails the write, which ends this wait.
                 let deadline = eventLoop.scheduleTask(in: timeout) { sink.value.abortResponse() }
                 written.whenComplete { _ in deadline.cancel() }

@@ -119,7 +119,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
         keepAlive = false
         responseVersion = head.version
         isHeadRequest = head.method == .HEAD
-        writeResponseHead(status: status, headers: [("Content-Type", "text/plain")], contentLength: message.utf8.count)
+        writeResponseHead(
+            status: status, reason: nil, headers: [("Content-Type", "text/plain")], contentLength: message.utf8.count)
         _ = writeResponseBody(ByteBuffer(string: message))
         endResponse()
     }
@@ -161,7 +162,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
 
     // MARK: ResponseSink
 
-    func writeResponseHead(status: Int, headers: [(name: String, value: String)], contentLength: Int?) {
+    func writeResponseHead(status: Int, reason: String?, headers: [(name: String, value: String)], contentLength: Int?) {
         guard let context else { return }
         var fields = HTTPHeaders(headers)
         if let contentLength {
@@ -174,7 +175,10 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
         } else if responseVersion == .http1_0 {
             fields.replaceOrAdd(name: "Connection", value: "keep-alive")
         }
-        var head = HTTPResponseHead(version: responseVersion, status: HTTPResponseStatus(statusCode: status))
+        var code = HTTPResponseStatus(statusCode: status)
+        // The app's own phrase ("200 Okay-ish") is sent as given; NIO's init would replace it.
+        if let reason, reason != code.reasonPhrase { code = .custom(code: UInt(status), reasonPhrase: reason) }
+        var head = HTTPResponseHead(version: responseVersion, status: code)
         head.headers = fields
         context.write(wrapOutboundOut(.head(head)), promise: nil)
     }
@@ -186,6 +190,22 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
         pendingBytes += count
         let written = context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(bytes))))
         written.whenComplete { [self] _ in pendingBytes -= count }
+        return written
+    }
+
+    func writeResponseFile(_ file: ResponseFile, length: Int) -> EventLoopFuture<Void> {
+        guard let context else { return scheduler.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+        if isHeadRequest || length == 0 { return context.eventLoop.makeSucceededVoidFuture() }
+        // The region gets its own descriptor: NIO closes it, `file` closes the app's when dropped.
+        let copy = dup(file.descriptor)
+        guard copy >= 0 else { return context.eventLoop.makeFailedFuture(IOError(errnoCode: errno, reason: "dup")) }
+        let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: copy)
+        let region = FileRegion(fileHandle: handle, readerIndex: file.offset, endIndex: file.offset + length)
+        let written = context.writeAndFlush(wrapOutboundOut(.body(.fileRegion(region))))
+        written.whenComplete { _ in
+            try? handle.close()
+            withExtendedLifetime(file) {}
+        }
         return written
     }
 

@@ -5,6 +5,7 @@ import NIOHTTP1
 enum HTTPResponseHeadWriter {
     static func write(
         status: Int,
+        reason: String? = nil,
         headers: [(name: String, value: String)],
         contentLength: Int?,
         chunked: Bool,
@@ -13,7 +14,7 @@ enum HTTPResponseHeadWriter {
         buffer.writeStaticString("HTTP/1.1 ")
         buffer.writeString(String(status))
         buffer.writeStaticString(" ")
-        buffer.writeString(HTTPResponseStatus(statusCode: status).reasonPhrase)
+        buffer.writeString(reason ?? HTTPResponseStatus(statusCode: status).reasonPhrase)
         buffer.writeStaticString("\r\n")
         for header in headers {
             buffer.writeString(header.name)

@@ -121,6 +121,7 @@ final class UWSGIThreadServer: @unchecked Sendable {
         var parser = UWSGIRequestParser()
         var head: UWSGIRequestHead?
         var body = ByteBuffer()
+        var reader: SocketBodyReader?
         do {
             reading: while true {
                 while let event = try parser.next(&buffer) {
@@ -134,6 +135,13 @@ final class UWSGIThreadServer: @unchecked Sendable {
                             return
                         }
                         head = h
+                        if h.contentLength > 0 && configuration.handler.streamsRequestBody {
+                            // The app pulls the body from the socket as it reads; what it leaves is drained below.
+                            let early = buffer.readSlice(length: min(buffer.readableBytes, h.contentLength))!
+                            reader = SocketBodyReader(
+                                connection: connection, received: early, length: h.contentLength)
+                            break reading
+                        }
                         // Reserve a first megabyte at most: a declared length is a claim, not memory to hand out.
                         if h.contentLength > 0 { body.reserveCapacity(min(h.contentLength, 1 << 20)) }
                     case .body(var chunk):
@@ -166,42 +174,17 @@ final class UWSGIThreadServer: @unchecked Sendable {
             return
         }
         guard let head else { return }
-        let request = Request(vars: head.vars, body: body)
+        let request = Request(vars: head.vars, body: body, bodyReader: reader)
         let scoreboard = configuration.scoreboard
         scoreboard?.board.requestStarted(
             scoreboard!.record, thread: thread, lineParts: request.requestLineParts, now: monotonicMilliseconds())
-        respond(to: request, on: connection, headOnly: request.method == "HEAD")
+        let response = AppRunner.respond(to: request, with: configuration.handler)
+        let transport = BlockingTransport(connection: connection, headOnly: request.method == "HEAD")
+        ResponseDelivery(transport: transport, requestLine: request.requestLine).send(response)
+        // Closing with unread bytes would reset the connection and could cut the response at the client.
+        reader?.drain()
         scoreboard?.board.requestFinished(scoreboard!.record, thread: thread, now: monotonicMilliseconds())
         counter.requestServed()
-    }
-
-    private func respond(to request: Request, on connection: BlockingConnection, headOnly: Bool) {
-        let response = AppRunner.respond(to: request, with: configuration.handler)
-        var out = ByteBuffer()
-        switch response.body {
-        case .bytes(let bytes):
-            out.reserveCapacity(256 + bytes.readableBytes)
-            HTTPResponseHeadWriter.write(
-                status: response.status, headers: response.headers.withoutFraming, contentLength: bytes.readableBytes,
-                chunked: false, into: &out)
-            if !headOnly {
-                var bytes = bytes
-                out.writeBuffer(&bytes)
-            }
-            _ = connection.writeAll(out)
-        case .stream(let produce):
-            // uwsgi has no keep-alive: without a declared length the close ends the body.
-            let framing = AppRunner.streamFraming(of: response)
-            HTTPResponseHeadWriter.write(
-                status: response.status, headers: framing.headers, contentLength: framing.contentLength,
-                chunked: false, into: &out)
-            guard connection.writeAll(out) else { return }
-            do {
-                try produce(BlockingBodyWriter(connection: connection, discard: headOnly))
-            } catch {
-                WorkerLog.error("streamed response of \(request.requestLine) failed: \(error)")
-            }
-        }
     }
 
     private func respondWithError(_ connection: BlockingConnection, status: Int, _ message: String) {
@@ -211,76 +194,5 @@ final class UWSGIThreadServer: @unchecked Sendable {
             into: &out)
         out.writeString(message)
         _ = connection.writeAll(out)
-    }
-}
-
-/// A connected socket used with blocking calls and SO_RCVTIMEO/SO_SNDTIMEO deadlines.
-struct BlockingConnection {
-    let fd: Int32
-
-    /// Set per connection: accepted AF_UNIX sockets do not inherit the listener's timeouts.
-    init(fd: Int32, timeoutSeconds: Int) {
-        self.fd = fd
-        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    enum ReadResult {
-        case bytes
-        case closed
-        case timedOut
-        case failed(Int32)
-    }
-
-
-    func read(into buffer: inout ByteBuffer) -> ReadResult {
-        buffer.discardReadBytes()
-        buffer.reserveCapacity(minimumWritableBytes: 16 * 1024)
-        while true {
-            var received = 0
-            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 0) { raw in
-                received = recv(fd, raw.baseAddress, raw.count, 0)
-                return max(received, 0)
-            }
-            if received > 0 { return .bytes }
-            if received == 0 { return .closed }
-            switch errno {
-            case EINTR: continue
-            case EAGAIN: return .timedOut
-            case let code: return .failed(code)
-            }
-        }
-    }
-
-    /// Writes all of `buffer`; false if the peer went away or stalled past the send timeout.
-    func writeAll(_ buffer: ByteBuffer) -> Bool {
-        var buffer = buffer
-        while buffer.readableBytes > 0 {
-            let n = buffer.withUnsafeReadableBytes { raw in send(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return false
-            }
-            buffer.moveReaderIndex(forwardBy: n)
-        }
-        return true
-    }
-
-    func close() { Glibc.close(fd) }
-}
-
-/// Streams a body straight to the socket; blocking sends are the backpressure.
-struct BlockingBodyWriter: BodyWriter {
-    let connection: BlockingConnection
-    let discard: Bool
-
-    struct ClientGone: Error, CustomStringConvertible {
-        var description: String { "the client closed the connection or stopped reading (--socket-timeout)" }
-    }
-
-    func write(_ bytes: ByteBuffer) throws {
-        if discard { return }
-        guard connection.writeAll(bytes) else { throw ClientGone() }
     }
 }

@@ -57,20 +57,26 @@ struct EnvironBuilder {
 
         PyDict_SetItemString(dict, "wsgi.version", support.version.pointer)
         Py.set(dict, "wsgi.url_scheme", Py.latin1(https ? "https" : "http")!)
-        guard let input = makeInput(request.body) else { return nil }
+        let input: PyOwned?
+        if let reader = request.bodyReader {
+            input = StreamedInput.make(reader, support: support)
+        } else {
+            input = makeInput(request.body)
+        }
+        guard let input else { return nil }
         Py.set(dict, "wsgi.input", input)
         guard let errors = PyOwned(PyObject_CallNoArgs(support.errorStreamClass.pointer)) else { return nil }
         PyDict_SetItemString(dict, "wsgi.errors", errors.pointer)
         PyDict_SetItemString(dict, "wsgi.multithread", multithread ? keel_py_true() : keel_py_false())
         PyDict_SetItemString(dict, "wsgi.multiprocess", multiprocess ? keel_py_true() : keel_py_false())
         PyDict_SetItemString(dict, "wsgi.run_once", keel_py_false())
-        // The whole body is read before the app runs, so reading to EOF is safe (a WSGI 1.0.1 extension).
+        // Both inputs end at CONTENT_LENGTH, so reading to EOF is safe (a WSGI 1.0.1 extension).
         PyDict_SetItemString(dict, "wsgi.input_terminated", keel_py_true())
         PyDict_SetItemString(dict, "wsgi.file_wrapper", support.fileWrapperClass.pointer)
         return (PythonObject(owned: environ.take()), PythonObject(owned: errors.take()))
     }
 
-    /// wsgi.input: a BytesIO over exactly CONTENT_LENGTH bytes, so read(), readline(), readlines()
+    /// wsgi.input of a buffered body: a BytesIO over exactly CONTENT_LENGTH bytes, so read(), readline(), readlines()
     /// and iteration all behave as on a file and can never read past the body.
     private func makeInput(_ body: ByteBuffer) -> PyOwned? {
         let made: PyPointer?

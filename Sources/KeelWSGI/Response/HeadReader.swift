@@ -6,7 +6,14 @@ struct HeadReader {
     let support: SupportObjects
     let startResponse: PyPointer
 
-    func read() throws(AppFailure) -> (status: Int, headers: [(name: String, value: String)]) {
+    struct Head {
+        var status: Int
+        /// As the app wrote it ("200 Okay-ish" keeps "Okay-ish").
+        var reason: String
+        var headers: [(name: String, value: String)]
+    }
+
+    func read() throws(AppFailure) -> Head {
         guard let status = PyOwned(PyObject_GetAttr(startResponse, support.names.status.pointer)),
             status.pointer != Py.none
         else {
@@ -32,22 +39,11 @@ struct HeadReader {
             else { throw AppFailure("response header \(index + 1) is not a (str, str) tuple of latin-1 text") }
             headers.append((name, value))
         }
-        return (code, headers)
+        return Head(status: code, reason: String(text.dropFirst(4)), headers: headers)
     }
 
     /// Marks the head as sent: a later start_response(..., exc_info) re-raises (PEP 3333).
     func commit() {
         PyObject_SetAttr(startResponse, support.names.committed.pointer, keel_py_true())
-    }
-
-    /// Bytes the app gave the write() callable, in order.
-    func written() throws(AppFailure) -> [PyPointer] {
-        guard let list = PyObject_GetAttr(startResponse, support.names.written.pointer) else {
-            PyErr_Clear()
-            return []
-        }
-        defer { Py_DecRef(list) }
-        guard list != Py.none else { return [] }
-        return (0..<keel_py_list_size(list)).map { keel_py_list_item(list, $0)! }
     }
 }

@@ -2,44 +2,51 @@ import CPython
 import KeelApp
 import NIOCore
 
-/// A loaded WSGI app as a keel-pool handler. Runs on the worker's app threads: each call takes the
-/// GIL for the Python work only (environ, the app call, each body chunk) and releases it while the
-/// worker writes to the socket, so a `time.sleep` or a slow client in one request stalls no other.
+/// A loaded WSGI app as a keel-pool handler. Runs on the worker's app threads: each call holds the
+/// GIL for the Python work only and releases it whenever it waits on the connection (sending a
+/// write() or a chunk, reading wsgi.input), so a `time.sleep` or a slow client stalls no other request.
 public final class WSGIHandler: Handler, @unchecked Sendable {
     let app: PythonObject
     let support: SupportObjects
     let environ: EnvironBuilder
-    let log: @Sendable (String) -> Void
 
     init(app: PythonObject, support: SupportObjects, configuration: WSGIConfiguration) {
         self.app = app
         self.support = support
         self.environ = EnvironBuilder(
             support: support, multithread: configuration.multithread, multiprocess: configuration.multiprocess)
-        self.log = configuration.log
     }
 
+    /// wsgi.input reads the connection where the worker offers it (uwsgi sockets).
+    public var streamsRequestBody: Bool { true }
+
+    /// The head is only known once the app writes or yields its first bytes: the app runs inside the
+    /// response, which sends as it goes (a failure before the head is a 500, after it a cut connection).
     public func handle(_ request: Request) throws -> Response {
-        do {
-            return try GIL.with { () throws(AppFailure) -> Response in try call(request) }
-        } catch {
-            log("error: WSGI app failed on \(request.requestLine): \(error)")
-            return Response(status: 500, "Internal Server Error\n")
+        Response(body: .deferred { writer in try self.run(request, writer: writer) })
+    }
+
+    func run(_ request: Request, writer: any ResponseWriter) throws -> Response? {
+        let exchange = WSGIExchange(writer: writer, support: support)
+        return try GIL.with { () throws(AppFailure) -> Response? in
+            defer { exchange.finish() }
+            return try call(request, exchange: exchange)
         }
     }
 
-    private func call(_ request: Request) throws(AppFailure) -> Response {
+    private func call(_ request: Request, exchange: WSGIExchange) throws(AppFailure) -> Response? {
         guard let made = environ.make(for: request) else { throw raised("cannot build the environ") }
         defer { flush(made.errors) }
-        guard let startResponse = PyOwned(PyObject_CallNoArgs(support.startResponseClass.pointer)) else {
-            throw raised("cannot make start_response")
-        }
+        guard let hook = exchange.makeWriteHook(),
+            let startResponse = PyOwned(keel_py_call1(support.startResponseClass.pointer, hook.pointer))
+        else { throw raised("cannot make start_response") }
+        exchange.startResponse = startResponse.pointer
         guard let result = PyOwned(keel_py_call2(app.pointer, made.environ.pointer, startResponse.pointer)) else {
             throw raised("the app raised")
         }
-        let body = WSGIResult(result: PythonObject(owned: result.take()), support: support)
-        let head = HeadReader(support: support, startResponse: startResponse.pointer)
-        return try body.response(head: head, requestLine: request.requestLine)
+        let body = WSGIResult(
+            result: PythonObject(owned: result.take()), support: support, requestLine: request.requestLine)
+        return try body.deliver(exchange)
     }
 
     /// wsgi.errors may hold a line without its newline: it still reaches the log.

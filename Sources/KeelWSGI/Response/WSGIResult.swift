@@ -2,117 +2,121 @@ import CPython
 import KeelApp
 import NIOCore
 
-/// The iterable a WSGI app returned, turned into a keel-pool response: a list or tuple of bytes is
-/// sent whole with Content-Length; anything else is iterated up to its first non-empty chunk (headers
-/// are not sent before it, as PEP 3333 asks), then streamed chunk by chunk. Its `close()` is called
-/// exactly once in every case: end, error, client gone, or the response dropped unsent.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The iterable a WSGI app returned, delivered: before any write(), a list or tuple of bytes becomes
+/// one body with Content-Length and a `wsgi.file_wrapper` over a regular file becomes a sendfile
+/// response; anything else is iterated, the head going out with the first non-empty chunk (PEP 3333)
+/// and each chunk sent as it comes. Its `close()` is called exactly once in every case: end, error,
+/// client gone, or the response dropped unsent.
 final class WSGIResult: @unchecked Sendable {
     private let result: PythonObject
     private let support: SupportObjects
-    private var iterator: PythonObject?
+    private let requestLine: String
     private var closed = false
-    private var requestLine = ""
 
-    init(result: PythonObject, support: SupportObjects) {
+    init(result: PythonObject, support: SupportObjects, requestLine: String) {
         self.result = result
         self.support = support
+        self.requestLine = requestLine
     }
 
     deinit {
         if !closed { GIL.with { close() } }
     }
 
-    /// Call with the GIL held.
-    func response(head reader: HeadReader, requestLine: String) throws(AppFailure) -> Response {
-        self.requestLine = requestLine
+    /// Sends the body through `exchange`, or returns the response to send instead. Call with the GIL held.
+    func deliver(_ exchange: WSGIExchange) throws(AppFailure) -> Response? {
         do {
-            return try makeResponse(reader)
+            if !exchange.headSent, let whole = try wholeResponse(exchange) { return whole }
+            try stream(exchange)
+            close()
+            return nil
         } catch {
             close()
             throw error
         }
     }
 
-    private func makeResponse(_ reader: HeadReader) throws(AppFailure) -> Response {
+    /// A response known at once (a list, a tuple, bytes, a sendable file), or nil to iterate.
+    private func wholeResponse(_ exchange: WSGIExchange) throws(AppFailure) -> Response? {
         let object = result.pointer
-        var body = ByteBuffer()
-        for chunk in try reader.written() { Self.append(chunk, to: &body) }
-        if keel_py_list_check_exact(object) != 0 || keel_py_tuple_check_exact(object) != 0 {
-            let isList = keel_py_list_check_exact(object) != 0
-            let count = isList ? keel_py_list_size(object) : keel_py_tuple_size(object)
-            for index in 0..<count {
-                let item = isList ? keel_py_list_item(object, index)! : keel_py_tuple_item(object, index)!
-                try Self.checkBytes(item)
-                Self.append(item, to: &body)
+        let isList = keel_py_list_check_exact(object) != 0
+        if isList || keel_py_tuple_check_exact(object) != 0 || keel_py_bytes_check(object) != 0 {
+            var body = ByteBuffer()
+            if keel_py_bytes_check(object) != 0 {
+                // Not an iterable of bytes, but unambiguous: uWSGI sends it as the body, and so do we.
+                Self.append(object, to: &body)
+            } else {
+                let count = isList ? keel_py_list_size(object) : keel_py_tuple_size(object)
+                for index in 0..<count {
+                    let item = isList ? keel_py_list_item(object, index)! : keel_py_tuple_item(object, index)!
+                    try Self.checkBytes(item)
+                    Self.append(item, to: &body)
+                }
             }
-            let head = try reader.read()
+            let head = try exchange.readHead()
             close()
-            return Response(status: head.status, headers: head.headers, body: .bytes(body))
-        }
-        if keel_py_bytes_check(object) != 0 {
-            // Not an iterable of bytes, but unambiguous: uWSGI sends it as the body, and so do we.
-            Self.append(object, to: &body)
-            let head = try reader.read()
-            close()
-            return Response(status: head.status, headers: head.headers, body: .bytes(body))
+            return Response(status: head.status, reason: head.reason, headers: head.headers, body: .bytes(body))
         }
         if keel_py_unicode_check(object) != 0 {
-            throw AppFailure(
-                "the app returned a str; a WSGI app returns an iterable of bytes (e.g. [text.encode()])")
+            throw AppFailure("the app returned a str; a WSGI app returns an iterable of bytes (e.g. [text.encode()])")
         }
-        guard let iterator = PyObject_GetIter(object) else {
-            PyErr_Clear()
-            throw AppFailure("the app returned a \(String(cString: keel_py_type_name(object))), which is not iterable")
-        }
-        self.iterator = PythonObject(owned: iterator)
-        // Headers wait for the first non-empty chunk (the app may still call start_response with exc_info).
-        while let chunk = try next() {
-            if keel_py_bytes_size(chunk.pointer) == 0 { continue }
-            Self.append(chunk.pointer, to: &body)
-            let head = try reader.read()
-            reader.commit()
-            let first = body
-            return Response(status: head.status, headers: head.headers, body: .stream { writer in
-                try self.send(first: first, to: writer)
-            })
-        }
-        let head = try reader.read()
-        close()
-        return Response(status: head.status, headers: head.headers, body: .bytes(body))
+        guard let file = sendableFile() else { return nil }
+        let head = try exchange.readHead()
+        return Response(status: head.status, reason: head.reason, headers: head.headers, body: .file(file))
     }
 
-    /// The next chunk (checked to be bytes), nil at the end. Call with the GIL held.
-    private func next() throws(AppFailure) -> PyOwned? {
-        guard let iterator else { return nil }
-        guard let item = PyOwned(PyIter_Next(iterator.pointer)) else {
-            if PyErr_Occurred() != nil { throw raised("the app's response iterable raised") }
+    /// The wrapped file of a `wsgi.file_wrapper` result as an fd of its own, if it is a regular file;
+    /// the iterable's close() runs once the file is sent (or dropped).
+    private func sendableFile() -> ResponseFile? {
+        // Exactly our wrapper: a subclass or a middleware's wrapper may iterate differently.
+        guard keel_py_type_is(result.pointer, support.fileWrapperClass.pointer) != 0,
+            let region = PyOwned(PyObject_CallMethodNoArgs(result.pointer, support.names.sendable.pointer))
+        else {
+            PyErr_Clear()
             return nil
         }
-        try Self.checkBytes(item.pointer)
-        return item
+        guard keel_py_tuple_check(region.pointer) != 0, keel_py_tuple_size(region.pointer) == 3 else { return nil }
+        let fd = Int32(truncatingIfNeeded: PyLong_AsLong(keel_py_tuple_item(region.pointer, 0)))
+        let offset = PyLong_AsLong(keel_py_tuple_item(region.pointer, 1))
+        let length = PyLong_AsLong(keel_py_tuple_item(region.pointer, 2))
+        if PyErr_Occurred() != nil {
+            PyErr_Clear()
+            return nil
+        }
+        let copy = dup(fd)
+        guard copy >= 0 else { return nil }
+        return ResponseFile(descriptor: copy, offset: offset, length: length) { [self] in GIL.with { close() } }
     }
 
-    /// Streams the rest: Python runs (with the GIL) only to produce each chunk, the write waits without it.
-    private func send(first: ByteBuffer, to writer: any BodyWriter) throws {
-        defer { GIL.with { close() } }
-        try writer.write(first)
-        while true {
-            let chunk = try GIL.with { () throws(AppFailure) -> ByteBuffer? in
-                guard let item = try next() else { return nil }
-                var buffer = ByteBuffer()
-                Self.append(item.pointer, to: &buffer)
-                return buffer
-            }
-            guard let chunk else { return }
-            if chunk.readableBytes > 0 { try writer.write(chunk) }
+    /// Iterates the result, sending the head with the first non-empty chunk (or at the end, with an
+    /// empty body) and each chunk before asking for the next.
+    private func stream(_ exchange: WSGIExchange) throws(AppFailure) {
+        guard let iterator = PyOwned(PyObject_GetIter(result.pointer)) else {
+            PyErr_Clear()
+            throw AppFailure(
+                "the app returned a \(String(cString: keel_py_type_name(result.pointer))), which is not iterable")
         }
+        while true {
+            guard let item = PyOwned(PyIter_Next(iterator.pointer)) else {
+                if PyErr_Occurred() != nil { throw raised("the app's response iterable raised") }
+                break
+            }
+            try Self.checkBytes(item.pointer)
+            if keel_py_bytes_size(item.pointer) == 0 { continue }
+            try exchange.sendHead()
+            try exchange.send(item.pointer)
+        }
+        try exchange.sendHead()
     }
 
     /// Calls the iterable's close() once; an exception from it is logged, not raised. GIL held.
     private func close() {
         guard !closed else { return }
         closed = true
-        iterator = nil
         guard PyObject_HasAttr(result.pointer, support.names.close.pointer) != 0 else { return }
         if let returned = PyObject_CallMethodNoArgs(result.pointer, support.names.close.pointer) {
             Py_DecRef(returned)

@@ -38,14 +38,14 @@ class ErrorStream:
 
 
 class StartResponse:
-    """start_response with PEP 3333's exc_info rules; write() is the legacy imperative body."""
-    __slots__ = ('status', 'headers', 'committed', 'written')
+    """start_response with PEP 3333's exc_info rules; write() sends its bytes before it returns."""
+    __slots__ = ('status', 'headers', 'committed', '_send')
 
-    def __init__(self):
+    def __init__(self, send):
         self.status = None
         self.headers = None
         self.committed = False  # set by the server once the head is on its way to the client
-        self.written = None
+        self._send = send  # the worker's: sends the head (the first time), then the bytes
 
     def __call__(self, status, headers, exc_info=None):
         if exc_info:
@@ -73,9 +73,26 @@ class StartResponse:
             raise AssertionError('write() called before start_response()')
         if type(data) is not bytes:
             raise TypeError('write() takes bytes, not %s' % type(data).__name__)
-        if self.written is None:
-            self.written = []
-        self.written.append(data)
+        self._send(data)
+
+
+class InputStream(io.RawIOBase):
+    """The raw side of wsgi.input on a uwsgi socket: the worker fills the buffer from the connection,
+    never past CONTENT_LENGTH, and returns 0 at the end of the body."""
+
+    def __init__(self, readinto):
+        self._readinto = readinto
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        return self._readinto(buffer)
+
+
+def make_input(readinto):
+    """wsgi.input over a streamed body: a buffered reader gives read(), readline(), iteration."""
+    return io.BufferedReader(InputStream(readinto), 65536)
 
 
 class FileWrapper:

@@ -8,6 +8,7 @@ final class SupportObjects: @unchecked Sendable {
     let startResponseClass: PythonObject
     let errorStreamClass: PythonObject
     let fileWrapperClass: PythonObject
+    let makeInput: PythonObject
     let bytesIOClass: PythonObject
     let formatException: PythonObject
     /// (1, 0), the value of wsgi.version.
@@ -20,7 +21,6 @@ final class SupportObjects: @unchecked Sendable {
         let status: PythonObject
         let headers: PythonObject
         let committed: PythonObject
-        let written: PythonObject
         let close: PythonObject
         let flush: PythonObject
         let sendable: PythonObject
@@ -30,7 +30,6 @@ final class SupportObjects: @unchecked Sendable {
             status = intern("status")
             headers = intern("headers")
             committed = intern("committed")
-            written = intern("written")
             close = intern("close")
             flush = intern("flush")
             sendable = intern("sendable")
@@ -48,6 +47,7 @@ final class SupportObjects: @unchecked Sendable {
         startResponseClass = try attribute("StartResponse")
         errorStreamClass = try attribute("ErrorStream")
         fileWrapperClass = try attribute("FileWrapper")
+        makeInput = try attribute("make_input")
         formatException = try attribute("format_exception")
         let io = PyImport_ImportModule("io")!
         bytesIOClass = PythonObject(owned: PyObject_GetAttrString(io, "BytesIO"))

@@ -188,6 +188,55 @@ def errors_log(environ, start_response):
     return [b'logged\n']
 
 
+def _write_then_wait(environ, start_response):
+    # write() must reach the client before it returns: the test creates the marker only once it has
+    # read the first bytes, and the app waits for the marker before it ends the response.
+    marker = environ['QUERY_STRING'].partition('=')[2]
+    write = start_response('200 Okay-ish', [('Content-Type', 'text/plain')])
+    write(b'first\n')
+    deadline = time.monotonic() + 10
+    while not os.path.exists(marker) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    write(b'released\n' if os.path.exists(marker) else b'timed out\n')
+    return [b'last\n']
+
+write_then_wait = validator(_write_then_wait)
+
+
+def _read_chunks(environ, start_response):
+    length = int(environ.get('CONTENT_LENGTH') or 0)
+    stream = environ['wsgi.input']
+    parts = []
+    while True:
+        part = stream.read(7777)
+        if not part:
+            break
+        parts.append(part)
+    body = b''.join(parts)
+    assert len(body) == length, 'read %d of %d' % (len(body), length)
+    start_response('200 OK', [('Content-Type', 'application/octet-stream')])
+    return [body]
+
+read_chunks = validator(_read_chunks)
+
+
+def ignore_body(environ, start_response):
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'ignored %s bytes\n' % environ.get('CONTENT_LENGTH', '0').encode()]
+
+
+def file_wrapper_raw(environ, start_response):
+    # Not behind the validator, so the worker sees its own FileWrapper and can sendfile it.
+    path = environ['QUERY_STRING'].partition('=')[2]
+    start_response('200 OK', [('Content-Type', 'application/octet-stream')])
+    return environ['wsgi.file_wrapper'](open(path, 'rb'), 32768)
+
+
+def reason_phrase(environ, start_response):
+    start_response('299 Okay-ish, with spaces', [('Content-Type', 'text/plain')])
+    return [b'reason kept\n']
+
+
 _ticks = [0]
 def _tick():
     while True:
