@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # keel TLS vs nginx TLS (issue 5): each terminating TLS in front of the same keel-pool `hello`
 # backend (uwsgi over a unix socket), one ECDSA P-256 certificate for both, measured one after the
-# other in one run on loopback. Two shapes:
+# other in one run on loopback. Three shapes:
 #   keep-alive  wrk over HTTPS, 64 connections kept open (record encryption + the proxy path)
-#   handshakes  wrk with "Connection: close": every request is a new TCP connection and a full TLS
-#               handshake (wrk does not resume sessions; checked once against nginx's $ssl_session_reused)
+#   resumed     wrk with "Connection: close": a new TCP connection per request; wrk resumes its TLS
+#               session (TLS 1.3 PSK + ECDHE), as the resumption check against nginx's
+#               $ssl_session_reused shows
+#   full        the same with resumption off on both servers (no tickets, no cache): every request
+#               is a new TCP connection and a full handshake with an ECDSA P-256 signature
 # Reports requests/s, p99, errors and the front's CPU per request. See bench/README.md.
 #
 #   bench/tls.sh
@@ -61,30 +64,53 @@ measure() {
 nginx_tls_lines="    ssl_certificate $TMP/cert.pem;
     ssl_certificate_key $TMP/key.pem;
     ssl_protocols TLSv1.2 TLSv1.3;"
+nginx_no_resumption="    ssl_session_tickets off;
+    ssl_session_cache off;"
 
-# wrk and session resumption: count reused sessions in a short logged run against nginx.
+# keel's side of the same settings (flags have no [tls] options): a config per mode.
+keel_config() {   # keel_config PORT RESUMPTION(on|off) > FILE
+    cat <<TOML
+[[listen]]
+address = "127.0.0.1:$1"
+tls = true
+[tls]
+$([ "$2" = off ] && printf 'session_tickets = false\nsession_cache_size = 0\n')
+[[tls.certificate]]
+cert = "$TMP/cert.pem"
+key = "$TMP/key.pem"
+[log]
+access = "off"
+[[route]]
+uwsgi = "unix:$SOCK"
+TOML
+}
+
+# check_resumption NAME EXTRA_NGINX_LINES : counts reused sessions in a short logged wrk run (Connection:
+# close) against nginx; sets CHECK_FULL and CHECK_RESUMED.
 check_resumption() {
-    local port
+    local name=$1 extra=$2 port
     port=$(free_port)
     # The http block has access_log off; the location's own access_log logs this run.
-    NGINX_LISTEN_OPTS=ssl start_nginx_with nginx-resumption "$port" "$nginx_tls_lines
-    log_format reuse \$ssl_session_reused;" "            access_log $TMP/reuse.log reuse;
+    NGINX_LISTEN_OPTS=ssl start_nginx_with "nginx-$name" "$port" "$nginx_tls_lines
+$extra
+    log_format reuse \$ssl_session_reused;" "            access_log $TMP/$name.log reuse;
             include $NGINX_CONF_DIR/uwsgi_params;
             uwsgi_pass unix:$SOCK;"
     local pid=$LAST_PID
     wait_ready "https://127.0.0.1:$port/"
     wrk -t1 -c4 -d1s -H 'Connection: close' "https://127.0.0.1:$port/" >/dev/null
     stop_server "$pid"
-    RESUMED=$(grep -c '^r$' "$TMP/reuse.log" || true)
-    FULL=$(grep -c '^\.$' "$TMP/reuse.log" || true)
-    log "wrk with Connection: close: $FULL full handshakes, $RESUMED resumed"
+    CHECK_RESUMED=$(grep -c '^r$' "$TMP/$name.log" || true)
+    CHECK_FULL=$(grep -c '^\.$' "$TMP/$name.log" || true)
+    log "$name: wrk with Connection: close made $CHECK_FULL full handshakes, $CHECK_RESUMED resumed"
 }
 
-row_nginx() {   # row_nginx KEY LABEL [WRK_ARG...]
-    local key=$1 label=$2 port pid
-    shift 2
+row_nginx() {   # row_nginx KEY LABEL RESUMPTION(on|off) [WRK_ARG...]
+    local key=$1 label=$2 resumption=$3 port pid lines=$nginx_tls_lines
+    shift 3
+    [ "$resumption" = off ] && lines+=$'\n'"$nginx_no_resumption"
     port=$(free_port)
-    NGINX_LISTEN_OPTS=ssl start_nginx_with "nginx-$key" "$port" "$nginx_tls_lines" "            include $NGINX_CONF_DIR/uwsgi_params;
+    NGINX_LISTEN_OPTS=ssl start_nginx_with "nginx-$key" "$port" "$lines" "            include $NGINX_CONF_DIR/uwsgi_params;
             uwsgi_pass unix:$SOCK;"
     pid=$LAST_PID
     wait_ready "https://127.0.0.1:$port/"
@@ -92,23 +118,28 @@ row_nginx() {   # row_nginx KEY LABEL [WRK_ARG...]
     stop_server "$pid"
 }
 
-row_keel() {   # row_keel KEY LABEL [WRK_ARG...]
-    local key=$1 label=$2 port pid
-    shift 2
+row_keel() {   # row_keel KEY LABEL RESUMPTION(on|off) [WRK_ARG...]
+    local key=$1 label=$2 resumption=$3 port pid
+    shift 3
     port=$(free_port)
-    start "keel-$key" TERM "$KEEL" --tls-listen "127.0.0.1:$port" --cert "$TMP/cert.pem" --key "$TMP/key.pem" \
-        --uwsgi "unix:$SOCK" --access-log off --event-loops 1
+    keel_config "$port" "$resumption" >"$TMP/keel-$key.toml"
+    start "keel-$key" TERM "$KEEL" --config "$TMP/keel-$key.toml" --event-loops 1
     pid=$LAST_PID
     wait_ready "https://127.0.0.1:$port/"
     measure "$key" "$label" "https://127.0.0.1:$port/" "$pid" "$@"
     stop_server "$pid"
 }
 
-check_resumption
-row_nginx N "nginx TLS (1 worker) → keel-pool, keep-alive"
-row_keel K "keel TLS (1 event loop) → keel-pool, keep-alive"
-row_nginx NH "nginx TLS (1 worker), new handshake per request" -H 'Connection: close'
-row_keel KH "keel TLS (1 event loop), new handshake per request" -H 'Connection: close'
+check_resumption resumption-on ""
+RESUMED_ON="$CHECK_FULL full, $CHECK_RESUMED resumed"
+check_resumption resumption-off "$nginx_no_resumption"
+RESUMED_OFF="$CHECK_FULL full, $CHECK_RESUMED resumed"
+row_nginx N "nginx TLS (1 worker) → keel-pool, keep-alive" on
+row_keel K "keel TLS (1 event loop) → keel-pool, keep-alive" on
+row_nginx NR "nginx TLS, new connection per request, session resumed" on -H 'Connection: close'
+row_keel KR "keel TLS, new connection per request, session resumed" on -H 'Connection: close'
+row_nginx NF "nginx TLS, new connection per request, full handshake (resumption off)" off -H 'Connection: close'
+row_keel KF "keel TLS, new connection per request, full handshake (resumption off)" off -H 'Connection: close'
 save_cmds
 
 ratio() { awk -v a="$(field "$1" 3)" -v b="$(field "$2" 3)" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", a / b; else print "-" }'; }
@@ -123,9 +154,11 @@ ratio() { awk -v a="$(field "$1" 3)" -v b="$(field "$2" 3)" 'BEGIN { if (a > 0 &
     echo "| ratio | keel ÷ nginx | goal |"
     echo "| --- | ---: | ---: |"
     echo "| keep-alive requests/s (K / N) | $(ratio K N) | ≥ 1.0 |"
-    echo "| new full handshakes/s (KH / NH) | $(ratio KH NH) | ≥ 1.0 |"
+    echo "| new full handshakes/s (KF / NF) | $(ratio KF NF) | ≥ 1.0 |"
+    echo "| new connections with resumed sessions/s (KR / NR) | $(ratio KR NR) | - |"
     echo
-    echo "wrk with Connection: close made $FULL full and $RESUMED resumed handshakes in the resumption check."
+    echo "Resumption check (1 s of wrk -t1 -c4 with Connection: close against nginx, \$ssl_session_reused):"
+    echo "default settings: $RESUMED_ON; with tickets and cache off: $RESUMED_OFF."
     echo
     environment "- OpenSSL: $(openssl version)" "- certificate: ECDSA P-256 (both fronts)"
 } | publish tls
