@@ -2,11 +2,13 @@
 #ifndef KEEL_CPYTHON_SHIM_H
 #define KEEL_CPYTHON_SHIM_H
 
+// SwiftGlibc is built without feature macros, but pyconfig.h defines _GNU_SOURCE and _XOPEN_SOURCE, under
+// which glibc names fd_set's field differently: a clash with Glibc's copy that broke clean builds. Reading
+// features.h and sys/select.h first fixes their shape to Glibc's (features.h is only read once).
+#include <features.h>
+#include <sys/select.h>
+#include <sys/time.h>
 #define PY_SSIZE_T_CLEAN
-#include <pyconfig.h>
-// pyconfig.h sets _XOPEN_SOURCE, under which glibc names fd_set's field differently from SwiftGlibc's
-// copy; Python's headers do not need sys/select.h, so it is left out rather than clashing.
-#undef HAVE_SYS_SELECT_H
 #include <Python.h>
 
 static inline PyObject *keel_py_none(void) { return Py_None; }

@@ -25,6 +25,8 @@ final class SessionTicketKeys: Sendable {
 
     private let state = Mutex(State())
     static let kept = 3
+    /// Fetched once: `EVP_aes_256_cbc()` would make OpenSSL 3 look the cipher up in its provider on every ticket.
+    nonisolated(unsafe) private static let cipher: OpaquePointer? = EVP_CIPHER_fetch(nil, "AES-256-CBC", nil)
 
     /// Sets the rotation period (the latest loaded configuration wins).
     func setRotation(seconds: Int) {
@@ -72,14 +74,14 @@ final class SessionTicketKeys: Sendable {
             let key = keys.current()
             key.name.withUnsafeBufferPointer { keyName.update(from: $0.baseAddress!, count: 16) }
             guard RAND_bytes(iv, 16) == 1 else { return -1 }
-            guard EVP_EncryptInit_ex(cipherContext, EVP_aes_256_cbc(), nil, key.aesKey, iv) == 1,
+            guard EVP_EncryptInit_ex(cipherContext, cipher ?? EVP_aes_256_cbc(), nil, key.aesKey, iv) == 1,
                 setHMACKey(key.hmacKey, on: macContext)
             else { return -1 }
             return 1
         }
         guard let (key, isCurrent) = keys.key(named: keyName) else { return 0 }
         guard setHMACKey(key.hmacKey, on: macContext),
-            EVP_DecryptInit_ex(cipherContext, EVP_aes_256_cbc(), nil, key.aesKey, iv) == 1
+            EVP_DecryptInit_ex(cipherContext, cipher ?? EVP_aes_256_cbc(), nil, key.aesKey, iv) == 1
         else { return -1 }
         return isCurrent ? 1 : 2
     }
