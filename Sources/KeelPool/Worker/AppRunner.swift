@@ -24,13 +24,14 @@ enum AppRunner {
         handler: any Handler,
         sink: any ResponseSink,
         scheduler: RequestScheduler,
+        offLoop: Bool = false,
         completion: @escaping () -> Void
     ) {
         let transport = SinkTransport(
             sink: NIOLoopBound(sink, eventLoop: scheduler.eventLoop), eventLoop: scheduler.eventLoop,
-            inline: scheduler.runsInline, timeout: scheduler.writeTimeout)
+            inline: scheduler.runsInline && !offLoop, timeout: scheduler.writeTimeout)
         scheduler.execute(
-            requestLine: request.requestLineParts,
+            requestLine: request.requestLineParts, offLoop: offLoop,
             {
                 let response = respond(to: request, with: handler)
                 ResponseDelivery(transport: transport, requestLine: request.requestLine).send(response)

@@ -7,15 +7,25 @@ import NIOHTTP1
 
 /// `--http-socket`: HTTP/1.1 with keep-alive and pipelining (NIO's pipeline handler keeps responses
 /// in request order). Each request becomes the same CGI vars nginx's uwsgi_params would send.
-final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, DrainableConnection {
+/// A handler that streams the body (WSGI) gets the request at its head and reads the body through a
+/// bounded queue; the connection stops reading while the queue is full (outbound `read` held back).
+final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, DrainableConnection {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     private enum State {
         case idle
+        /// The body is buffered whole before the app runs (handlers that do not stream it).
         case receiving(HTTPRequestHead, ByteBuffer)
         case discarding  // a refused body (413) is read and dropped until its end
-        case running(keepAlive: Bool)
+        /// The app runs while its body still arrives through `body`.
+        case streaming(HTTPRequestHead, StreamedRequestBody, received: Int)
+        /// The app runs; the whole request has been received.
+        case running
+        /// The app has answered before reading all its body: the rest is read and dropped until its end,
+        /// so the next request on the connection starts where it should (or the close resets nothing).
+        case skipping(received: Int, close: Bool)
     }
 
     private let configuration: WorkerConfiguration
@@ -30,6 +40,11 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
     private var isHeadRequest = false
     private var keepAlive = true
     private var servedRequests = 0
+    /// The current response's head has been written (a late 413 can then only close the connection).
+    private var responseStarted = false
+    /// The streamed body's queue is full: `read` waits until the app makes room.
+    private var readingPaused = false
+    private var readHeldBack = false
     private(set) var pendingBytes = 0
 
     init(configuration: WorkerConfiguration, scheduler: RequestScheduler, serverAddress: (name: String, port: String)) {
@@ -45,7 +60,15 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
 
     func channelInactive(context: ChannelHandlerContext) {
         // A request still in the app keeps its slot until it ends (endResponse gives it back).
-        if case .running = state {} else { giveSlot() }
+        switch state {
+        case .streaming(_, let body, let received):
+            body.fail("the client closed the connection after \(received) bytes of the request body")
+            state = .running
+        case .running:
+            break
+        default:
+            giveSlot()
+        }
         self.context = nil
         scheduler.connectionClosed(self)
         context.fireChannelInactive()
@@ -71,9 +94,15 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
                 respondWithError(head: head, status: .payloadTooLarge, close: true)
                 return
             }
+            // Answered at once, as gunicorn does: the request is accepted, the app will get its body.
             if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
                 context.writeAndFlush(
                     wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            }
+            let chunked = head.headers.first(name: "transfer-encoding")?.lowercased().contains("chunked") == true
+            if configuration.handler.streamsRequestBody && (declared > 0 || chunked) {
+                startStreaming(head: head, declaredLength: chunked ? nil : declared, context: context)
+                return
             }
             state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
         case (.body(var chunk), .receiving(let head, var body)):
@@ -87,6 +116,29 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
             state = .receiving(head, body)
         case (.end, .receiving(let head, let body)):
             dispatch(head: head, body: body, context: context)
+        case (.body(let part), .streaming(let head, let body, let received)):
+            let total = received + part.readableBytes
+            guard total <= configuration.effectiveBodyLimit else {
+                refuseStreamedBody(head: head, body: body)
+                return
+            }
+            state = .streaming(head, body, received: total)
+            if body.append(part) == .pauseReading { readingPaused = true }
+        case (.end, .streaming(_, let body, _)):
+            body.end()
+            state = .running
+        case (.body(let part), .skipping(let received, let close)):
+            let total = received + part.readableBytes
+            // Past --limit-post the rest is not worth reading: closing ends it.
+            guard total <= configuration.effectiveBodyLimit else {
+                state = .idle
+                context.close(promise: nil)
+                return
+            }
+            state = .skipping(received: total, close: close)
+        case (.end, .skipping(_, let close)):
+            state = .idle
+            if close { context.close(promise: nil) }
         case (.end, .discarding):
             state = .idle
         default:
@@ -94,16 +146,81 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
         }
     }
 
-    private func dispatch(head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
+    private func begin(_ head: HTTPRequestHead) {
         keepAlive = head.isKeepAlive && !draining
-        state = .running(keepAlive: keepAlive)
         responseVersion = head.version
         isHeadRequest = head.method == .HEAD
+        responseStarted = false
+    }
+
+    private func dispatch(head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
+        begin(head)
+        state = .running
         let request = Request(
             vars: HTTPRequestVars.make(
                 head: head, bodyLength: body.readableBytes, remote: context.remoteAddress, server: serverAddress),
             body: body)
         AppRunner.run(request, handler: configuration.handler, sink: self, scheduler: scheduler) {}
+    }
+
+    /// Hands the request to an app thread now; its body follows through a bounded queue.
+    private func startStreaming(head: HTTPRequestHead, declaredLength: Int?, context: ChannelHandlerContext) {
+        begin(head)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let eventLoop = context.eventLoop
+        let body = StreamedRequestBody(declaredLength: declaredLength) {
+            eventLoop.execute { handler.value.resumeReading() }
+        }
+        state = .streaming(head, body, received: 0)
+        let request = Request(
+            vars: HTTPRequestVars.make(
+                head: head, bodyLength: declaredLength ?? 0, remote: context.remoteAddress, server: serverAddress),
+            bodyReader: body)
+        // Off the loop even with one thread: the app's body reads wait for this loop to fill the queue.
+        AppRunner.run(request, handler: configuration.handler, sink: self, scheduler: scheduler, offLoop: true) {}
+    }
+
+    /// A chunked body crossed --limit-post while the app reads it: the app's read fails, the client gets
+    /// a 413 if no response has started (else the connection is cut), and the app's own answer goes nowhere.
+    private func refuseStreamedBody(head: HTTPRequestHead, body: StreamedRequestBody) {
+        let limit = configuration.effectiveBodyLimit
+        body.fail("the request body is over the limit of \(limit) bytes (--limit-post)")
+        state = .running
+        WorkerLog.error("\(head.method) \(head.uri): request body over the limit of \(limit) bytes (--limit-post): 413")
+        guard let context else { return }
+        self.context = nil
+        guard !responseStarted else {
+            context.close(promise: nil)
+            return
+        }
+        let message = ByteBuffer(string: "Request body is over the limit of \(limit) bytes (--limit-post)\n")
+        var responseHead = HTTPResponseHead(version: head.version, status: .payloadTooLarge)
+        responseHead.headers = [
+            "Content-Type": "text/plain", "Content-Length": String(message.readableBytes), "Connection": "close",
+        ]
+        context.write(wrapOutboundOut(.head(responseHead)), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(message))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+    }
+
+    // MARK: backpressure
+
+    func read(context: ChannelHandlerContext) {
+        if readingPaused {
+            readHeldBack = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// The app made room in the body queue (or is done with it): the connection reads again.
+    private func resumeReading() {
+        guard readingPaused else { return }
+        readingPaused = false
+        if readHeldBack {
+            readHeldBack = false
+            context?.read()
+        }
     }
 
     private func respondWithError(head: HTTPRequestHead, status: HTTPResponseStatus, close: Bool) {
@@ -137,6 +254,16 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
             WorkerLog.error("\(head.method) \(head.uri): request not received within --socket-timeout: 408")
             state = .discarding
             writeErrorAndClose(to: head, status: 408, "Request Timeout\n")
+        case .streaming(let head, let body, let received):
+            // A paused connection waits for the app, not for the client.
+            guard !readingPaused else { return }
+            WorkerLog.error(
+                "\(head.method) \(head.uri): request body stalled after \(received) bytes (--socket-timeout): closed")
+            body.fail("the request body stalled after \(received) bytes (--socket-timeout)")
+            state = .running
+            context.close(promise: nil)
+        case .skipping:
+            context.close(promise: nil)
         case .running, .discarding:
             break  // the app is working, or an error response is on its way
         }
@@ -180,6 +307,7 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
         if let reason, reason != code.reasonPhrase { code = .custom(code: UInt(status), reasonPhrase: reason) }
         var head = HTTPResponseHead(version: responseVersion, status: code)
         head.headers = fields
+        responseStarted = true
         context.write(wrapOutboundOut(.head(head)), promise: nil)
     }
 
@@ -212,9 +340,21 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
     func endResponse() {
         giveSlot()
         servedRequests += 1
+        var close = !keepAlive || draining
+        switch state {
+        case .discarding:
+            break
+        case .streaming(_, let body, let received):
+            // Closing with body bytes unread would reset the connection and could cut the response.
+            body.abandon()
+            state = .skipping(received: received, close: close)
+            close = false
+        default:
+            state = .idle
+        }
+        // The queue may have filled up to the body's end, unread: the next request must be read.
+        resumeReading()
         guard let context else { return }
-        let close = !keepAlive || draining
-        if case .discarding = state {} else { state = .idle }
         let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
         if close {
             done.whenComplete { _ in context.close(promise: nil) }
@@ -223,96 +363,9 @@ final class HTTPConnectionHandler: ChannelInboundHandler, ResponseSink, Drainabl
 
     func abortResponse() {
         giveSlot()
+        if case .streaming(_, let body, _) = state { body.abandon() }
         state = .idle
+        readingPaused = false
         context?.close(promise: nil)
-    }
-}
-
-/// The CGI vars of an HTTP request, named and filled as nginx's uwsgi_params fills them.
-enum HTTPRequestVars {
-    static func make(
-        head: HTTPRequestHead,
-        bodyLength: Int,
-        remote: SocketAddress?,
-        server: (name: String, port: String)
-    ) -> [(name: String, value: String)] {
-        let uri = originForm(head.uri)
-        let pathEnd = uri.firstIndex(of: "?") ?? uri.endIndex
-        let query = pathEnd < uri.endIndex ? String(uri[uri.index(after: pathEnd)...]) : ""
-        var vars: [(name: String, value: String)] = [
-            ("REQUEST_METHOD", head.method.rawValue),
-            ("REQUEST_URI", uri),
-            ("PATH_INFO", PercentDecoding.decode(uri[..<pathEnd])),
-            ("QUERY_STRING", query),
-            ("SERVER_PROTOCOL", "HTTP/\(head.version.major).\(head.version.minor)"),
-            ("REQUEST_SCHEME", "http"),
-            ("SCRIPT_NAME", ""),
-            ("CONTENT_TYPE", head.headers.first(name: "content-type") ?? ""),
-            ("CONTENT_LENGTH", bodyLength > 0 ? String(bodyLength) : ""),
-            ("REMOTE_ADDR", remote?.ipAddress ?? ""),
-            ("REMOTE_PORT", remote?.port.map(String.init) ?? ""),
-            ("SERVER_NAME", server.name),
-            ("SERVER_PORT", server.port),
-        ]
-        // Repeated headers are joined as one var: ", " in general, "; " for Cookie (RFC 9110, RFC 6265).
-        var seen: [String: Int] = [:]
-        for (name, value) in head.headers {
-            let lower = name.lowercased()
-            if lower == "content-type" || lower == "content-length" || lower == "transfer-encoding" { continue }
-            let key = "HTTP_" + String(name.uppercased().map { $0 == "-" ? "_" : $0 })
-            if let index = seen[key] {
-                vars[index].value += (lower == "cookie" ? "; " : ", ") + value
-            } else {
-                seen[key] = vars.count
-                vars.append((key, value))
-            }
-        }
-        return vars
-    }
-}
-
-extension HTTPRequestVars {
-    /// `http://host/p?q` (absolute form, RFC 9112 §3.2.2) → `/p?q`, as nginx turns it into its $request_uri.
-    static func originForm(_ target: String) -> String {
-        for scheme in ["http://", "https://"] where target.lowercased().hasPrefix(scheme) {
-            let afterScheme = target.dropFirst(scheme.count)
-            guard let slash = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) else { return "/" }
-            let rest = String(afterScheme[slash...])
-            return rest.hasPrefix("?") ? "/" + rest : rest
-        }
-        return target
-    }
-}
-
-enum PercentDecoding {
-    /// %XX-decodes a path; invalid escapes stay as they are (nginx would answer 400, a stricter choice
-    /// left to the front).
-    static func decode(_ path: Substring) -> String {
-        guard path.contains("%") else { return String(path) }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(path.utf8.count)
-        var iterator = Array(path.utf8)[...]
-        while let byte = iterator.popFirst() {
-            if byte == UInt8(ascii: "%"), iterator.count >= 2,
-                let high = hexValue(iterator[iterator.startIndex]),
-                let low = hexValue(iterator[iterator.startIndex + 1])
-            {
-                bytes.append(high << 4 | low)
-                iterator.removeFirst(2)
-            } else {
-                bytes.append(byte)
-            }
-        }
-        if let s = String(validating: bytes, as: UTF8.self) { return s }
-        return String(bytes.map { Character(Unicode.Scalar($0)) })
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }

@@ -11,6 +11,9 @@ final class RequestScheduler {
     let gate: SlotGate
     /// nil with one thread: the app then runs inline on the I/O thread, as uWSGI does.
     private let threadPool: NIOThreadPool?
+    /// With one thread, a request whose body is still arriving runs here: inline, its blocking body
+    /// reads would stop the loop that fills them. Made at the first such request.
+    private var bodyThread: NIOThreadPool?
 
     private var running = 0
     /// Rows of this worker's scoreboard record not taken by a running request.
@@ -71,7 +74,11 @@ final class RequestScheduler {
     // MARK: requests
 
     /// Runs `job` on an app thread (or inline) when one is free; `completion` runs on the loop after it.
-    func execute(requestLine: [String], _ job: @escaping @Sendable () -> Void, completion: @escaping () -> Void) {
+    /// `offLoop`: the job blocks on the loop's own work (a streamed request body), so never inline.
+    func execute(
+        requestLine: [String], offLoop: Bool = false, _ job: @escaping @Sendable () -> Void,
+        completion: @escaping () -> Void
+    ) {
         let start = { [self] in
             running += 1
             // running ≤ threads, so a row is always free here.
@@ -83,7 +90,7 @@ final class RequestScheduler {
                 freeThreadRows.append(row)
                 completion()
             }
-            if let pool = threadPool {
+            if let pool = threadPool ?? (offLoop ? singleBodyThread() : nil) {
                 let bound = NIOLoopBound((scheduler: self, completion: completion), eventLoop: eventLoop)
                 pool.submit { [eventLoop] _ in
                     job()
@@ -99,6 +106,14 @@ final class RequestScheduler {
         } else {
             queue.append(start)
         }
+    }
+
+    private func singleBodyThread() -> NIOThreadPool {
+        if let bodyThread { return bodyThread }
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        bodyThread = pool
+        return pool
     }
 
     private func finished(_ completion: () -> Void) {
@@ -130,6 +145,7 @@ final class RequestScheduler {
 
     func shutdownThreads() {
         try? threadPool?.syncShutdownGracefully()
+        try? bodyThread?.syncShutdownGracefully()
     }
 }
 

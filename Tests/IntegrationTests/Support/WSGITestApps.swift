@@ -225,6 +225,61 @@ def ignore_body(environ, start_response):
     return [b'ignored %s bytes\n' % environ.get('CONTENT_LENGTH', '0').encode()]
 
 
+def first_ten(environ, start_response):
+    # Answers with the body's first 10 bytes, without waiting for the rest of it.
+    head = environ['wsgi.input'].read(10)
+    start_response('200 OK', [('Content-Type', 'application/octet-stream'), ('Content-Length', str(len(head)))])
+    return [head]
+
+
+def slow_reader(environ, start_response):
+    stream = environ['wsgi.input']
+    total = 0
+    while True:
+        part = stream.read(65536)
+        if not part:
+            break
+        total += len(part)
+        time.sleep(0.001)
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'read %d bytes\n' % total]
+
+
+def read_until_cut(environ, start_response):
+    # Reports on wsgi.errors how the body ended: the test reads the pool log.
+    length = int(environ.get('CONTENT_LENGTH') or 0)
+    total = 0
+    try:
+        while True:
+            part = environ['wsgi.input'].read(65536)
+            if not part:
+                break
+            total += len(part)
+        outcome = 'complete' if total == length else 'short read'
+    except OSError as error:
+        outcome = 'OSError %s' % error
+    environ['wsgi.errors'].write('body ended after %d of %d bytes: %s\n' % (total, length, outcome))
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'read %d bytes\n' % total]
+
+
+def echo_all(environ, start_response):
+    # read() to EOF (not behind the validator, which requires a size): a chunked body has no
+    # CONTENT_LENGTH, wsgi.input_terminated says the input ends.
+    assert environ['wsgi.input_terminated']
+    body = environ['wsgi.input'].read()
+    start_response('200 OK', [('Content-Type', 'application/octet-stream'),
+                              ('X-Content-Length', environ.get('CONTENT_LENGTH', 'absent') or 'empty')])
+    return [body]
+
+
+def ignore_body_late(environ, start_response):
+    # Answers after the whole (small) body has likely arrived and filled the worker's queue, unread.
+    time.sleep(0.2)
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'ignored %s bytes\n' % environ.get('CONTENT_LENGTH', '0').encode()]
+
+
 def file_wrapper_raw(environ, start_response):
     # Not behind the validator, so the worker sees its own FileWrapper and can sendfile it.
     path = environ['QUERY_STRING'].partition('=')[2]
