@@ -7,36 +7,23 @@ import Glibc
 /// done. The acceptor calls accept() only while fewer than T are taken. A mutex, not the event loop,
 /// owns it, because the acceptor must reserve synchronously before its next accept().
 final class SlotGate: @unchecked Sendable {
-    // Heap-allocated: a pthread object must not move, and `&property` gives no stable address.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let lock = ConditionLock()
     private let threads: Int
     private var taken = 0
     private var draining = false
 
     init(threads: Int) {
         self.threads = threads
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(condition, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(condition)
-        pthread_mutex_destroy(mutex)
-        condition.deallocate()
-        mutex.deallocate()
     }
 
     private func locked<T>(_ body: () -> T) -> T {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return body()
+        lock.withLock(body)
     }
 
     /// Blocks until a slot is free; false once draining (stop accepting).
     func waitForFreeSlot() -> Bool {
         locked {
-            while taken >= threads && !draining { pthread_cond_wait(condition, mutex) }
+            while taken >= threads && !draining { lock.wait() }
             return !draining
         }
     }
@@ -56,14 +43,14 @@ final class SlotGate: @unchecked Sendable {
     func give() {
         locked {
             taken -= 1
-            pthread_cond_signal(condition)
+            lock.signal()
         }
     }
 
     func drain() {
         locked {
             draining = true
-            pthread_cond_broadcast(condition)
+            lock.broadcast()
         }
     }
 

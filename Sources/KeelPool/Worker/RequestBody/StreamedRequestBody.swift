@@ -15,9 +15,7 @@ final class StreamedRequestBody: BodyReader, @unchecked Sendable {
         var description: String
     }
 
-    // Heap-allocated: a pthread object must not move, and `&property` gives no stable address.
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let lock = ConditionLock()
     private var queue: BodyQueue
     /// CONTENT_LENGTH, or nil for a chunked body (its length is known at its end only).
     private let declaredLength: Int?
@@ -27,21 +25,10 @@ final class StreamedRequestBody: BodyReader, @unchecked Sendable {
         self.declaredLength = declaredLength
         self.queue = BodyQueue(capacity: capacity)
         self.resumeReading = resumeReading
-        pthread_mutex_init(mutex, nil)
-        pthread_cond_init(condition, nil)
-    }
-
-    deinit {
-        pthread_cond_destroy(condition)
-        pthread_mutex_destroy(mutex)
-        condition.deallocate()
-        mutex.deallocate()
     }
 
     private func locked<T>(_ body: (inout BodyQueue) -> T) -> T {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return body(&queue)
+        lock.withLock { body(&queue) }
     }
 
     // MARK: event loop side
@@ -49,25 +36,25 @@ final class StreamedRequestBody: BodyReader, @unchecked Sendable {
     /// Queues a part the client sent; `.pauseReading` when the queue is full.
     func append(_ part: ByteBuffer) -> BodyQueue.AppendAction {
         let action = locked { $0.append(part) }
-        pthread_cond_signal(condition)
+        lock.signal()
         return action
     }
 
     func end() {
         locked { $0.end() }
-        pthread_cond_signal(condition)
+        lock.signal()
     }
 
     /// The body will not be complete; the app's next read raises with `reason`.
     func fail(_ reason: String) {
         locked { $0.fail(reason) }
-        pthread_cond_signal(condition)
+        lock.signal()
     }
 
     /// The app has returned: what it left is dropped (the connection drains or closes the rest).
     func abandon() {
         locked { $0.abandon() }
-        pthread_cond_signal(condition)
+        lock.signal()
     }
 
     // MARK: app thread side
@@ -81,23 +68,22 @@ final class StreamedRequestBody: BodyReader, @unchecked Sendable {
     }
 
     func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        pthread_mutex_lock(mutex)
-        while true {
-            switch queue.take(into: buffer) {
-            case .wait:
+        let result = lock.withLock { () -> BodyQueue.TakeResult in
+            while true {
+                let result = queue.take(into: buffer)
+                guard case .wait = result else { return result }
                 // The caller released the GIL: waiting here stalls no other request.
-                pthread_cond_wait(condition, mutex)
-            case .bytes(let count, let resume):
-                pthread_mutex_unlock(mutex)
-                if resume { resumeReading() }
-                return count
-            case .endOfBody:
-                pthread_mutex_unlock(mutex)
-                return 0
-            case .failed(let reason):
-                pthread_mutex_unlock(mutex)
-                throw BodyCut(description: reason)
+                lock.wait()
             }
+        }
+        switch result {
+        case .bytes(let count, let resume):
+            if resume { resumeReading() }
+            return count
+        case .endOfBody, .wait:  // .wait never leaves the loop above
+            return 0
+        case .failed(let reason):
+            throw BodyCut(description: reason)
         }
     }
 }
