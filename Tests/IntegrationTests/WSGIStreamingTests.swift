@@ -95,16 +95,7 @@ struct WSGIStreamingTests {
     @Test(arguments: [false, true])
     func fileWrapperSendsFiveMebibytesByteExact(uwsgi: Bool) throws {
         let wsgi = try WSGIPool("file_wrapper_raw", http: !uwsgi, uwsgi: uwsgi)
-        let path = wsgi.appDirectory + "/five.bin"
-        let payload = testBytes(count: 5 << 20, seed: 11)
-        try Data(payload).write(to: URL(fileURLWithPath: path))
-        let reply: HTTPReply
-        if uwsgi {
-            reply = try UWSGIClient.parse(
-                try UWSGIClient.exchange(path: wsgi.pool.socketPath!, vars: UWSGIClient.vars(uri: "/f?path=\(path)")))
-        } else {
-            reply = try HTTPClient.get(port: wsgi.port, "/f?path=\(path)")
-        }
+        let (payload, reply) = try wsgi.fetchFile(named: "five.bin", count: 5 << 20, seed: 11, uwsgi: uwsgi)
         #expect(reply.status == 200)
         #expect(reply.header("Content-Length") == String(payload.count))
         #expect(reply.body.count == payload.count)

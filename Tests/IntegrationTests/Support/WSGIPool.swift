@@ -15,5 +15,18 @@ final class WSGIPool: @unchecked Sendable {
     var port: Int { pool.httpPort! }
     var log: String { pool.log }
 
+    /// Writes `count` test bytes to a file in the app directory and GETs `/f?path=FILE` on the pool's uwsgi or
+    /// HTTP socket (for the file_wrapper apps).
+    func fetchFile(named name: String, count: Int, seed: UInt64, uwsgi: Bool) throws -> (payload: [UInt8], reply: HTTPReply) {
+        let path = appDirectory + "/" + name
+        let payload = testBytes(count: count, seed: seed)
+        try Data(payload).write(to: URL(fileURLWithPath: path))
+        if uwsgi {
+            let raw = try UWSGIClient.exchange(path: pool.socketPath!, vars: UWSGIClient.vars(uri: "/f?path=\(path)"))
+            return (payload, try UWSGIClient.parse(raw))
+        }
+        return (payload, try HTTPClient.get(port: port, "/f?path=\(path)"))
+    }
+
     deinit { try? FileManager.default.removeItem(atPath: appDirectory) }
 }
