@@ -81,6 +81,30 @@ struct FrontTLSTests {
         }
     }
 
+    @Test func aCertificateChainIsSentWholeAndVerifiesAgainstItsCA() throws {
+        let directory = try Harness.makeTempDirectory()
+        let script = """
+            cd '\(directory)' &&
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem -days 2 \
+              -subj '/CN=Keel test CA' -addext 'basicConstraints=critical,CA:TRUE' -addext 'keyUsage=critical,keyCertSign' &&
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout leaf.key -out leaf.csr -subj '/CN=localhost' &&
+            printf 'subjectAltName=DNS:localhost\\nextendedKeyUsage=serverAuth\\n' > leaf.ext &&
+            openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 -extfile leaf.ext -out leaf.pem &&
+            cat leaf.pem ca.pem > chain.pem
+            """
+        let made = try TLSTools.shell(script)
+        #expect(made.code == 0, "\(made.output)")
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello"])
+        let keel = try FrontUnderTest(
+            ["--uwsgi", "unix:" + pool.socketPath!, "--cert", directory + "/chain.pem", "--key", directory + "/leaf.key", "--access-log", "off"],
+            directory: directory, tls: true)
+        let shown = try TLSTools.sClient(port: keel.port, "-showcerts -servername localhost")
+        #expect(shown.components(separatedBy: "-----BEGIN CERTIFICATE-----").count - 1 == 2, "\(shown)")
+        let verified = try TLSTools.sClient(port: keel.port, "-CAfile \(directory)/ca.pem -verify_return_error -verify_hostname localhost -servername localhost")
+        #expect(verified.contains("Verify return code: 0 (ok)"), "\(verified)")
+        #expect(verified.contains("200 OK"))
+    }
+
     @Test func tls11IsRefused() throws {
         let fixture = try Self.start(app: "hello")
         let keel = fixture.keel
