@@ -115,7 +115,7 @@ let package = Package(
         .testTarget(name: "KeelWSGITests", dependencies: ["KeelWSGI", "KeelApp"]),
         .testTarget(
             name: "KeelPoolTests",
-            dependencies: ["KeelPool", .product(name: "NIOEmbedded", package: "swift-nio")]
+            dependencies: ["KeelPool", "KeelApp", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         // Runs the built binaries (and the real nginx) on free ports and temp unix paths.
         .testTarget(

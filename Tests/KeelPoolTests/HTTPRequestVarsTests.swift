@@ -1,3 +1,4 @@
+import KeelApp
 import NIOCore
 import NIOHTTP1
 import Testing

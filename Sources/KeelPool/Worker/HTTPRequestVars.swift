@@ -1,3 +1,4 @@
+import KeelApp
 import NIOCore
 import NIOHTTP1
 
@@ -54,38 +55,5 @@ extension HTTPRequestVars {
             return rest.hasPrefix("?") ? "/" + rest : rest
         }
         return target
-    }
-}
-
-enum PercentDecoding {
-    /// %XX-decodes a path; invalid escapes stay as they are (nginx would answer 400, a stricter choice
-    /// left to the front).
-    static func decode(_ path: Substring) -> String {
-        guard path.contains("%") else { return String(path) }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(path.utf8.count)
-        var iterator = Array(path.utf8)[...]
-        while let byte = iterator.popFirst() {
-            if byte == UInt8(ascii: "%"), iterator.count >= 2,
-                let high = hexValue(iterator[iterator.startIndex]),
-                let low = hexValue(iterator[iterator.startIndex + 1])
-            {
-                bytes.append(high << 4 | low)
-                iterator.removeFirst(2)
-            } else {
-                bytes.append(byte)
-            }
-        }
-        if let s = String(validating: bytes, as: UTF8.self) { return s }
-        return String(bytes.map { Character(Unicode.Scalar($0)) })
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 }
