@@ -8,22 +8,6 @@ import Glibc
 /// gzip on the system zlib, checked by the other side of the wire: Python's own gzip module decompresses.
 @Suite("keel: gzip", .serialized, .timeLimit(.minutes(2)))
 struct FrontCompressionTests {
-    /// Python's gzip.decompress of `bytes` (a real, independent decoder).
-    static func pythonGunzip(_ bytes: [UInt8], in directory: String) throws -> [UInt8] {
-        let input = directory + "/body.gz"
-        try Data(bytes).write(to: URL(fileURLWithPath: input))
-        let python = Process()
-        python.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        python.arguments = ["-c", "import gzip, sys; sys.stdout.buffer.write(gzip.decompress(open(sys.argv[1], 'rb').read()))", input]
-        let output = Pipe()
-        python.standardOutput = output
-        try python.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        python.waitUntilExit()
-        guard python.terminationStatus == 0 else { throw HarnessError("python could not gunzip the body") }
-        return Array(data)
-    }
-
     static let gzip = [("Accept-Encoding", "gzip, deflate")]
 
     @Test func proxiedJSONIsGzippedAndDecodesToTheSameDocument() throws {
@@ -37,7 +21,7 @@ struct FrontCompressionTests {
         #expect(zipped.header("Content-Length") == nil)
         #expect(zipped.header("Vary") == "Accept-Encoding")
         #expect(zipped.body.count < plain.body.count)
-        let decoded = try Self.pythonGunzip(zipped.body, in: keel.directory)
+        let decoded = try PythonGzip.decompress(zipped.body, in: keel.directory)
         let vars = try #require(try JSONSerialization.jsonObject(with: Data(decoded)) as? [String: String])
         #expect(vars["QUERY_STRING"] == "x=1")
         #expect(vars["HTTP_ACCEPT_ENCODING"] == "gzip, deflate")
@@ -49,7 +33,7 @@ struct FrontCompressionTests {
         let reply = try keel.get("/s?text=1&chunks=300&size=10000", headers: Self.gzip)
         #expect(reply.header("Content-Encoding") == "gzip")
         #expect(reply.header("Transfer-Encoding") == "chunked")
-        let decoded = try Self.pythonGunzip(reply.body, in: keel.directory)
+        let decoded = try PythonGzip.decompress(reply.body, in: keel.directory)
         let expected = (0..<300).flatMap { [UInt8](repeating: UInt8(ascii: "a") + UInt8($0 % 26), count: 10000) }
         #expect(decoded == expected)
         #expect(reply.body.count < expected.count / 20)
@@ -64,7 +48,7 @@ struct FrontCompressionTests {
         let keel = try FrontUnderTest(["--static", "/=\(directory)", "--access-log", "off"])
         let zipped = try keel.get("/big.txt", headers: Self.gzip)
         #expect(zipped.header("Content-Encoding") == "gzip")
-        #expect(try Self.pythonGunzip(zipped.body, in: directory) == text)
+        #expect(try PythonGzip.decompress(zipped.body, in: directory) == text)
         let plain = try keel.get("/big.txt")
         #expect(plain.body == text)
         #expect(plain.header("Content-Length") == String(text.count))

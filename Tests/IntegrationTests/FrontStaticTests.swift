@@ -31,7 +31,7 @@ struct FrontStaticTests {
             try fm.createSymbolicLink(atPath: site + "/inside.txt", withDestinationPath: site + "/docs/readme.txt")
             let app = Array(String(repeating: "var x = 1;\n", count: 500).utf8)
             try Data(app).write(to: URL(fileURLWithPath: site + "/app.js"))
-            try Data(Self.gzipped(app, in: directory)).write(to: URL(fileURLWithPath: site + "/app.js.gz"))
+            try Data(PythonGzip.compress(app, in: directory)).write(to: URL(fileURLWithPath: site + "/app.js.gz"))
             var big = [UInt8](repeating: 0, count: bigSize)
             for index in stride(from: 0, to: bigSize, by: 4096) { big[index] = UInt8(truncatingIfNeeded: index / 4096) }
             self.big = big
@@ -50,20 +50,6 @@ struct FrontStaticTests {
                 expires = "1h"
                 \(extraRoute)
                 """, directory: directory + "/keel")
-        }
-
-        static func gzipped(_ bytes: [UInt8], in directory: String) throws -> [UInt8] {
-            let path = directory + "/gz-input"
-            try Data(bytes).write(to: URL(fileURLWithPath: path))
-            let python = Process()
-            python.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-            python.arguments = ["-c", "import gzip, sys; sys.stdout.buffer.write(gzip.compress(open(sys.argv[1], 'rb').read()))", path]
-            let pipe = Pipe()
-            python.standardOutput = pipe
-            try python.run()
-            let data = pipe.fileHandleForReading.readDataToEndOfFile()
-            python.waitUntilExit()
-            return Array(data)
         }
 
         func get(_ target: String, _ headers: [(String, String)] = [], method: String = "GET") throws -> HTTPReply {
@@ -114,7 +100,7 @@ struct FrontStaticTests {
         #expect(zipped.header("Content-Encoding") == "gzip")
         #expect(zipped.header("Content-Type") == "text/javascript")
         #expect(zipped.header("Vary") == "Accept-Encoding")
-        let decoded = try FrontCompressionTests.pythonGunzip(zipped.body, in: site.directory)
+        let decoded = try PythonGzip.decompress(zipped.body, in: site.directory)
         let plain = try site.get("/app.js")
         #expect(plain.header("Content-Encoding") == nil)
         #expect(decoded == plain.body)

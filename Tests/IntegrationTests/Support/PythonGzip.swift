@@ -1,0 +1,31 @@
+import Foundation
+
+/// Python's own gzip module, an independent implementation for checking keel's gzip both ways.
+enum PythonGzip {
+    /// gzip.compress(bytes): a real .gz sibling for gzip_static tests.
+    static func compress(_ bytes: [UInt8], in directory: String) throws -> [UInt8] {
+        try run("compress", bytes, in: directory)
+    }
+
+    /// gzip.decompress(bytes): decodes what keel sent.
+    static func decompress(_ bytes: [UInt8], in directory: String) throws -> [UInt8] {
+        try run("decompress", bytes, in: directory)
+    }
+
+    private static func run(_ function: String, _ bytes: [UInt8], in directory: String) throws -> [UInt8] {
+        let input = directory + "/python-gzip-\(function)-input"
+        try Data(bytes).write(to: URL(fileURLWithPath: input))
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+        python.arguments = [
+            "-c", "import gzip, sys; sys.stdout.buffer.write(gzip.\(function)(open(sys.argv[1], 'rb').read()))", input,
+        ]
+        let output = Pipe()
+        python.standardOutput = output
+        try python.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        python.waitUntilExit()
+        guard python.terminationStatus == 0 else { throw HarnessError("python could not gzip.\(function) the body") }
+        return Array(data)
+    }
+}
