@@ -160,15 +160,6 @@ errors_note() {   # wrk's error lines of every row that had any
     done
 }
 
-headers_note() {   # the response headers each front sends (wrk reads them all, every request)
-    local f
-    echo "- response headers (\`curl -D -\`; 13-byte body for all):"
-    for f in "$OUT/${OUT_PREFIX}"headers-*.txt; do
-        [ -e "$f" ] || continue
-        echo "  - $(basename "$f" .txt | sed "s/^${OUT_PREFIX}headers-//"): \`$(paste -sd'|' "$f" | sed 's/|/ · /g')\`"
-    done
-}
-
 # --- main -----------------------------------------------------------------------------------
 
 install_tools
@@ -194,7 +185,7 @@ for f in "$TMP"/*.log; do cp "$f" "$OUT/${OUT_PREFIX}log-$(basename "$f")"; done
     report
     echo
     environment "- keel: $KEEL" "- keel-pool: $KEEL_POOL" "- source: $(source_state)"
-    headers_note
+    headers_note "response headers (\`curl -D -\`; 13-byte body for all):"
 } | publish front
 
 echo

@@ -334,6 +334,17 @@ wrk_parse() {
 
 # --- report ---------------------------------------------------------------------------------
 
+# headers_note INTRO : a markdown list of the response headers saved in bench/.out (one
+# ${OUT_PREFIX}headers-KEY.txt per row, from `curl -D -`), after the list item INTRO.
+headers_note() {
+    local f
+    echo "- $1"
+    for f in "$OUT/${OUT_PREFIX}"headers-*.txt; do
+        [ -e "$f" ] || continue
+        echo "  - $(basename "$f" .txt | sed "s/^${OUT_PREFIX}headers-//"): \`$(paste -sd'|' "$f" | sed 's/|/ · /g')\`"
+    done
+}
+
 field() {   # field KEY N : the Nth field of row KEY (empty when the row did not run)
     local r
     for r in ${ROWS[@]+"${ROWS[@]}"}; do

@@ -278,15 +278,6 @@ problems_note() {   # wrk's error lines and failed checks of every row that had 
     done
 }
 
-headers_note() {   # the response headers each row got from curl
-    local f
-    echo "- response headers (\`curl -D -\`; the gz64 rows with \`Accept-Encoding: gzip\`, the others without):"
-    for f in "$OUT/${OUT_PREFIX}"headers-*.txt; do
-        [ -e "$f" ] || continue
-        echo "  - $(basename "$f" .txt | sed "s/^${OUT_PREFIX}headers-//"): \`$(paste -sd'|' "$f" | sed 's/|/ · /g')\`"
-    done
-}
-
 # --- main -----------------------------------------------------------------------------------
 
 install_tools
@@ -312,7 +303,7 @@ cp "$TMP/keel.toml" "$OUT/${OUT_PREFIX}conf-keel.toml"
     environment "- keel: $KEEL" "- source: $(source_state)"
     echo "- files: k1.txt 1024 bytes of log-like text, m1.bin 1048576 bytes from /dev/urandom, t64.txt 65536 bytes of log-like text (fixed seed)"
     echo "- 1 MiB rows: \`-c$CONNECTIONS_1M\`; gz64 rows: \`-H 'Accept-Encoding: gzip'\`; configs: \`bench/.out/${OUT_PREFIX}conf-nginx.conf\`, \`bench/.out/${OUT_PREFIX}conf-keel.toml\`"
-    headers_note
+    headers_note "response headers (\`curl -D -\`; the gz64 rows with \`Accept-Encoding: gzip\`, the others without):"
 } | publish static
 
 echo
