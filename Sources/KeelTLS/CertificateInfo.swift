@@ -44,11 +44,6 @@ enum CertificateInfo {
         return nil
     }
 
-    /// The expiry date, as OpenSSL prints it ("Jan  1 00:00:00 2030 GMT").
-    static func notAfter(of certificate: OpaquePointer) -> String? {
-        X509_get0_notAfter(certificate).map { text($0) }
-    }
-
     private static func string(_ value: UnsafePointer<ASN1_STRING>?) -> String? {
         guard let value, let bytes = ASN1_STRING_get0_data(value) else { return nil }
         let count = Int(ASN1_STRING_length(value))

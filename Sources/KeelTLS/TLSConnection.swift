@@ -122,14 +122,4 @@ final class TLSConnection {
         guard let data, length > 0 else { return nil }
         return String(decoding: UnsafeBufferPointer(start: data, count: Int(length)), as: UTF8.self)
     }
-
-    var sessionReused: Bool { SSL_session_reused(ssl) == 1 }
-
-    /// "TLSv1.3" and the like.
-    var protocolVersion: String { String(cString: SSL_get_version(ssl)) }
-
-    /// The SNI name the client sent, if any.
-    var serverName: String? {
-        SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name).map { String(cString: $0) }
-    }
 }

@@ -22,6 +22,7 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
         case closed
     }
 
+    /// Held, never read: the SSL_CTX callbacks point at the context unretained, so it must outlive this connection.
     private let tlsContext: TLSServerContext
     private let connection: TLSConnection?
     private let handshakeTimeout: TimeAmount
@@ -40,9 +41,6 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
         self.handshakeTimeout = handshakeTimeout
         self.log = log
     }
-
-    /// Whether the last handshake resumed a session (for tests and logs).
-    public var sessionReused: Bool { connection?.sessionReused ?? false }
 
     // MARK: lifecycle
 
