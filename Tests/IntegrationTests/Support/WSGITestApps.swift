@@ -23,9 +23,12 @@ def _simple_app(environ, start_response):
     # The seed's app: prints pid and REQUEST_URI, sleeps (here ?s= seconds, 10 in the seed).
     status = '200 OK'
     response_headers = [('Content-type', 'text/plain')]
-    print(os.getpid(), os.getppid(), environ['REQUEST_URI'], "called", "%.3f" % time.monotonic(), flush=True)
+    # One write per line: print() writes each argument apart, so two threads' lines could interleave.
+    sys.stdout.write("%d %d %s called %.3f\n" % (os.getpid(), os.getppid(), environ['REQUEST_URI'], time.monotonic()))
+    sys.stdout.flush()
     time.sleep(float(environ['QUERY_STRING'].partition('=')[2] or '10'))
-    print(os.getpid(), environ['REQUEST_URI'], "done", "%.3f" % time.monotonic(), flush=True)
+    sys.stdout.write("%d %s done %.3f\n" % (os.getpid(), environ['REQUEST_URI'], time.monotonic()))
+    sys.stdout.flush()
     start_response(status, response_headers)
     return [HELLO_WORLD]
 
