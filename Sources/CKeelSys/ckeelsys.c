@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/mman.h>
+#include <sys/epoll.h>
 
 int keel_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }
 
@@ -16,3 +17,24 @@ int keel_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
 int keel_accept4(int fd, int flags) { return accept4(fd, NULL, NULL, flags); }
 
 int keel_memfd_create(const char *name, unsigned int flags) { return memfd_create(name, flags); }
+
+int keel_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int keel_epoll_ctl(int epfd, int op, int fd, unsigned int events, unsigned long long data) {
+    struct epoll_event event = {.events = events, .data = {.u64 = data}};
+    return epoll_ctl(epfd, op, fd, &event);
+}
+
+int keel_epoll_wait_one(int epfd, unsigned long long *data, int timeout_ms) {
+    struct epoll_event event;
+    int count = epoll_wait(epfd, &event, 1, timeout_ms);
+    if (count == 1) *data = event.data.u64;
+    return count;
+}
+
+const unsigned int keel_epollin = EPOLLIN;
+const unsigned int keel_epollexclusive = EPOLLEXCLUSIVE;
+const unsigned int keel_epolloneshot = EPOLLONESHOT;
+const unsigned int keel_epollrdhup = EPOLLRDHUP;
+const int keel_epoll_ctl_add = EPOLL_CTL_ADD;
+const int keel_epoll_ctl_mod = EPOLL_CTL_MOD;

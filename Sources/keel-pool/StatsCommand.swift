@@ -58,7 +58,9 @@ extension KeelPoolCommand {
                 let queue = (socket["queue"] as? Int).map(String.init) ?? "n/a"
                 lines.append("socket \(socket["name"] ?? "?") (\(socket["proto"] ?? "?")), listen queue \(queue)")
             }
-            let header = ["WID", "PID", "GEN", "STATUS", "REQUESTS", "RESPAWNS", "HARAKIRI", "RSS MiB", "AVG ms", "CURRENT"]
+            let header = ["WID", "PID", "GEN", "STATUS", "REQUESTS", "RESPAWNS", "HARAKIRI", "RSS MiB", "AVG ms", "CONNS", "KEPT",
+                "CURRENT",
+            ]
             var rows = [header]
             for worker in document["workers"] as? [[String: Any]] ?? [] {
                 let current = (worker["threads"] as? [[String: Any]] ?? []).compactMap { thread -> String? in
@@ -70,7 +72,7 @@ extension KeelPoolCommand {
                     "\(worker["id"] ?? "")", "\(worker["pid"] ?? "")", "\(worker["generation"] ?? "")",
                     "\(worker["status"] ?? "")", "\(worker["requests"] ?? 0)", "\(worker["respawns"] ?? 0)",
                     "\(worker["harakiri_count"] ?? 0)", (worker["rss_mib"] as? Int).map(String.init) ?? "-", average,
-                    current,
+                    "\(worker["connections"] ?? 0)", "\(worker["persistent_connections"] ?? 0)", current,
                 ])
             }
             let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }

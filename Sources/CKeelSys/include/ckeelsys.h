@@ -19,4 +19,19 @@ int keel_accept4(int fd, int flags);
 /// memfd_create: declared only under _GNU_SOURCE.
 int keel_memfd_create(const char *name, unsigned int flags);
 
+/// epoll_create1(EPOLL_CLOEXEC): sys/epoll.h is not in Swift's Glibc module.
+int keel_epoll_create(void);
+/// epoll_ctl with the event built here: struct epoll_event is packed on x86_64, which Swift cannot lay out.
+/// `op`: EPOLL_CTL_ADD/MOD/DEL; `data`: the 64-bit tag epoll hands back.
+int keel_epoll_ctl(int epfd, int op, int fd, unsigned int events, unsigned long long data);
+/// epoll_wait for one event: its tag in `*data`; returns 1, 0 on timeout, -1 with errno.
+int keel_epoll_wait_one(int epfd, unsigned long long *data, int timeout_ms);
+/// Event bits Swift's Glibc leaves out (EPOLLEXCLUSIVE, EPOLLONESHOT) with the plain ones.
+extern const unsigned int keel_epollin;
+extern const unsigned int keel_epollexclusive;
+extern const unsigned int keel_epolloneshot;
+extern const unsigned int keel_epollrdhup;
+extern const int keel_epoll_ctl_add;
+extern const int keel_epoll_ctl_mod;
+
 #endif

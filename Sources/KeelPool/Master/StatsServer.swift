@@ -64,6 +64,9 @@ extension PoolMaster {
             if let record = slot.scoreboardSlot {
                 let view = scoreboard.read(record)
                 fields.append("\"requests\": \(view.requests)")
+                // uwsgi sockets: connections accepted, and persistent keel-wire ones open now.
+                fields.append("\"connections\": \(view.accepted)")
+                fields.append("\"persistent_connections\": \(view.persistent)")
                 // The master's once-a-second health check records RSS; stats read it rather than /proc again.
                 fields.append("\"rss_mib\": \(view.rss > 0 ? String(view.rss >> 20) : "null")")
                 let average = view.requests > 0 ? view.busyMicros / view.requests : 0

@@ -26,7 +26,9 @@ public final class Scoreboard: @unchecked Sendable {
 
     // Worker record: byte offsets.
     private static let pidOffset = 0
+    private static let acceptedOffset = 8
     private static let stateOffset = 16
+    private static let persistentOffset = 24
     private static let heartbeatOffset = 32
     private static let generationOffset = 40
     private static let rssOffset = 48
@@ -103,6 +105,11 @@ public final class Scoreboard: @unchecked Sendable {
         store(worker(index) + Self.generationOffset, Int64(generation))
     }
     /// Resident memory in bytes, written by the master's once-a-second health check.
+    /// Connections the worker's uwsgi threads accepted in all, and persistent (keel-wire) ones open now.
+    public func setConnections(_ index: Int, accepted: Int64, persistent: Int64) {
+        store(worker(index) + Self.acceptedOffset, accepted)
+        store(worker(index) + Self.persistentOffset, persistent)
+    }
     public func setRSS(_ index: Int, bytes: Int) { store(worker(index) + Self.rssOffset, Int64(bytes)) }
 
     // MARK: workers
@@ -166,6 +173,10 @@ public final class Scoreboard: @unchecked Sendable {
         public var generation: Int64
         /// Resident memory in bytes at the master's last check (0 = not measured yet).
         public var rss: Int64
+        /// uwsgi connections accepted since the worker started.
+        public var accepted: Int64
+        /// Persistent (keel-wire) uwsgi connections open now.
+        public var persistent: Int64
         public var threads: [ThreadView]
     }
 
@@ -191,6 +202,8 @@ public final class Scoreboard: @unchecked Sendable {
             heartbeat: load(record + Self.heartbeatOffset),
             generation: load(record + Self.generationOffset),
             rss: load(record + Self.rssOffset),
+            accepted: load(record + Self.acceptedOffset),
+            persistent: load(record + Self.persistentOffset),
             threads: threadViews)
     }
 }

@@ -9,6 +9,11 @@ import Glibc
 struct BlockingConnection {
     let fd: Int32
 
+    /// A connection already set up (a persistent one, back for its next request).
+    init(fd: Int32) {
+        self.fd = fd
+    }
+
     /// Set per connection: accepted AF_UNIX sockets do not inherit the listener's timeouts.
     init(fd: Int32, timeoutSeconds: Int) {
         self.fd = fd
@@ -88,66 +93,6 @@ struct ClientGone: Error, CustomStringConvertible {
     var description: String { "the client closed the connection or stopped reading (--socket-timeout)" }
 }
 
-/// The uwsgi socket's transport: blocking writes, the head held back to go out with the first body
-/// bytes in one send. uwsgi has no keep-alive, so a body without a declared length ends with the close.
-final class BlockingTransport: ResponseTransport {
-    let connection: BlockingConnection
-    /// HEAD: the head is sent, the body is not.
-    let headOnly: Bool
-    private var pendingHead: ByteBuffer?
-
-    init(connection: BlockingConnection, headOnly: Bool) {
-        self.connection = connection
-        self.headOnly = headOnly
-    }
-
-    func writeWhole(status: Int, reason: String?, headers: [(name: String, value: String)], body: ByteBuffer) {
-        var out = ByteBuffer()
-        out.reserveCapacity(256 + (headOnly ? 0 : body.readableBytes))
-        HTTPResponseHeadWriter.write(
-            status: status, reason: reason, headers: headers, contentLength: body.readableBytes, chunked: false,
-            into: &out)
-        if !headOnly {
-            var body = body
-            out.writeBuffer(&body)
-        }
-        _ = connection.writeAll(out)
-    }
-
-    func writeHead(status: Int, reason: String?, headers: [(name: String, value: String)], contentLength: Int?) {
-        var out = ByteBuffer()
-        HTTPResponseHeadWriter.write(
-            status: status, reason: reason, headers: headers, contentLength: contentLength, chunked: false, into: &out)
-        pendingHead = out
-    }
-
-    func write(_ bytes: ByteBuffer) throws {
-        if headOnly { return try flushHead() }
-        guard var out = pendingHead.take() else {
-            guard connection.writeAll(bytes) else { throw ClientGone() }
-            return
-        }
-        var bytes = bytes
-        out.writeBuffer(&bytes)
-        guard connection.writeAll(out) else { throw ClientGone() }
-    }
-
-    func writeFile(_ file: ResponseFile, length: Int) throws {
-        try flushHead()
-        if headOnly { return }
-        guard connection.sendFile(file.descriptor, offset: file.offset, length: length) else { throw ClientGone() }
-    }
-
-    func end() { try? flushHead() }
-
-    func abort() { pendingHead = nil }
-
-    private func flushHead() throws {
-        guard let out = pendingHead.take() else { return }
-        guard connection.writeAll(out) else { throw ClientGone() }
-    }
-}
-
 /// `wsgi.input` on a uwsgi socket: the body is read from the connection as the app asks for it,
 /// never past CONTENT_LENGTH. Bytes that came in with the vars are handed out first.
 final class SocketBodyReader: BodyReader, @unchecked Sendable {
@@ -201,13 +146,5 @@ final class SocketBodyReader: BodyReader, @unchecked Sendable {
             guard (try? read(into: scratch)) != nil else { return false }
         }
         return true
-    }
-}
-
-extension Optional {
-    /// The value, leaving nil behind.
-    fileprivate mutating func take() -> Wrapped? {
-        defer { self = nil }
-        return self
     }
 }

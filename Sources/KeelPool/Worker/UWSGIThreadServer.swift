@@ -9,10 +9,12 @@ import Glibc
 #endif
 
 /// Serves `--socket` (uwsgi) listeners the way uWSGI's threads do: each of the worker's T threads
-/// waits for a connection, accepts it, reads the packet, runs the app and writes the reply itself,
-/// with blocking I/O bounded by --socket-timeout. A thread busy with a request is not accepting, so
-/// the kernel gives the next connection to an idle thread or worker: the `--threads` contract holds
-/// with no hand-off at all, which is what a one-request-per-connection protocol wants.
+/// waits for work, reads the packet, runs the app and writes the reply itself, with blocking I/O
+/// bounded by --socket-timeout. A thread busy with a request is not waiting, so the kernel gives the
+/// next connection to an idle thread or worker: the `--threads` contract holds with no hand-off.
+///
+/// Work is a new connection or, on the keel wire, the next request on a persistent connection: both
+/// wait in one epoll set (`UWSGIConnectionTable`), so an idle persistent connection holds no thread.
 final class UWSGIThreadServer: @unchecked Sendable {
     private let listeners: [WorkerConfiguration.InheritedListener]
     private let configuration: WorkerConfiguration
@@ -23,6 +25,10 @@ final class UWSGIThreadServer: @unchecked Sendable {
     private let sweepOnStop = Atomic<Bool>(false)
     /// Hands each thread its index, its row in this worker's scoreboard record.
     private let nextThreadIndex = Atomic<Int>(0)
+    /// Set by `start`, before any thread exists.
+    private var table: UWSGIConnectionTable!
+    /// What this worker's keel-wire frames say: its pid and how many requests it runs at once.
+    private let responder: KeelWire.Responder
 
     private let counter: RequestCounter
 
@@ -30,6 +36,8 @@ final class UWSGIThreadServer: @unchecked Sendable {
         self.listeners = listeners
         self.configuration = configuration
         self.counter = counter
+        self.responder = KeelWire.Responder(
+            pid: UInt32(getpid()), capacity: UInt16(clamping: configuration.threads))
         var fds: [Int32] = [-1, -1]
         _ = keel_pipe2(&fds, O_CLOEXEC)
         wakeRead = fds[0]
@@ -41,13 +49,19 @@ final class UWSGIThreadServer: @unchecked Sendable {
 
     /// Starts the T threads; fails (startup error) if the system refuses one.
     func start() throws(PoolError) {
+        let scoreboard = configuration.scoreboard
+        table = try UWSGIConnectionTable { accepted, persistent in
+            scoreboard?.board.setConnections(scoreboard!.record, accepted: accepted, persistent: persistent)
+        }
+        for (index, listener) in listeners.enumerated() { try table.watchListener(fd: listener.fd, index: index) }
+        try table.watchWake(fd: wakeRead)
         for index in 0..<configuration.threads {
             running.add(1, ordering: .relaxed)
             let box = Unmanaged.passRetained(self)
             var thread = pthread_t()
             let created = pthread_create(&thread, nil, { raw in
                 let server = Unmanaged<UWSGIThreadServer>.fromOpaque(raw!).takeRetainedValue()
-                server.acceptLoop(thread: server.nextThreadIndex.wrappingAdd(1, ordering: .relaxed).oldValue)
+                server.serveLoop(thread: server.nextThreadIndex.wrappingAdd(1, ordering: .relaxed).oldValue)
                 return nil
             }, box.toOpaque())
             if created != 0 {
@@ -63,45 +77,45 @@ final class UWSGIThreadServer: @unchecked Sendable {
         }
     }
 
-    /// Stops accepting; threads finish the request they are serving, then leave. With `sweep` (the
-    /// whole pool is stopping) they first serve what the kernel had already queued on the listeners.
+    /// Stops accepting; threads finish the request they are serving, then leave, closing each persistent
+    /// connection at that request boundary (idle ones now). With `sweep` (the whole pool is stopping) they
+    /// first serve what the kernel had already queued on the listeners.
     func stop(sweep: Bool = false) {
         sweepOnStop.store(sweep, ordering: .relaxed)
         draining.store(true, ordering: .releasing)
+        table?.closeIdle()
         var byte: UInt8 = 1
-        _ = write(wakeWrite, &byte, 1)  // never read, so it wakes every thread's poll
+        _ = write(wakeWrite, &byte, 1)  // never read, so it wakes every thread's epoll_wait
     }
 
-    private func acceptLoop(thread: Int) {
+    private func serveLoop(thread: Int) {
         defer { running.subtract(1, ordering: .releasing) }
         var buffer = ByteBuffer()
         buffer.reserveCapacity(64 * 1024)
         defer { sweepBacklog(thread: thread, buffer: &buffer) }
-        var pollSet = listeners.map { pollfd(fd: $0.fd, events: Int16(POLLIN), revents: 0) }
-        pollSet.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
-        var mustWait = false
         while !draining.load(ordering: .acquiring) {
-            if mustWait {
-                for index in pollSet.indices { pollSet[index].revents = 0 }
-                if poll(&pollSet, nfds_t(pollSet.count), -1) < 0 {
-                    if errno == EINTR { continue }
-                    WorkerLog.error("poll on the uwsgi sockets failed: \(SystemError.message(errno)); not accepting")
-                    return
-                }
-                if pollSet[listeners.count].revents != 0 { return }
+            guard let tag = table.wait() else {
+                if errno == EINTR { continue }
+                WorkerLog.error("epoll_wait on the uwsgi sockets failed: \(SystemError.message(errno)); not accepting")
+                return
             }
-            // Under load a connection is usually waiting already: accept first, poll only when there is none.
-            mustWait = true
-            for listener in listeners {
+            switch tag {
+            case .wake:
+                return
+            case .listener(let index):
                 // Non-blocking listener: losing the race to another thread or worker is EAGAIN, not a hang.
-                let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue))
+                let fd = keel_accept4(listeners[index].fd, Int32(SOCK_CLOEXEC.rawValue))
                 if fd < 0 {
                     if errno == EMFILE || errno == ENFILE { AcceptBackoff.outOfDescriptors(errno) }
                     continue
                 }
-                serve(BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), thread: thread, buffer: &buffer)
-                mustWait = false
-                break
+                let generation = table.opened(fd)
+                serveConnection(
+                    BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), generation: generation,
+                    thread: thread, buffer: &buffer)
+            case .connection(let fd, let generation):
+                guard table.claim(fd, generation: generation) else { continue }
+                serveConnection(BlockingConnection(fd: fd), generation: generation, thread: thread, buffer: &buffer)
             }
         }
     }
@@ -111,12 +125,28 @@ final class UWSGIThreadServer: @unchecked Sendable {
     private func sweepBacklog(thread: Int, buffer: inout ByteBuffer) {
         guard sweepOnStop.load(ordering: .relaxed) else { return }
         BacklogSweep.acceptQueued(on: listeners, flags: Int32(SOCK_CLOEXEC.rawValue)) { fd, _ in
-            serve(BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), thread: thread, buffer: &buffer)
+            let generation = table.opened(fd)
+            serveConnection(
+                BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), generation: generation,
+                thread: thread, buffer: &buffer)
         }
     }
 
-    private func serve(_ connection: BlockingConnection, thread: Int, buffer: inout ByteBuffer) {
-        defer { connection.close() }
+    /// Serves one request, then parks a persistent connection for its next one or closes it.
+    private func serveConnection(_ connection: BlockingConnection, generation: UInt32, thread: Int, buffer: inout ByteBuffer) {
+        let persists = serve(connection, thread: thread, buffer: &buffer)
+        if persists && table.park(connection.fd, generation: generation) { return }
+        table.forget(connection.fd)
+        if persists {
+            // Leaving (recycle, reload, TERM): a request boundary, so say nothing more will be read.
+            UWSGIConnectionTable.sayGoodbye(connection.fd)
+        } else {
+            connection.close()
+        }
+    }
+
+    /// Reads and answers one request; true when the connection can carry the next one (the keel wire, answered whole).
+    private func serve(_ connection: BlockingConnection, thread: Int, buffer: inout ByteBuffer) -> Bool {
         buffer.clear()
         var parser = UWSGIRequestParser()
         var head: UWSGIRequestHead?
@@ -131,8 +161,10 @@ final class UWSGIThreadServer: @unchecked Sendable {
                             WorkerLog.error(
                                 "request body of \(h.contentLength) bytes is over the limit of "
                                     + "\(configuration.effectiveBodyLimit) (--limit-post): 413")
-                            respondWithError(connection, status: 413, "Request Entity Too Large\n")
-                            return
+                            respondWithError(
+                                connection, status: 413, "Request Entity Too Large\n",
+                                frame: h.modifier2 == KeelWire.offer ? responder : nil)
+                            return false
                         }
                         head = h
                         if h.contentLength > 0 && configuration.handler.streamsRequestBody {
@@ -154,14 +186,15 @@ final class UWSGIThreadServer: @unchecked Sendable {
                 case .bytes:
                     continue
                 case .closed:
+                    // Between requests on a persistent connection this is keel closing it: nothing to say.
                     try parser.finish(leftover: buffer)
-                    return
+                    return false
                 case .timedOut:
                     WorkerLog.error("uwsgi request not received within --socket-timeout \(configuration.socketTimeout)s: closed")
-                    return
+                    return false
                 case .failed(let code):
                     if code != ECONNRESET { WorkerLog.error("uwsgi read failed: \(SystemError.message(code))") }
-                    return
+                    return false
                 }
             }
         } catch {
@@ -171,24 +204,38 @@ final class UWSGIThreadServer: @unchecked Sendable {
             } else {
                 WorkerLog.error("\(error) (closing the connection)")
             }
-            return
+            return false
         }
-        guard let head else { return }
+        guard let head else { return false }
+        let offered = head.modifier2 == KeelWire.offer
+        // One request at a time on the keel wire: bytes past this packet are a second one sent before its answer.
+        let pipelined = offered && buffer.readableBytes > 0
         let request = Request(vars: head.vars, body: body, bodyReader: reader)
         let scoreboard = configuration.scoreboard
         scoreboard?.board.requestStarted(
             scoreboard!.record, thread: thread, lineParts: request.requestLineParts, now: monotonicMilliseconds())
         let response = AppRunner.respond(to: request, with: configuration.handler)
-        let transport = BlockingTransport(connection: connection, headOnly: request.method == "HEAD")
+        let transport = UWSGIResponseTransport(
+            connection: connection, headOnly: request.method == "HEAD", frame: offered ? responder : nil)
         ResponseDelivery(transport: transport, requestLine: request.requestLine).send(response)
         // Closing with unread bytes would reset the connection and could cut the response at the client.
-        reader?.drain()
+        let drained = reader?.drain() ?? true
         scoreboard?.board.requestFinished(scoreboard!.record, thread: thread, now: monotonicMilliseconds())
         counter.requestServed()
+        if pipelined {
+            WorkerLog.error(
+                "the front sent \(buffer.readableBytes) bytes after a request before its answer (one request at a time "
+                    + "on a persistent uwsgi connection): closed")
+            return false
+        }
+        return transport.isReusable && drained
     }
 
-    private func respondWithError(_ connection: BlockingConnection, status: Int, _ message: String) {
+    private func respondWithError(
+        _ connection: BlockingConnection, status: Int, _ message: String, frame: KeelWire.Responder? = nil
+    ) {
         var out = ByteBuffer()
+        if let frame { KeelWire.writeResponseFrame(frame, into: &out) }
         HTTPResponseHeadWriter.write(
             status: status, headers: [("Content-Type", "text/plain")], contentLength: message.utf8.count, chunked: false,
             into: &out)
