@@ -265,11 +265,17 @@ public struct UWSGIResponseParser: Sendable {
         }
     }
 
-    /// The head's lines, without their CRLF (bare LF tolerated).
+    /// The head's lines, without their CRLF (bare LF tolerated). Split on bytes: a String sees "\r\n" as one
+    /// Character, which no "\n" matches.
     static func lines(of block: ByteBuffer) -> [Substring] {
-        let text = String(decoding: block.readableBytesView, as: UTF8.self)
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
-            line.last == "\r" ? line.dropLast() : line
+        var lines: [Substring] = []
+        block.withUnsafeReadableBytes { raw in
+            var start = 0
+            for index in 0..<raw.count where raw[index] == 10 {
+                let end = index > start && raw[index - 1] == 13 ? index - 1 : index
+                lines.append(Substring(String(decoding: UnsafeRawBufferPointer(rebasing: raw[start..<end]), as: UTF8.self)))
+                start = index + 1
+            }
         }
         while lines.last?.isEmpty == true { lines.removeLast() }
         return lines

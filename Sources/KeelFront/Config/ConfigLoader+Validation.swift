@@ -122,6 +122,7 @@ extension ConfigLoader {
         }
         if upstream.maxFails < 0 { return ("max_fails", "cannot be negative (0 = never mark a server down)") }
         if upstream.keepalive < 0 { return ("keepalive", "cannot be negative (0 = no idle connections kept)") }
+        if upstream.keepaliveTimeout <= .zero { return ("keepalive_timeout", "must be positive (use keepalive = 0 to keep no connections)") }
         let timeouts = [
             ("fail_timeout", upstream.failTimeout), ("connect_timeout", upstream.connectTimeout),
             ("send_timeout", upstream.sendTimeout), ("read_timeout", upstream.readTimeout),

@@ -22,7 +22,7 @@ public enum ConfigLoader {
     ]
     static let logKeys = ["access", "error", "level"]
     static let upstreamKeys = [
-        "servers", "max_fails", "fail_timeout", "connect_timeout", "send_timeout", "read_timeout", "keepalive",
+        "servers", "max_fails", "fail_timeout", "connect_timeout", "send_timeout", "read_timeout", "keepalive", "keepalive_timeout",
     ]
     static let routeActionKeys = ["uwsgi", "proxy", "static", "root", "redirect", "return"]
     static let staticOptionKeys = [
@@ -191,6 +191,7 @@ public enum ConfigLoader {
             if let time = try table.duration("send_timeout") { upstream.sendTimeout = time }
             if let time = try table.duration("read_timeout") { upstream.readTimeout = time }
             if let count = try table.int("keepalive", example: "32") { upstream.keepalive = count }
+            if let time = try table.duration("keepalive_timeout") { upstream.keepaliveTimeout = time }
             upstreams[name] = upstream
         }
         return upstreams

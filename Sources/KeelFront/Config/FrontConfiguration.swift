@@ -98,13 +98,16 @@ public struct FrontConfiguration: Sendable, Equatable {
         public var connectTimeout: TimeAmount
         public var sendTimeout: TimeAmount
         public var readTimeout: TimeAmount
-        /// HTTP upstreams only: idle keep-alive connections kept per event loop per server (nginx `keepalive`).
+        /// Idle connections kept per event loop per server (nginx `keepalive`): HTTP/1.1 backends, and uwsgi servers
+        /// that speak the keel wire (keel-pool). 0: one connection per request, and keel-pool is not offered the wire.
         public var keepalive: Int
+        /// nginx's upstream `keepalive_timeout`: an idle kept connection is closed after this.
+        public var keepaliveTimeout: TimeAmount
 
         public init(
             name: String, servers: [ServerAddress], maxFails: Int = 1, failTimeout: TimeAmount = .seconds(10),
             connectTimeout: TimeAmount = .seconds(5), sendTimeout: TimeAmount = .seconds(60),
-            readTimeout: TimeAmount = .seconds(60), keepalive: Int = 32
+            readTimeout: TimeAmount = .seconds(60), keepalive: Int = 32, keepaliveTimeout: TimeAmount = .seconds(60)
         ) {
             self.name = name
             self.servers = servers
@@ -114,6 +117,7 @@ public struct FrontConfiguration: Sendable, Equatable {
             self.sendTimeout = sendTimeout
             self.readTimeout = readTimeout
             self.keepalive = keepalive
+            self.keepaliveTimeout = keepaliveTimeout
         }
     }
 

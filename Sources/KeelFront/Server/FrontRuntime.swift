@@ -43,14 +43,30 @@ final class FrontRuntimeHolder: Sendable {
 /// Per-event-loop state that outlives reloads (idle upstream keep-alive connections), touched only on its loop.
 final class LoopLocalState: @unchecked Sendable {
     let loop: any EventLoop
-    private let connections = HTTPUpstreamConnections()
+    private let http: IdleUpstreamConnections
+    private let uwsgi: IdleUpstreamConnections
 
     init(loop: any EventLoop) {
         self.loop = loop
+        self.http = IdleUpstreamConnections(loop: loop)
+        self.uwsgi = IdleUpstreamConnections(loop: loop)
     }
 
-    var httpConnections: HTTPUpstreamConnections {
+    /// Kept HTTP/1.1 backend connections.
+    var httpConnections: IdleUpstreamConnections {
         loop.preconditionInEventLoop()
-        return connections
+        return http
+    }
+
+    /// After a reload changed the upstreams, and at shutdown.
+    func closeKeptConnections() {
+        http.closeAll()
+        uwsgi.closeAll()
+    }
+
+    /// Kept keel-wire connections to keel-pools.
+    var uwsgiConnections: IdleUpstreamConnections {
+        loop.preconditionInEventLoop()
+        return uwsgi
     }
 }

@@ -127,7 +127,7 @@ public final class FrontServer: Sendable {
         }
         runtime.replace(with: FrontRuntime(configuration: configuration, tls: tls, accessLog: accessLog))
         if old.upstreams != configuration.upstreams {
-            for local in loopLocals.values { local.loop.execute { local.httpConnections.closeAll() } }
+            for local in loopLocals.values { local.loop.execute { local.closeKeptConnections() } }
         }
         return notes
     }
@@ -146,7 +146,7 @@ public final class FrontServer: Sendable {
         }
         try? await done.futureResult.get()
         deadline.cancel()
-        for local in loopLocals.values { local.loop.execute { local.httpConnections.closeAll() } }
+        for local in loopLocals.values { local.loop.execute { local.closeKeptConnections() } }
         runtime.current.accessLog?.flush()
     }
 }

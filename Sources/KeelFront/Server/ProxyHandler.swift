@@ -195,13 +195,16 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         guard let group = runtime.upstreams[upstreamName] else { return send(.plain(.badGateway, "Bad Gateway\n"), context: context) }
         let vars = UWSGIParams.vars(for: inFlight.request, serverName: serverName(route, inFlight.request), contentLength: body.byteCount)
         var packet = context.channel.allocator.buffer(capacity: 1024)
+        let keepsConnections = group.configuration.keepalive > 0
         do {
-            try UWSGIPacket.writeRequestHead(vars: vars, into: &packet)
+            try UWSGIPacket.writeRequestHead(vars: vars, modifier2: keepsConnections ? KeelWire.offer : 0, into: &packet)
         } catch {
             FrontLog.error("client \(inFlight.request.connection.remoteAddress): \(error): answered 431")
             return send(.plain(.requestHeaderFieldsTooLarge, "Request header block too large for the uwsgi protocol\n"), context: context)
         }
-        startExchange(group: group, kind: .uwsgi(packetHead: packet), head: inFlight.request.head, body: body)
+        startExchange(
+            group: group, kind: .uwsgi(packet: packet, keepalive: keepsConnections ? loopLocal.uwsgiConnections : nil),
+            head: inFlight.request.head, body: body)
     }
 
     private func startExchange(group: UpstreamGroup, kind: UpstreamExchange.Kind, head: HTTPRequestHead, body: RequestBodyBuffer) {

@@ -16,8 +16,7 @@ enum UpstreamConnector {
     }
 
     enum Codec: Sendable {
-        /// One connection per request; the packet head (uwsgi header + vars) goes first.
-        case uwsgi(packetHead: ByteBuffer)
+        case uwsgi
         case http
     }
 
@@ -25,21 +24,26 @@ enum UpstreamConnector {
         to address: FrontConfiguration.ServerAddress, resolved: SocketAddress?, codec: Codec, on loop: any EventLoop,
         timeout: TimeAmount
     ) -> EventLoopFuture<(Channel, UpstreamResponseRelay)> {
-        let bootstrap = ClientBootstrap(group: loop)
+        var bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     switch codec {
-                    case .uwsgi(let packetHead):
-                        try sync.addHandler(UWSGIRequestEncoder(packetHead: packetHead))
-                        try sync.addHandler(ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes)))
+                    case .uwsgi:
+                        try sync.addHandler(UWSGIClientCodec())
                     case .http:
                         try sync.addHTTPClientHandlers(leftOverBytesStrategy: .dropBytes)
                     }
-                    try sync.addHandler(UpstreamResponseRelay())
+                    let relay = UpstreamResponseRelay()
+                    relay.serverKey = address.description
+                    try sync.addHandler(relay)
                 }
             }
+        if case .tcp = address {
+            // Kept connections to other hosts: keep-alive probes find a peer that vanished (TCP_NODELAY is NIO's default).
+            bootstrap = bootstrap.channelOption(.socketOption(.so_keepalive), value: 1)
+        }
         let connected: EventLoopFuture<Channel>
         switch (address, resolved) {
         case (.unix, .some(let resolved)):
@@ -77,28 +81,74 @@ private func connectUnixNow(_ address: SocketAddress) -> Result<CInt, IOError> {
     return .success(fd)
 }
 
-/// Idle keep-alive connections to HTTP upstreams, one set per event loop (nginx's `keepalive` is per worker too),
-/// so taking and parking need no lock.
-final class HTTPUpstreamConnections {
-    private var idle: [FrontConfiguration.ServerAddress: [(channel: Channel, relay: UpstreamResponseRelay)]] = [:]
+/// Idle kept connections to upstream servers (HTTP/1.1 keep-alive, keel-wire uwsgi), one set per event loop and
+/// kind (nginx's `keepalive` is per worker too), so taking and parking need no lock. Last parked, first taken: the
+/// connection that just finished belongs to the worker most likely to have a free thread.
+final class IdleUpstreamConnections {
+    private struct Idle {
+        var channel: Channel
+        var relay: UpstreamResponseRelay
+        var expires: NIODeadline
+    }
 
-    func take(_ address: FrontConfiguration.ServerAddress) -> (Channel, UpstreamResponseRelay)? {
-        while let last = idle[address]?.popLast() {
-            if last.channel.isActive { return last }
+    private let loop: any EventLoop
+    private var idle: [FrontConfiguration.ServerAddress: [Idle]] = [:]
+    private var sweeper: Scheduled<Void>?
+
+    init(loop: any EventLoop) {
+        self.loop = loop
+    }
+
+    /// A kept connection to `address` whose worker (on the keel wire) has a free thread, or nil.
+    func take(_ address: FrontConfiguration.ServerAddress, now: NIODeadline = .now()) -> (Channel, UpstreamResponseRelay)? {
+        guard var list = idle[address], !list.isEmpty else { return nil }
+        defer { idle[address] = list }
+        var index = list.count - 1
+        while index >= 0 {
+            let entry = list[index]
+            if !entry.channel.isActive || entry.expires <= now {
+                list.remove(at: index)
+                entry.channel.close(promise: nil)
+            } else if entry.relay.workerLoad?.hasFreeThread ?? true {
+                list.remove(at: index)
+                return (entry.channel, entry.relay)
+            }
+            index -= 1
         }
         return nil
     }
 
-    func park(_ channel: Channel, relay: UpstreamResponseRelay, address: FrontConfiguration.ServerAddress, limit: Int) {
+    func park(
+        _ channel: Channel, relay: UpstreamResponseRelay, address: FrontConfiguration.ServerAddress, limit: Int,
+        timeout: TimeAmount
+    ) {
         guard limit > 0, channel.isActive, idle[address, default: []].count < limit else {
             channel.close(promise: nil)
             return
         }
         relay.listener = nil
         relay.onIdleClose = { [weak self] in self?.forget(channel, address: address) }
-        idle[address, default: []].append((channel, relay))
-        // Reading on while idle: a server closing it is noticed at once.
+        idle[address, default: []].append(Idle(channel: channel, relay: relay, expires: .now() + timeout))
+        // Reading on while idle: a server closing it (or saying goodbye) is noticed at once.
         try? channel.syncOptions?.setOption(.autoRead, value: true)
+        if sweeper == nil { scheduleSweep() }
+    }
+
+    /// keepalive_timeout: idle connections past it are closed, checked once a second while any is kept.
+    private func scheduleSweep() {
+        sweeper = loop.assumeIsolated().scheduleTask(in: .seconds(1)) { [weak self] in self?.closeExpired() }
+    }
+
+    private func closeExpired() {
+        let now = NIODeadline.now()
+        for (address, list) in idle {
+            let expired = list.filter { $0.expires <= now }
+            guard !expired.isEmpty else { continue }
+            idle[address] = list.filter { $0.expires > now }
+            for entry in expired { entry.channel.close(promise: nil) }
+        }
+        idle = idle.filter { !$0.value.isEmpty }
+        if idle.isEmpty { sweeper = nil } else { scheduleSweep() }
     }
 
     private func forget(_ channel: Channel, address: FrontConfiguration.ServerAddress) {
@@ -109,5 +159,9 @@ final class HTTPUpstreamConnections {
     func closeAll() {
         for (_, list) in idle { for entry in list { entry.channel.close(promise: nil) } }
         idle = [:]
+        sweeper?.cancel()
+        sweeper = nil
     }
+
+    var count: Int { idle.values.reduce(0) { $0 + $1.count } }
 }

@@ -37,8 +37,16 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     }
 
     enum Kind {
-        case uwsgi(packetHead: ByteBuffer)
-        case http(keepalive: HTTPUpstreamConnections)
+        /// `keepalive` nil: one connection per request (the packet did not offer the keel wire).
+        case uwsgi(packet: ByteBuffer, keepalive: IdleUpstreamConnections?)
+        case http(keepalive: IdleUpstreamConnections)
+
+        var keptConnections: IdleUpstreamConnections? {
+            switch self {
+            case .uwsgi(_, let keepalive): keepalive
+            case .http(let keepalive): keepalive
+            }
+        }
     }
 
     private enum State {
@@ -58,6 +66,10 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
 
     private var state = State.idle
     private var retried = false
+    /// Resends after a keel-pool worker's goodbye (the request provably unread); bounded, as workers may all be leaving.
+    private var goodbyeResends = 0
+    /// The keel-pool worker this request is counted on (`PoolWorkerLoad`), once known.
+    private var countedLoad: PoolWorkerLoad?
     private var receivedAnything = false
     private var responseKeepAlive = false
     private var requestWritten = false
@@ -101,6 +113,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         relay.listener = nil
         state = .finished
         cancelTimer()
+        releaseLoad()
         channel.close(promise: nil)
     }
 
@@ -110,13 +123,13 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         state = .connecting(server: server)
         let address = group.server(server)
         serverDescription = address.description
-        if case .http(let keepalive) = kind, let (channel, relay) = keepalive.take(address) {
+        if let (channel, relay) = kind.keptConnections?.take(address) {
             attach(channel, relay, server: server, reused: true)
             return
         }
         let codec: UpstreamConnector.Codec
         switch kind {
-        case .uwsgi(let packetHead): codec = .uwsgi(packetHead: packetHead)
+        case .uwsgi: codec = .uwsgi
         case .http: codec = .http
         }
         UpstreamConnector.connect(
@@ -154,6 +167,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         relay.listener = self
         relay.onIdleClose = nil
         state = .active(channel, relay, server: server, reused: reused)
+        if let load = relay.workerLoad { count(on: load) }
         sendRequest(on: channel)
         readIfClientCanTakeIt()
     }
@@ -161,17 +175,30 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     private func sendRequest(on channel: Channel) {
         let sendTimeout = group.configuration.sendTimeout
         armTimer(sendTimeout) { .timedOut("upstream \"\(self.group.name)\" (\(self.serverDescription)) took more than \(sendTimeout.prettySeconds) to accept the request (send_timeout)") }
-        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        let written = loop.makePromise(of: Void.self)
+        let bodyData: IOData?
         switch body.content {
         case .memory(let buffer) where buffer.readableBytes > 0:
-            channel.write(HTTPClientRequestPart.body(.byteBuffer(buffer)), promise: nil)
+            bodyData = .byteBuffer(buffer)
         case .file(let file, let size) where size > 0:
-            channel.write(HTTPClientRequestPart.body(.fileRegion(FileRegion(fileHandle: file, readerIndex: 0, endIndex: size))), promise: nil)
+            bodyData = .fileRegion(FileRegion(fileHandle: file, readerIndex: 0, endIndex: size))
         default:
-            break
+            bodyData = nil
         }
-        let written = loop.makePromise(of: Void.self)
-        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: written)
+        switch kind {
+        case .uwsgi(let packet, _):
+            let packetPart = UWSGIRequestPart.packet(packet, isHEAD: head.method == .HEAD)
+            if let bodyData {
+                channel.write(packetPart, promise: nil)
+                channel.writeAndFlush(UWSGIRequestPart.body(bodyData), promise: written)
+            } else {
+                channel.writeAndFlush(packetPart, promise: written)
+            }
+        case .http:
+            channel.write(HTTPClientRequestPart.head(head), promise: nil)
+            if let bodyData { channel.write(HTTPClientRequestPart.body(bodyData), promise: nil) }
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: written)
+        }
         written.futureResult.assumeIsolated().whenComplete { result in
             guard case .active(let current, _, _, _) = self.state, current === channel else { return }
             if case .success = result {
@@ -229,16 +256,46 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         if !paused && requestWritten && timer == nil { armReadTimer() }
     }
 
+    func upstreamDidIdentify(_ load: PoolWorkerLoad) {
+        guard case .active = state, countedLoad == nil else { return }
+        count(on: load)
+    }
+
+    func upstreamDidSayGoodbye() {
+        guard case .active(_, _, let server, _) = state else { return }
+        cancelTimer()
+        releaseLoad()
+        if !receivedAnything && goodbyeResends < Self.maxGoodbyeResends {
+            // The worker is leaving and read nothing after its last response: the request may go anywhere, even a
+            // POST, since no app saw it (docs/ARCHITECTURE.md, "The wire").
+            goodbyeResends += 1
+            state = .idle
+            paused = false
+            requestWritten = false
+            connect(server)
+            return
+        }
+        fail(.badResponse("upstream \"\(group.name)\" (\(serverDescription)) closed the connection (goodbye) before the response was complete"))
+    }
+
+    static let maxGoodbyeResends = 4
+
     func upstreamDidClose(error: (any Error)?) {
         guard case .active(_, _, let server, let reused) = state else { return }
         cancelTimer()
-        if reused && !receivedAnything && (!requestWritten || Self.isIdempotent(head.method)) {
+        releaseLoad()
+        // On the keel wire a close without a goodbye may follow a read (a worker killed mid-request): never resent.
+        if case .http = kind, reused && !receivedAnything && (!requestWritten || Self.isIdempotent(head.method)) {
             // A pooled keep-alive connection the server had closed: try a fresh one, as nginx does; a POST that
             // may have reached the backend is not sent twice.
             state = .idle
             paused = false
             requestWritten = false
             connect(server)
+            return
+        }
+        if let error = error as? UpstreamProtocolError {
+            fail(.badResponse("upstream \"\(group.name)\" (\(serverDescription)) sent an invalid response: \(error)"))
             return
         }
         let detail = error.map { " (\($0))" } ?? ""
@@ -260,15 +317,30 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         finishTime = .now()
         cancelTimer()
         relay.listener = nil
-        if case .http(let keepalive) = kind, responseKeepAlive, requestWritten {
-            keepalive.park(channel, relay: relay, address: group.server(server), limit: group.configuration.keepalive)
+        releaseLoad()
+        if case .uwsgi = kind { group.noteWire(server, keel: relay.workerLoad != nil) }
+        if let keepalive = kind.keptConnections, responseKeepAlive, requestWritten {
+            keepalive.park(
+                channel, relay: relay, address: group.server(server), limit: group.configuration.keepalive,
+                timeout: group.configuration.keepaliveTimeout)
         } else {
             channel.close(promise: nil)
         }
         sink?.exchangeDidFinish()
     }
 
+    private func count(on load: PoolWorkerLoad) {
+        load.started()
+        countedLoad = load
+    }
+
+    private func releaseLoad() {
+        countedLoad?.finished()
+        countedLoad = nil
+    }
+
     private func fail(_ failure: Failure) {
+        releaseLoad()
         if case .active(let channel, let relay, _, _) = state {
             relay.listener = nil
             channel.close(promise: nil)

@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import Synchronization
 import NIOCore
 
 /// A named set of backend servers with round-robin choice and passive health, shared by every event loop:
@@ -11,6 +12,13 @@ final class UpstreamGroup: Sendable {
     /// nil when a host name did not resolve then (the connect resolves it, and fails with the reason).
     let socketAddresses: [SocketAddress?]
     private let health: NIOLockedValueBox<Health>
+    /// What each server was last seen to speak, so the error log says it once per server (and again if it changes).
+    private let wireNotes: [WireNote]
+
+    private final class WireNote: Sendable {
+        /// 0 unknown, 1 keel wire, 2 plain uwsgi.
+        let kind = Atomic<UInt8>(0)
+    }
 
     private struct Health {
         var next = 0
@@ -27,6 +35,7 @@ final class UpstreamGroup: Sendable {
             case .tcp(let host, let port): try? SocketAddress.makeAddressResolvingHost(host, port: port)
             }
         }
+        self.wireNotes = configuration.servers.map { _ in WireNote() }
         self.health = NIOLockedValueBox(Health(failures: Array(repeating: 0, count: count), downUntil: Array(repeating: .distantPast, count: count)))
     }
 
@@ -71,6 +80,21 @@ final class UpstreamGroup: Sendable {
     func recordSuccess(_ index: Int) {
         health.withLockedValue { health in
             if health.failures[index] != 0 { health.failures[index] = 0 }
+        }
+    }
+
+    /// A uwsgi server answered: on the keel wire (keel-pool) or in plain uwsgi (uWSGI, or keepalive = 0).
+    func noteWire(_ index: Int, keel: Bool) {
+        let kind: UInt8 = keel ? 1 : 2
+        let note = wireNotes[index]
+        guard note.kind.load(ordering: .relaxed) != kind, note.kind.exchange(kind, ordering: .relaxed) != kind else { return }
+        let server = "upstream \"\(name)\" (\(configuration.servers[index]))"
+        if keel {
+            FrontLog.info("\(server) speaks the keel wire: connections are kept (keepalive \(configuration.keepalive) per event loop)")
+        } else if configuration.keepalive == 0 {
+            FrontLog.info("\(server): one connection per request (keepalive = 0)")
+        } else {
+            FrontLog.info("\(server) answers plain uwsgi (not keel-pool): one connection per request")
         }
     }
 

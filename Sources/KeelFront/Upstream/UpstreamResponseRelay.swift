@@ -11,9 +11,17 @@ final class UpstreamResponseRelay: ChannelInboundHandler {
         func upstreamDidRead(_ part: HTTPClientResponsePart)
         func upstreamDidCompleteRead()
         func upstreamDidClose(error: (any Error)?)
+        /// The keel wire: the server closes this connection and read nothing sent after its last response.
+        func upstreamDidSayGoodbye()
+        /// The keel wire: the worker answering on this connection is known (first framed response).
+        func upstreamDidIdentify(_ load: PoolWorkerLoad)
     }
 
     weak var listener: (any Listener)?
+    /// The keel wire: the worker on the other end and its in-flight count, once its first frame arrived.
+    private(set) var workerLoad: PoolWorkerLoad?
+    /// Where the connection goes (for the worker registry: pids are per host).
+    var serverKey = ""
     /// Called when the connection closes while idle in a pool.
     var onIdleClose: (() -> Void)?
     private var pendingError: (any Error)?
@@ -29,6 +37,24 @@ final class UpstreamResponseRelay: ChannelInboundHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         listener?.upstreamDidCompleteRead()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let event = event as? KeelWireEvent else { return context.fireUserInboundEventTriggered(event) }
+        switch event {
+        case .responder(let responder):
+            if workerLoad == nil || workerLoad!.pid != responder.pid {
+                let load = PoolWorkerLoad.registry.load(server: serverKey, responder: responder)
+                workerLoad = load
+                listener?.upstreamDidIdentify(load)
+            }
+        case .goodbye:
+            if let listener {
+                self.listener = nil
+                listener.upstreamDidSayGoodbye()
+            }
+            context.close(promise: nil)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
