@@ -169,15 +169,18 @@ public struct UWSGIResponseParser: Sendable {
             return .goodbye
         case .response:
             guard expectingResponse else { throw .unexpectedBytes(buffer.readableBytes) }
-            guard size == 6 else { throw .malformedFrame("response frame with a \(size)-byte payload, not 6") }
-            guard buffer.readableBytes >= 10 else { return nil }
+            guard size == KeelWire.responsePayloadSize else {
+                throw .malformedFrame("response frame with a \(size)-byte payload, not \(KeelWire.responsePayloadSize)")
+            }
+            guard buffer.readableBytes >= KeelWire.responseFrameSize else { return nil }
             buffer.moveReaderIndex(forwardBy: 4)
             let pid: UInt32 = buffer.readInteger(endianness: .little)!
             let capacity: UInt16 = buffer.readInteger(endianness: .little)!
-            guard capacity > 0 else { throw .malformedFrame("a worker with 0 threads") }
+            let workers: UInt16 = buffer.readInteger(endianness: .little)!
+            guard capacity > 0, workers > 0 else { throw .malformedFrame("a worker with 0 threads or a pool of 0 workers") }
             isPersistent = true
             state = .head(framed: true)
-            return .responder(KeelWire.Responder(pid: pid, capacity: capacity))
+            return .responder(KeelWire.Responder(pid: pid, capacity: capacity, workers: workers))
         case nil:
             throw .malformedFrame("unknown kind \(kind)")
         }

@@ -79,5 +79,8 @@ struct UWSGIInteropTests {
             #expect(status.status == code)
             #expect(status.text == "status \(code)")
         }
+        // The keel wire is offered on every request and ignored by uWSGI: one connection per request, logged once.
+        for _ in 0..<20 { #expect(try keel.get("/status/200").status == 200) }
+        #expect(keel.log.components(separatedBy: "answers plain uwsgi (not keel-pool): one connection per request").count == 2)
     }
 }

@@ -190,7 +190,7 @@ public enum ConfigLoader {
             if let time = try table.duration("connect_timeout") { upstream.connectTimeout = time }
             if let time = try table.duration("send_timeout") { upstream.sendTimeout = time }
             if let time = try table.duration("read_timeout") { upstream.readTimeout = time }
-            if let count = try table.int("keepalive", example: "32") { upstream.keepalive = count }
+            if let count = try table.int("keepalive", example: "128") { upstream.keepalive = count }
             if let time = try table.duration("keepalive_timeout") { upstream.keepaliveTimeout = time }
             upstreams[name] = upstream
         }

@@ -107,7 +107,7 @@ public struct FrontConfiguration: Sendable, Equatable {
         public init(
             name: String, servers: [ServerAddress], maxFails: Int = 1, failTimeout: TimeAmount = .seconds(10),
             connectTimeout: TimeAmount = .seconds(5), sendTimeout: TimeAmount = .seconds(60),
-            readTimeout: TimeAmount = .seconds(60), keepalive: Int = 32, keepaliveTimeout: TimeAmount = .seconds(60)
+            readTimeout: TimeAmount = .seconds(60), keepalive: Int = 128, keepaliveTimeout: TimeAmount = .seconds(60)
         ) {
             self.name = name
             self.servers = servers

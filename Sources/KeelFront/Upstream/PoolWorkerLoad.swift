@@ -9,6 +9,7 @@ final class PoolWorkerLoad: Sendable {
     /// The worker's --threads.
     let capacity: Int
     private let inFlight = Atomic<Int>(0)
+    private let saidGoodbye = Atomic<Bool>(false)
 
     init(pid: UInt32, capacity: Int) {
         self.pid = pid
@@ -17,6 +18,11 @@ final class PoolWorkerLoad: Sendable {
 
     var hasFreeThread: Bool { inFlight.load(ordering: .relaxed) < capacity }
     var running: Int { inFlight.load(ordering: .relaxed) }
+
+    /// The worker said goodbye on one connection: it is leaving, so its other kept connections are not used again
+    /// (each would only say goodbye too).
+    var isLeaving: Bool { saidGoodbye.load(ordering: .relaxed) }
+    func leaving() { saidGoodbye.store(true, ordering: .relaxed) }
 
     func started() { inFlight.wrappingAdd(1, ordering: .relaxed) }
     func finished() { inFlight.wrappingSubtract(1, ordering: .relaxed) }

@@ -37,8 +37,14 @@ final class UWSGIClientCodec: ChannelDuplexHandler, RemovableChannelHandler {
     /// A head was passed on: from then on an error can only cut the response.
     private var headPassed = false
     private var failed = false
-    /// Parts of the current read, held until the read is known to be sound.
-    private var parts: [HTTPClientResponsePart] = []
+    /// What the current read produced, in order, held until the read is known to be sound.
+    private var parts: [Inbound] = []
+
+    private enum Inbound {
+        case part(HTTPClientResponsePart)
+        /// Kept in order with the parts: a goodbye after a response's end must reach the relay after that end.
+        case event(KeelWireEvent)
+    }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
@@ -85,9 +91,9 @@ final class UWSGIClientCodec: ChannelDuplexHandler, RemovableChannelHandler {
     private func handle(_ event: UWSGIResponseParser.Event, context: ChannelHandlerContext) throws(UWSGIResponseParser.ParseError) {
         switch event {
         case .responder(let responder):
-            context.fireUserInboundEventTriggered(KeelWireEvent.responder(responder))
+            parts.append(.event(.responder(responder)))
         case .goodbye:
-            context.fireUserInboundEventTriggered(KeelWireEvent.goodbye)
+            parts.append(.event(.goodbye))
         case .head(let head):
             var responseHead = HTTPResponseHead(
                 version: HTTPVersion(major: 1, minor: head.versionMinor),
@@ -96,19 +102,24 @@ final class UWSGIClientCodec: ChannelDuplexHandler, RemovableChannelHandler {
             if head.closesConnection || !parser.isPersistent {
                 responseHead.headers.replaceOrAdd(name: "connection", value: "close")
             }
-            parts.append(.head(responseHead))
+            parts.append(.part(.head(responseHead)))
         case .body(let body):
-            parts.append(.body(body))
+            parts.append(.part(.body(body)))
         case .end:
-            parts.append(.end(nil))
+            parts.append(.part(.end(nil)))
         }
     }
 
     private func passParts(context: ChannelHandlerContext) {
         guard !parts.isEmpty else { return }
-        for part in parts {
-            if case .head = part { headPassed = true }
-            context.fireChannelRead(wrapInboundOut(part))
+        for inbound in parts {
+            switch inbound {
+            case .part(let part):
+                if case .head = part { headPassed = true }
+                context.fireChannelRead(wrapInboundOut(part))
+            case .event(let event):
+                context.fireUserInboundEventTriggered(event)
+            }
         }
         parts.removeAll(keepingCapacity: true)
     }

@@ -91,31 +91,56 @@ final class IdleUpstreamConnections {
         var expires: NIODeadline
     }
 
+    private struct WeakLoad {
+        weak var load: PoolWorkerLoad?
+    }
+
     private let loop: any EventLoop
     private var idle: [FrontConfiguration.ServerAddress: [Idle]] = [:]
+    /// The keel-pool workers this loop has kept connections to, per server: whether any has a free thread.
+    private var workers: [FrontConfiguration.ServerAddress: [WeakLoad]] = [:]
     private var sweeper: Scheduled<Void>?
 
     init(loop: any EventLoop) {
         self.loop = loop
     }
 
-    /// A kept connection to `address` whose worker (on the keel wire) has a free thread, or nil.
+    /// A kept connection to `address`, or nil for a new one. On the keel wire it prefers a worker with a free thread;
+    /// when it has none but another known worker is free, nil: a new connection is accepted by a free worker. When
+    /// every known worker is busy, the least loaded one's connection: waiting there costs no more than in the
+    /// listen queue, and saves the connect.
     func take(_ address: FrontConfiguration.ServerAddress, now: NIODeadline = .now()) -> (Channel, UpstreamResponseRelay)? {
         guard var list = idle[address], !list.isEmpty else { return nil }
         defer { idle[address] = list }
+        var leastLoaded: (index: Int, spare: Int)?
         var index = list.count - 1
         while index >= 0 {
             let entry = list[index]
-            if !entry.channel.isActive || entry.expires <= now {
+            if !entry.channel.isActive || entry.expires <= now || entry.relay.workerLoad?.isLeaving == true {
                 list.remove(at: index)
                 entry.channel.close(promise: nil)
-            } else if entry.relay.workerLoad?.hasFreeThread ?? true {
+                leastLoaded = nil  // indices above shifted; rescanning is rare enough
+                index = list.count - 1
+                continue
+            }
+            guard let load = entry.relay.workerLoad else {
                 list.remove(at: index)
                 return (entry.channel, entry.relay)
             }
+            let spare = load.capacity - load.running
+            if spare > 0 {
+                list.remove(at: index)
+                return (entry.channel, entry.relay)
+            }
+            if leastLoaded == nil || spare > leastLoaded!.spare { leastLoaded = (index, spare) }
             index -= 1
         }
-        return nil
+        guard let leastLoaded else { return nil }
+        let known = workers[address, default: []].compactMap(\.load).filter { !$0.isLeaving }
+        // A known worker with a free thread, or a worker this loop has no connection to yet: a new connection.
+        if known.contains(where: \.hasFreeThread) || known.count < list[leastLoaded.index].relay.poolWorkers { return nil }
+        let entry = list.remove(at: leastLoaded.index)
+        return (entry.channel, entry.relay)
     }
 
     func park(
@@ -129,6 +154,11 @@ final class IdleUpstreamConnections {
         relay.listener = nil
         relay.onIdleClose = { [weak self] in self?.forget(channel, address: address) }
         idle[address, default: []].append(Idle(channel: channel, relay: relay, expires: .now() + timeout))
+        if let load = relay.workerLoad, !(workers[address]?.contains { $0.load === load } ?? false) {
+            // Workers come and go (recycling): the list holds the ones still referred to by a connection.
+            workers[address, default: []].removeAll { $0.load == nil }
+            workers[address, default: []].append(WeakLoad(load: load))
+        }
         // Reading on while idle: a server closing it (or saying goodbye) is noticed at once.
         try? channel.syncOptions?.setOption(.autoRead, value: true)
         if sweeper == nil { scheduleSweep() }

@@ -22,6 +22,8 @@ final class UpstreamResponseRelay: ChannelInboundHandler {
     private(set) var workerLoad: PoolWorkerLoad?
     /// Where the connection goes (for the worker registry: pids are per host).
     var serverKey = ""
+    /// Workers serving in the pool, as its last frame on this connection said.
+    private(set) var poolWorkers = 1
     /// Called when the connection closes while idle in a pool.
     var onIdleClose: (() -> Void)?
     private var pendingError: (any Error)?
@@ -43,12 +45,14 @@ final class UpstreamResponseRelay: ChannelInboundHandler {
         guard let event = event as? KeelWireEvent else { return context.fireUserInboundEventTriggered(event) }
         switch event {
         case .responder(let responder):
+            poolWorkers = Int(responder.workers)
             if workerLoad == nil || workerLoad!.pid != responder.pid {
                 let load = PoolWorkerLoad.registry.load(server: serverKey, responder: responder)
                 workerLoad = load
                 listener?.upstreamDidIdentify(load)
             }
         case .goodbye:
+            workerLoad?.leaving()
             if let listener {
                 self.listener = nil
                 listener.upstreamDidSayGoodbye()

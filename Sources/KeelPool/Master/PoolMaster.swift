@@ -321,6 +321,8 @@ public final class PoolMaster {
                 close(fd)
                 slots[index].statusFD = nil
             }
+            // A dead worker no longer counts as serving (the keel wire's frames report the count).
+            if let record = slots[index].scoreboardSlot { scoreboard.setPID(record, 0) }
             slots[index].scoreboardSlot = nil
         }
     }

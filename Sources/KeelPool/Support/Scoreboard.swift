@@ -110,6 +110,18 @@ public final class Scoreboard: @unchecked Sendable {
         store(worker(index) + Self.acceptedOffset, accepted)
         store(worker(index) + Self.persistentOffset, persistent)
     }
+    /// Workers serving now (a pid, not draining): what a keel-wire frame tells keel about the pool.
+    public func servingWorkers() -> Int {
+        var count = 0
+        for index in 0..<capacity {
+            let record = worker(index)
+            if load(record + Self.pidOffset) != 0 && load(record + Self.stateOffset) != WorkerState.draining.rawValue {
+                count += 1
+            }
+        }
+        return count
+    }
+
     public func setRSS(_ index: Int, bytes: Int) { store(worker(index) + Self.rssOffset, Int64(bytes)) }
 
     // MARK: workers

@@ -53,6 +53,8 @@ final class UWSGIConnectionTable: @unchecked Sendable {
         var draining = false
         var accepted: Int64 = 0
         var persistent: Int64 = 0
+        /// Connections that said goodbye, half-closed and kept open until the worker exits (see `sayGoodbye`).
+        var lingering: [Int32] = []
     }
 
     let epollFD: Int32
@@ -154,14 +156,17 @@ final class UWSGIConnectionTable: @unchecked Sendable {
             report(state.accepted, state.persistent)
             return idle
         }
-        for fd in idle { Self.sayGoodbye(fd) }
+        for fd in idle { sayGoodbye(fd) }
     }
 
     var isDraining: Bool { state.withLock { $0.draining } }
 
-    /// Tells keel that nothing after the last response was read, and closes. The 4 bytes fit any socket buffer.
-    static func sayGoodbye(_ fd: Int32) {
+    /// Tells keel that nothing after the last response was read (the 4 bytes fit any socket buffer), then shuts the
+    /// sending side only. The socket stays open until the worker exits, so a request keel sends meanwhile still lands
+    /// (unread) instead of failing with EPIPE before keel has read the goodbye that says it may go elsewhere.
+    func sayGoodbye(_ fd: Int32) {
         KeelWire.goodbyeBytes.withUnsafeBytes { raw in _ = send(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-        close(fd)
+        shutdown(fd, Int32(SHUT_WR))
+        state.withLock { $0.lingering.append(fd) }
     }
 }

@@ -27,8 +27,9 @@ final class UWSGIThreadServer: @unchecked Sendable {
     private let nextThreadIndex = Atomic<Int>(0)
     /// Set by `start`, before any thread exists.
     private var table: UWSGIConnectionTable!
-    /// What this worker's keel-wire frames say: its pid and how many requests it runs at once.
-    private let responder: KeelWire.Responder
+    /// What this worker's keel-wire frames say: its pid and how many requests it runs at once (plus, per response,
+    /// how many workers serve in the pool).
+    private let identity: KeelWire.Responder
 
     private let counter: RequestCounter
 
@@ -36,7 +37,7 @@ final class UWSGIThreadServer: @unchecked Sendable {
         self.listeners = listeners
         self.configuration = configuration
         self.counter = counter
-        self.responder = KeelWire.Responder(
+        self.identity = KeelWire.Responder(
             pid: UInt32(getpid()), capacity: UInt16(clamping: configuration.threads))
         var fds: [Int32] = [-1, -1]
         _ = keel_pipe2(&fds, O_CLOEXEC)
@@ -139,10 +140,18 @@ final class UWSGIThreadServer: @unchecked Sendable {
         table.forget(connection.fd)
         if persists {
             // Leaving (recycle, reload, TERM): a request boundary, so say nothing more will be read.
-            UWSGIConnectionTable.sayGoodbye(connection.fd)
+            table.sayGoodbye(connection.fd)
         } else {
             connection.close()
         }
+    }
+
+    private var responder: KeelWire.Responder {
+        var frame = identity
+        if let scoreboard = configuration.scoreboard {
+            frame.workers = UInt16(clamping: max(1, scoreboard.board.servingWorkers()))
+        }
+        return frame
     }
 
     /// Reads and answers one request; true when the connection can carry the next one (the keel wire, answered whole).

@@ -1,0 +1,148 @@
+import Foundation
+import NIOCore
+import Testing
+import UWSGI
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// keel against a scripted keel-wire server: the races and bad answers a real keel-pool shows only by chance.
+@Suite("keel wire: races and bad input", .serialized, .timeLimit(.minutes(3)))
+struct KeelWireFailureTests {
+    static let ok = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n"
+
+    static func keel(_ fake: FakeKeelPool, readTimeout: String = "60s") throws -> FrontUnderTest {
+        try FrontUnderTest(
+            ["--event-loops", "1"],
+            config: """
+                [[listen]]
+                address = "127.0.0.1:{PORT}"
+                [upstream.app]
+                servers = ["unix:\(fake.path)"]
+                read_timeout = "\(readTimeout)"
+                [[route]]
+                path = "/"
+                uwsgi = "app"
+                """)
+    }
+
+    /// The first connection answers its first request, then says goodbye to the next without reading it (a worker
+    /// leaving as keel sends): the request is provably unread, so keel sends it again, even a POST, and the app sees
+    /// it once.
+    @Test(arguments: ["GET", "POST"])
+    func aGoodbyeRacingARequestGetsItResentOnce(method: String) throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fake = try FakeKeelPool(directory: directory) { connection, index, _ in
+            connection == 0 && index >= 1 ? .goodbyeUnread : .respond(Self.ok)
+        }
+        let keel = try Self.keel(fake)
+        let socket = try TestSocket(tcpPort: keel.port)
+        let reader = HTTPResponseReader(socket)
+        try socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try reader.next().status == 200)
+        try socket.write("\(method) / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+        let reply = try reader.next()
+        #expect(reply.status == 200)
+        #expect(reply.text == "ok\n")
+        #expect(fake.readCount == 2, "the app saw the first request and the resent one, nothing twice")
+        #expect(fake.connections == 2)
+    }
+
+    /// A kept connection closed after the server read the request (a worker killed mid-request): nothing proves the
+    /// request unread, so neither a GET nor a POST is sent again; the client gets a 502.
+    @Test(arguments: ["GET", "POST"])
+    func aCloseAfterReadingIsNeverResent(method: String) throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fake = try FakeKeelPool(directory: directory) { _, index, _ in index == 1 ? .closeAfterRead : .respond(Self.ok) }
+        let keel = try Self.keel(fake)
+        let socket = try TestSocket(tcpPort: keel.port)
+        let reader = HTTPResponseReader(socket)
+        try socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(try reader.next().status == 200)
+        try socket.write("\(method) / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+        #expect(try reader.next().status == 502)
+        #expect(fake.readCount == 2, "not sent twice")
+        #expect(try keel.get("/").status == 200, "keel goes on with a new connection")
+    }
+
+    /// Bad answers on the wire: each gets the client a 502 (504 for the stall) and a log line, closes only that
+    /// upstream connection, and keel goes on serving.
+    static let badAnswers: [(String, FakeKeelPool.Action, Int, String)] = [
+        ("malformed head", .raw(frameBytes() + Array("HTTP/1.1 2x0 Nope\r\n\r\n".utf8), close: false), 502, "malformed status line"),
+        ("longer than declared", .raw(frameBytes() + Array("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabcdef".utf8), close: false), 502, "longer than it declared"),
+        ("unframed body", .raw(frameBytes() + Array("HTTP/1.1 200 OK\r\n\r\nabc".utf8), close: false), 502, "neither Content-Length nor chunked"),
+        ("dies inside the head", .raw(frameBytes() + Array("HTTP/1.1 200 OK\r\nContent-Le".utf8), close: true), 502, "inside the response head"),
+        ("bad frame", .raw([0x4B, 0, 0, 9], close: false), 502, "unknown kind 9"),
+        ("stalls", .stall(seconds: 3), 504, "read_timeout"),
+    ]
+
+    @Test(arguments: badAnswers.indices)
+    func badAnswersGetA502AndKeelGoesOn(index: Int) throws {
+        let (name, action, status, logged) = Self.badAnswers[index]
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fake = try FakeKeelPool(directory: directory) { _, request, _ in request == 0 ? action : .respond(Self.ok) }
+        let keel = try Self.keel(fake, readTimeout: "1s")
+        let reply = try keel.get("/")
+        #expect(reply.status == status, "\(name)")
+        try Harness.waitUntil("the log line for \(name)") { keel.log.contains(logged) }
+        for _ in 0..<3 { #expect(try keel.get("/").status == 200, "\(name): keel goes on") }
+        #expect(keel.process.isRunning)
+    }
+
+    static func frameBytes() -> [UInt8] {
+        var buffer = ByteBuffer()
+        KeelWire.writeResponseFrame(KeelWire.Responder(pid: 7, capacity: 1), into: &buffer)
+        return Array(buffer.readableBytesView)
+    }
+}
+
+/// keel-pool's side of the wire's bad input: one request at a time, nothing but packets between them.
+@Suite("keel wire: keel-pool refuses bad peers", .serialized, .timeLimit(.minutes(2)))
+struct KeelWirePoolTests {
+    static func packet(_ uri: String, offer: Bool = true) throws -> [UInt8] {
+        var buffer = ByteBuffer()
+        try UWSGIPacket.writeRequestHead(
+            vars: UWSGIClient.vars(uri: uri).map { (name: $0.0, value: $0.1) }, modifier2: offer ? KeelWire.offer : 0,
+            into: &buffer)
+        return Array(buffer.readableBytesView)
+    }
+
+    @Test func aSecondPacketBeforeTheAnswerClosesTheConnectionWithALogLine() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello"])
+        let socket = try TestSocket(unixPath: pool.socketPath!)
+        try socket.write(try Self.packet("/a") + Self.packet("/b"))
+        let raw = try socket.readToEOF()
+        #expect(raw.count > 10 && raw[0] == KeelWire.frameMarker, "the first request is answered, framed")
+        #expect(String(decoding: raw, as: UTF8.self).components(separatedBy: "HTTP/1.1 200").count == 2, "only the first")
+        try Harness.waitUntil("the log line") { pool.log.contains("before its answer") }
+    }
+
+    @Test func garbageBetweenPacketsClosesTheConnectionWithALogLine() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello"])
+        let socket = try TestSocket(unixPath: pool.socketPath!)
+        try socket.write(try Self.packet("/a"))
+        var first = try socket.readSome()
+        while String(decoding: first, as: UTF8.self).hasSuffix("Hello world!\n") == false && first.count < 200 {
+            first += try socket.readSome()
+        }
+        try socket.write([7, 7, 7, 7, 7, 7])
+        #expect(try socket.readToEOF().isEmpty, "closed without an answer")
+        try Harness.waitUntil("the log line") { pool.log.contains("unsupported uwsgi modifier1 7") }
+        // The worker goes on.
+        let reply = try UWSGIClient.parse(try UWSGIClient.exchange(path: pool.socketPath!, vars: UWSGIClient.vars(uri: "/")))
+        #expect(reply.status == 200)
+    }
+
+    @Test func plainUWSGIPeersStillGetAResponseEndedByTheClose() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "stream"])
+        let raw = try UWSGIClient.exchange(path: pool.socketPath!, vars: UWSGIClient.vars(uri: "/?chunks=3&size=10"))
+        let reply = try UWSGIClient.parse(raw)
+        #expect(reply.status == 200)
+        #expect(reply.header("Transfer-Encoding") == nil, "close-delimited, as nginx's uwsgi module expects")
+        #expect(reply.body.count == 30)
+    }
+}
