@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 let package = Package(
@@ -125,3 +126,21 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// libFuzzer targets for the parsers that read another process's bytes; only with KEEL_FUZZ=1 (Tests/Fuzz/run.sh),
+// so an ordinary build never needs the fuzzer runtime.
+if ProcessInfo.processInfo.environment["KEEL_FUZZ"] == "1" {
+    // The parsers themselves carry the coverage instrumentation the fuzzer steers by.
+    for target in package.targets where target.name == "UWSGI" {
+        target.swiftSettings = [.unsafeFlags(["-sanitize=fuzzer,address"])]
+    }
+    for name in ["UWSGIResponseParserFuzz", "UWSGIRequestParserFuzz"] {
+        package.targets.append(
+            .executableTarget(
+                name: name, dependencies: ["UWSGI", .product(name: "NIOCore", package: "swift-nio")],
+                path: "Tests/Fuzz/\(name)",
+                swiftSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-parse-as-library"])],
+                linkerSettings: [.unsafeFlags(["-sanitize=fuzzer,address", "-use-ld=lld"])]))
+        package.products.append(.executable(name: name, targets: [name]))
+    }
+}

@@ -26,6 +26,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The two parsers that read another process's bytes, under libFuzzer + AddressSanitizer for a bounded time
+# (Tests/Fuzz/run.sh; first, so swift test's summary is the last line).
+SECONDS_PER_TARGET=${FUZZ_SECONDS:-30} Tests/Fuzz/run.sh
+
 # Build once (the executables too: integration tests run the built keel-pool), then run all tests.
 swift build --build-tests
 swift test --skip-build --disable-xctest

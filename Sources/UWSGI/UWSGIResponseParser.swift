@@ -195,6 +195,7 @@ public struct UWSGIResponseParser: Sendable {
         }
         let block = buffer.readSlice(length: headLength)!
         var lines = Self.lines(of: block)
+        guard !lines.isEmpty else { throw .malformedStatusLine("") }
         let statusLine = lines.removeFirst()
         let (minor, status, reason) = try Self.parseStatusLine(statusLine)
         var headers: [(name: String, value: String)] = []

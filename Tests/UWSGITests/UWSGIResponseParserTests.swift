@@ -136,6 +136,8 @@ struct UWSGIResponseParserTests {
     /// Responses that must be refused, each with the error it gets.
     static let refused: [(String, [UInt8], UWSGIResponseParser.ParseError)] = [
         ("status line", Array("HTTP/2 200 OK\r\n\r\n".utf8), .malformedStatusLine("HTTP/2 200 OK")),
+        // Found by Tests/Fuzz: a head of blank lines has no status line at all.
+        ("blank head", Array("\r\n\r\n".utf8), .malformedStatusLine("")),
         ("status code", Array("HTTP/1.1 2x0 OK\r\n\r\n".utf8), .malformedStatusLine("HTTP/1.1 2x0 OK")),
         ("header without colon", Array("HTTP/1.1 200 OK\r\nBroken\r\n\r\n".utf8), .malformedHeader("Broken")),
         ("header name with space", Array("HTTP/1.1 200 OK\r\nBad Name: x\r\n\r\n".utf8), .malformedHeader("Bad Name: x")),
