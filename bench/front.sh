@@ -2,9 +2,14 @@
 # keel vs nginx as the front (issue 4): each in front of the same keel-pool `hello` backend
 # (uwsgi over a unix socket), plaintext HTTP/1.1 keep-alive from wrk, measured one after the other
 # in one run on loopback. Reports requests/s, p99, errors, the front's and the app server's CPU per
-# request, and the front's RSS under load (keel's process vs the nginx worker). See bench/README.md.
+# request, the connections keel-pool accepted per request, and the front's RSS under load (keel's
+# process vs the nginx worker). See bench/README.md.
 #
-#   bench/front.sh                        # rows N, K, K2, N2
+# Rows: N nginx (uwsgi_pass: a connection per request); K0 keel with keepalive = 0 (a connection per
+# request, as before the keel wire); K keel on the keel wire (persistent connections, the default); K2
+# the same with 2 event loops; N2 nginx again (drift check).
+#
+#   bench/front.sh                        # rows N, K0, K, K2, N2
 #   DRIFT=0 bench/front.sh                # without the second nginx row
 #   KEEL=... KEEL_POOL=... bench/front.sh # prebuilt binaries: no release build
 #   DURATION=30s CONNECTIONS=128 bench/front.sh
@@ -47,7 +52,7 @@ POOL_SID=""
 
 # --- measuring ------------------------------------------------------------------------------
 
-# ROWS: "key|label|rps|p99ms|errors|front CPU µs/req|app CPU µs/req|RSS idle|RSS peak|RSS end|anon end"
+# ROWS: "key|label|rps|p99ms|errors|front CPU µs/req|app CPU µs/req|RSS idle|RSS peak|RSS end|anon end|accepts/req"
 # (RSS in MiB, of RSS_PID: keel's only process, or the nginx worker)
 
 # sample_rss PID FILE STOP : appends "VmRSS RssAnon" (KiB, from /proc/PID/status) to FILE once a
@@ -63,16 +68,30 @@ sample_rss() {
 
 mib() { awk -v k="$1" 'BEGIN { if (k == "") print "-"; else printf "%.1f", k / 1024 }'; }
 
+# pool_accepts : connections keel-pool's workers have accepted so far (its stats socket, summed over workers).
+pool_accepts() {
+    /usr/bin/python3 -c '
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); data = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk: break
+    data += chunk
+print(sum(w.get("connections", 0) for w in json.loads(data)["workers"]))' "$STATS"
+}
+
 # measure KEY LABEL URL FRONT_SID RSS_PID : warm up, then one measured wrk run while RSS_PID's
 # memory is sampled every second; CPU per request of the front's session and of keel-pool's.
 measure() {
     local key=$1 label=$2 url=$3 front_sid=$4 rss_pid=$5 raw="$OUT/${OUT_PREFIX}wrk-$1.txt"
     local samples="$TMP/rss-$1.txt" idle front_before app_before front_cpu app_cpu sampler peak end anon
+    local accepts_before accepts
     curl -sS -D - -o /dev/null "$url" | tr -d '\r' | sed '/^$/d' >"$OUT/${OUT_PREFIX}headers-$key.txt"
     idle=$(awk '/^VmRSS:/ { print $2 }' "/proc/$rss_pid/status")
     warm_up "$label" "$url"
     front_before=$(session_cpu_ticks "$front_sid")
     app_before=$(session_cpu_ticks "$POOL_SID")
+    accepts_before=$(pool_accepts)
     : >"$samples"
     sample_rss "$rss_pid" "$samples" "$samples.stop" &
     sampler=$!
@@ -83,12 +102,15 @@ measure() {
     front_cpu=$(cpu_us_per_request "$front_before" "$(session_cpu_ticks "$front_sid")" "$raw")
     app_cpu=$(cpu_us_per_request "$app_before" "$(session_cpu_ticks "$POOL_SID")" "$raw")
     wrk_parse "$raw"
+    accepts=$(awk -v a="$accepts_before" -v b="$(pool_accepts)" -v n="$(awk '/requests in/ { print $1 }' "$raw")" \
+        'BEGIN { if (n > 0) printf "%.3f", (b - a) / n; else print "-" }')
     peak=$(awk '$1 > m { m = $1 } END { print m }' "$samples")
     end=$(awk 'END { print $1 }' "$samples")
     anon=$(awk 'END { print $2 }' "$samples")
-    ROWS+=("$key|$label|$WRK_RPS|$WRK_P99|$WRK_ERRORS|$front_cpu|$app_cpu|$(mib "$idle")|$(mib "$peak")|$(mib "$end")|$(mib "$anon")")
+    ROWS+=("$key|$label|$WRK_RPS|$WRK_P99|$WRK_ERRORS|$front_cpu|$app_cpu|$(mib "$idle")|$(mib "$peak")|$(mib "$end")|$(mib "$anon")|$accepts")
     log "$label: $WRK_RPS req/s, p99 $WRK_P99 ms, $WRK_ERRORS errors, front CPU $front_cpu µs/request," \
-        "app server CPU $app_cpu µs/request, front RSS peak $(mib "$peak") MiB ($(wc -l <"$samples") samples)"
+        "app server CPU $app_cpu µs/request, $accepts pool accepts/request, front RSS peak $(mib "$peak") MiB" \
+        "($(wc -l <"$samples") samples)"
     if [ "$WRK_ERRORS" != 0 ]; then
         log "$label: ERRORS under load:"
         grep -E 'Socket errors|Non-2xx' "$raw" >&2 || true
@@ -107,13 +129,16 @@ row_nginx() {   # row_nginx KEY NAME : nginx, 1 worker → keel-pool
     stop_server "$master"
 }
 
-row_keel() {   # row_keel KEY NAME EVENT_LOOPS : keel → keel-pool
-    local key=$1 name=$2 loops=$3 port pid
+row_keel() {   # row_keel KEY NAME EVENT_LOOPS KEEPALIVE : keel → keel-pool (KEEPALIVE 0: a connection per request)
+    local key=$1 name=$2 loops=$3 keepalive=$4 port pid config="$TMP/$2.toml" wire
     port=$(free_port)
-    start "$name" TERM "$KEEL" --listen "127.0.0.1:$port" --uwsgi "unix:$SOCK" --access-log off --event-loops "$loops"
+    printf '[[listen]]\naddress = "127.0.0.1:%s"\n[upstream.app]\nservers = ["unix:%s"]\nkeepalive = %s\n[[route]]\npath = "/"\nuwsgi = "app"\n[log]\naccess = "off"\n' \
+        "$port" "$SOCK" "$keepalive" >"$config"
+    start "$name" TERM "$KEEL" --config "$config" --event-loops "$loops"
     pid=$LAST_PID
     wait_ready "http://127.0.0.1:$port/"
-    measure "$key" "keel ($loops event loop$([ "$loops" = 1 ] || echo s)) → keel-pool" "http://127.0.0.1:$port/" "$pid" "$pid"
+    wire=$([ "$keepalive" = 0 ] && echo "a connection per request" || echo "keel wire, keepalive $keepalive")
+    measure "$key" "keel ($loops event loop$([ "$loops" = 1 ] || echo s), $wire) → keel-pool" "http://127.0.0.1:$port/" "$pid" "$pid"
     stop_server "$pid"
 }
 
@@ -121,16 +146,18 @@ row_keel() {   # row_keel KEY NAME EVENT_LOOPS : keel → keel-pool
 
 report() {
     local r key label rps p99 errors fcpu acpu idle peak end anon
-    echo "| front | requests/s | p99 (ms) | errors | front CPU µs/req | keel-pool CPU µs/req | front RSS idle (MiB) | front RSS peak (MiB) | front RSS end (MiB) | of which anon at end (MiB) |"
-    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| front | requests/s | p99 (ms) | errors | front CPU µs/req | keel-pool CPU µs/req | keel-pool accepts/req | front RSS idle (MiB) | front RSS peak (MiB) | front RSS end (MiB) | of which anon at end (MiB) |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     for r in ${ROWS[@]+"${ROWS[@]}"}; do
-        IFS='|' read -r key label rps p99 errors fcpu acpu idle peak end anon <<<"$r"
-        echo "| $key. $label | $rps | $p99 | $errors | $fcpu | $acpu | $idle | $peak | $end | $anon |"
+        IFS='|' read -r key label rps p99 errors fcpu acpu idle peak end anon accepts <<<"$r"
+        echo "| $key. $label | $rps | $p99 | $errors | $fcpu | $acpu | $accepts | $idle | $peak | $end | $anon |"
     done
     echo
     echo "| ratio | requests/s (higher is better) | p99 (lower is better) | front RSS peak (lower is better) | front CPU µs/req (lower is better) |"
     echo "| --- | ---: | ---: | ---: | ---: |"
-    ratio_line "keel ÷ nginx, equal workers (K / N): the compass ratio" K N
+    ratio_line "keel on the keel wire ÷ nginx, equal workers (K / N): the compass ratio (goal ≥ 1.3×)" K N
+    ratio_line "keel a connection per request ÷ nginx (K0 / N): before the keel wire" K0 N
+    ratio_line "keel wire ÷ a connection per request (K / K0)" K K0
     ratio_line "keel ÷ nginx, equal workers, vs the drift-check run (K / N2)" K N2
     ratio_line "keel with 2 event loops ÷ nginx (K2 / N)" K2 N
     ratio_line "keel with 2 event loops ÷ nginx, vs the drift-check run (K2 / N2)" K2 N2
@@ -168,12 +195,14 @@ nginx_conf_dir
 prepare_out
 rm -f "$OUT/${OUT_PREFIX}"headers-*.txt "$OUT/${OUT_PREFIX}"log-*.log
 
-start keel-pool TERM "$KEEL_POOL" --socket "$SOCK" --processes 2 --threads 1 --app hello --allow-root
+STATS="$TMP/stats.sock"
+start keel-pool TERM "$KEEL_POOL" --socket "$SOCK" --processes 2 --threads 1 --app hello --allow-root --stats "$STATS"
 POOL_SID=$LAST_PID
 
 row_nginx N nginx
-row_keel K keel-1 1
-row_keel K2 keel-2 2
+row_keel K0 keel-0 1 0
+row_keel K keel-1 1 128
+row_keel K2 keel-2 2 128
 if [ "$DRIFT" = 1 ]; then row_nginx N2 nginx-2; fi
 
 save_cmds

@@ -28,7 +28,8 @@ final class ClientTimeoutHandler: ChannelDuplexHandler {
     private var responsesFinished = 0
     /// A response was finished during the current read: the bytes of that read belonged to the answered request.
     private var answeredDuringRead = false
-    private var timer: Scheduled<Void>?
+    /// Moved on every request (a clock read), scheduled on the loop rarely: `LoopTimer`.
+    private var timer: LoopTimer?
     private var sendTimer: Scheduled<Void>?
 
     init(limits: FrontConfiguration.Limits) {
@@ -36,7 +37,15 @@ final class ClientTimeoutHandler: ChannelDuplexHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
+        let timer = LoopTimer(loop: context.eventLoop)
+        timer.onFire = { [unowned self] in self.fire(context) }
+        self.timer = timer
         if context.channel.isActive { arm(context, limits.clientHeaderTimeout) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.stop()  // drops onFire, which holds the context
+        timer = nil
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -110,23 +119,20 @@ final class ClientTimeoutHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        cancel()
+        timer?.stop()
         sendTimer?.cancel()
         context.fireChannelInactive()
     }
 
     private func arm(_ context: ChannelHandlerContext, _ delay: TimeAmount) {
-        timer?.cancel()
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: delay) { self.fire(context) }
+        timer?.arm(in: delay)
     }
 
     private func cancel() {
         timer?.cancel()
-        timer = nil
     }
 
     private func fire(_ context: ChannelHandlerContext) {
-        timer = nil
         switch phase {
         case .waitingForHead(sawBytes: false):
             context.close(promise: nil)

@@ -108,7 +108,7 @@ public final class FrontServer: Sendable {
             withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
         try sync.addHandler(ClientTimeoutHandler(limits: limits))
-        try sync.addHandler(HTTPServerPipelineHandler())
+        try sync.addHandler(PipelinedRequestQueue())
         // The response filter chain, in order from the proxy outwards: gzip, then HSTS on TLS connections.
         if isTLS, let hsts = current.configuration.tls?.hsts { try sync.addHandler(StrictTransportSecurityFilter(value: hsts)) }
         try sync.addHandler(ResponseCompressor(configuration: current.configuration.compression))

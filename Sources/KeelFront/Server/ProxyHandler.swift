@@ -2,7 +2,7 @@ import NIOCore
 import NIOHTTP1
 import UWSGI
 
-/// One client connection's requests, one at a time (HTTPServerPipelineHandler before it holds pipelined ones back):
+/// One client connection's requests, one at a time (PipelinedRequestQueue before it holds pipelined ones back):
 /// read the head, route it, buffer the body within the limits, answer from the route's action, log the outcome.
 /// Every request that reached this handler ends in a response or an access-log line saying why not (499, aborted).
 final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {

@@ -75,7 +75,15 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     private var requestWritten = false
     /// Reading is paused (autoRead off) while the client cannot take more.
     private var paused = false
-    private var timer: Scheduled<Void>?
+    /// Which upstream timeout runs, on the connection's `LoopTimer` (kept across its requests, so arming one is a
+    /// clock read rather than a scheduled task per request).
+    private var runningTimeout: Timeout?
+    private var timedRelay: UpstreamResponseRelay?
+
+    private enum Timeout {
+        case send
+        case read
+    }
     private(set) var startTime = NIODeadline.now()
     private(set) var finishTime: NIODeadline?
     /// The server used last, for the access log ("unix:/run/app.sock").
@@ -112,7 +120,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         }
         relay.listener = nil
         state = .finished
-        cancelTimer()
+        releaseTimer()
         releaseLoad()
         channel.close(promise: nil)
     }
@@ -166,6 +174,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     private func attach(_ channel: Channel, _ relay: UpstreamResponseRelay, server: Int, reused: Bool) {
         relay.listener = self
         relay.onIdleClose = nil
+        timedRelay = relay
         state = .active(channel, relay, server: server, reused: reused)
         if let load = relay.workerLoad { count(on: load) }
         sendRequest(on: channel)
@@ -174,7 +183,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
 
     private func sendRequest(on channel: Channel) {
         let sendTimeout = group.configuration.sendTimeout
-        armTimer(sendTimeout) { .timedOut("upstream \"\(self.group.name)\" (\(self.serverDescription)) took more than \(sendTimeout.prettySeconds) to accept the request (send_timeout)") }
+        armTimer(.send, sendTimeout)
         let written = loop.makePromise(of: Void.self)
         let bodyData: IOData?
         switch body.content {
@@ -230,7 +239,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
 
     private func armReadTimer() {
         let readTimeout = group.configuration.readTimeout
-        armTimer(readTimeout) { .timedOut("upstream \"\(self.group.name)\" (\(self.serverDescription)) sent nothing for \(readTimeout.prettySeconds) (read_timeout)") }
+        armTimer(.read, readTimeout)
     }
 
     func upstreamDidRead(_ part: HTTPClientResponsePart) {
@@ -253,7 +262,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         sink?.exchangeDidCompleteRead()
         guard case .active = state else { return }
         readIfClientCanTakeIt()
-        if !paused && requestWritten && timer == nil { armReadTimer() }
+        if !paused && requestWritten && runningTimeout == nil { armReadTimer() }
     }
 
     func upstreamDidIdentify(_ load: PoolWorkerLoad) {
@@ -315,7 +324,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         guard case .active(let channel, let relay, let server, _) = state else { return }
         state = .finished
         finishTime = .now()
-        cancelTimer()
+        releaseTimer()
         relay.listener = nil
         releaseLoad()
         if case .uwsgi = kind { group.noteWire(server, keel: relay.workerLoad != nil) }
@@ -348,18 +357,37 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         if case .finished = state { return }
         state = .finished
         finishTime = .now()
-        cancelTimer()
+        releaseTimer()
         sink?.exchangeDidFail(failure)
     }
 
-    private func armTimer(_ delay: TimeAmount, _ failure: @escaping () -> Failure) {
-        timer?.cancel()
-        timer = loop.assumeIsolated().scheduleTask(in: delay) { self.fail(failure()) }
+    private func armTimer(_ timeout: Timeout, _ delay: TimeAmount) {
+        runningTimeout = timeout
+        timedRelay?.timer.arm(in: delay)
+    }
+
+    func upstreamTimerFired() {
+        guard let timeout = runningTimeout else { return }
+        runningTimeout = nil
+        let configuration = group.configuration
+        let server = "upstream \"\(group.name)\" (\(serverDescription))"
+        switch timeout {
+        case .send:
+            fail(.timedOut("\(server) took more than \(configuration.sendTimeout.prettySeconds) to accept the request (send_timeout)"))
+        case .read:
+            fail(.timedOut("\(server) sent nothing for \(configuration.readTimeout.prettySeconds) (read_timeout)"))
+        }
     }
 
     private func cancelTimer() {
-        timer?.cancel()
-        timer = nil
+        runningTimeout = nil
+        timedRelay?.timer.cancel()
+    }
+
+    /// The exchange is over: its timeout is off and it lets go of the connection.
+    private func releaseTimer() {
+        cancelTimer()
+        timedRelay = nil
     }
 }
 

@@ -15,9 +15,13 @@ final class UpstreamResponseRelay: ChannelInboundHandler {
         func upstreamDidSayGoodbye()
         /// The keel wire: the worker answering on this connection is known (first framed response).
         func upstreamDidIdentify(_ load: PoolWorkerLoad)
+        /// The connection's timer passed the deadline the listener set.
+        func upstreamTimerFired()
     }
 
     weak var listener: (any Listener)?
+    /// The exchanges' send and read timeouts, kept with the connection so each request only moves a deadline.
+    private(set) var timer: LoopTimer!
     /// The keel wire: the worker on the other end and its in-flight count, once its first frame arrived.
     private(set) var workerLoad: PoolWorkerLoad?
     /// Where the connection goes (for the worker registry: pids are per host).
@@ -27,6 +31,11 @@ final class UpstreamResponseRelay: ChannelInboundHandler {
     /// Called when the connection closes while idle in a pool.
     var onIdleClose: (() -> Void)?
     private var pendingError: (any Error)?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        timer = LoopTimer(loop: context.eventLoop)
+        timer.onFire = { [weak self] in self?.listener?.upstreamTimerFired() }
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let listener else {
@@ -67,6 +76,7 @@ final class UpstreamResponseRelay: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        timer.stop()
         if let listener {
             listener.upstreamDidClose(error: pendingError)
         } else {
