@@ -51,6 +51,8 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
 
     private enum State {
         case idle
+        /// keel wire: every worker is busy; waiting in this loop's queue for a free thread.
+        case waiting(server: Int)
         case connecting(server: Int)
         case active(Channel, UpstreamResponseRelay, server: Int, reused: Bool)
         case finished
@@ -70,6 +72,8 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     private var goodbyeResends = 0
     /// The keel-pool worker this request is counted on (`PoolWorkerLoad`), once known.
     private var countedLoad: PoolWorkerLoad?
+    /// keel wire: the server whose slot in this loop's `IdleUpstreamConnections` the exchange holds.
+    private var slot: FrontConfiguration.ServerAddress?
     private var receivedAnything = false
     private var responseKeepAlive = false
     private var requestWritten = false
@@ -114,6 +118,10 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
 
     /// The client went away: drop the upstream connection (it cannot be reused mid-response).
     func cancel() {
+        if case .waiting(let server) = state, case .uwsgi(_, let kept?) = kind {
+            kept.stopWaiting(self, address: group.server(server))
+        }
+        releaseSlot()
         guard case .active(let channel, let relay, _, _) = state else {
             state = .finished
             return
@@ -128,13 +136,32 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     // MARK: connecting
 
     private func connect(_ server: Int) {
-        state = .connecting(server: server)
         let address = group.server(server)
         serverDescription = address.description
-        if let (channel, relay) = kind.keptConnections?.take(address) {
-            attach(channel, relay, server: server, reused: true)
-            return
+        switch kind {
+        case .uwsgi(_, let kept?):
+            switch kept.acquire(address, for: self) {
+            case .kept(let channel, let relay):
+                slot = address
+                state = .connecting(server: server)
+                attach(channel, relay, server: server, reused: true)
+                return
+            case .connect:
+                slot = address
+            case .wait:
+                state = .waiting(server: server)
+                return
+            }
+        case .http(let kept):
+            if let (channel, relay) = kept.take(address) {
+                state = .connecting(server: server)
+                attach(channel, relay, server: server, reused: true)
+                return
+            }
+        case .uwsgi(_, nil):
+            break
         }
+        state = .connecting(server: server)
         let codec: UpstreamConnector.Codec
         switch kind {
         case .uwsgi: codec = .uwsgi
@@ -162,7 +189,21 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
             }
     }
 
+    /// A worker has a free thread again (or this loop has nothing left in flight to wait for).
+    func resumeAfterWaiting() {
+        guard case .waiting(let server) = state else { return }
+        connect(server)
+    }
+
+    /// Gives back the keel-wire slot taken for the current connection, waking a request that waits for one.
+    private func releaseSlot() {
+        guard let address = slot, case .uwsgi(_, let kept?) = kind else { return }
+        slot = nil
+        kept.release(address)
+    }
+
     private func retryOrFail(after server: Int, failure: Failure) {
+        releaseSlot()
         guard !retried, group.configuration.servers.count > 1, let next = group.pickServer(excluding: server) else {
             fail(failure)
             return
@@ -274,6 +315,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         guard case .active(_, _, let server, _) = state else { return }
         cancelTimer()
         releaseLoad()
+        releaseSlot()
         if !receivedAnything && goodbyeResends < Self.maxGoodbyeResends {
             // The worker is leaving and read nothing after its last response: the request may go anywhere, even a
             // POST, since no app saw it (docs/ARCHITECTURE.md, "The wire").
@@ -293,6 +335,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         guard case .active(_, _, let server, let reused) = state else { return }
         cancelTimer()
         releaseLoad()
+        releaseSlot()
         // On the keel wire a close without a goodbye may follow a read (a worker killed mid-request): never resent.
         if case .http = kind, reused && !receivedAnything && (!requestWritten || Self.isIdempotent(head.method)) {
             // A pooled keep-alive connection the server had closed: try a fresh one, as nginx does; a POST that
@@ -335,6 +378,8 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         } else {
             channel.close(promise: nil)
         }
+        // After parking: a request waiting for this worker's thread takes this very connection.
+        releaseSlot()
         sink?.exchangeDidFinish()
     }
 
@@ -350,6 +395,9 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
 
     private func fail(_ failure: Failure) {
         releaseLoad()
+        if case .waiting(let server) = state, case .uwsgi(_, let kept?) = kind {
+            kept.stopWaiting(self, address: group.server(server))
+        }
         if case .active(let channel, let relay, _, _) = state {
             relay.listener = nil
             channel.close(promise: nil)
@@ -358,6 +406,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         state = .finished
         finishTime = .now()
         releaseTimer()
+        releaseSlot()
         sink?.exchangeDidFail(failure)
     }
 
