@@ -3,15 +3,22 @@
 # --max-requests 200, a HUP every 5 s and 1 % of requests crashing their worker (`flaky` app), against
 # the same load without disruption. Reports total requests, failures (goal: only the crashing requests
 # fail) and p99 for both. Loopback only; every process started is stopped on exit.
+#
+#   bench/lifecycle.sh              # nginx in front (uwsgi_pass: a connection per request)
+#   FRONT=keel bench/lifecycle.sh   # keel in front, on the keel wire (persistent connections)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 DURATION=${DURATION:-60s}
 CONNECTIONS=${CONNECTIONS:-64}
+FRONT=${FRONT:-nginx}
+case "$FRONT" in nginx | keel) ;; *) echo "FRONT=$FRONT: give nginx or keel" >&2; exit 2 ;; esac
 command -v wrk >/dev/null && command -v nginx >/dev/null || {
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk nginx-light >/dev/null
 }
 swift build -c release --product keel-pool >&2
+[ "$FRONT" = keel ] && swift build -c release --product keel >&2
 KEEL_POOL="$(swift build -c release --show-bin-path)/keel-pool"
+KEEL="$(swift build -c release --show-bin-path)/keel"
 TMP=$(mktemp -d /tmp/keel-lifecycle.XXXXXX)
 PIDS=()
 cleanup() {
@@ -41,8 +48,15 @@ run() {   # run LABEL POOL_FLAGS... : start the pool and nginx, load it, print o
     "$KEEL_POOL" --socket "$TMP/app.sock" --processes 2 --threads 1 --allow-root "$@" >"$TMP/$label-pool.log" 2>&1 &
     local pool=$!
     PIDS+=("$pool")
-    nginx -c "$TMP/nginx.conf" -p "$TMP" -g 'daemon off;' &
-    PIDS+=("$!")
+    local front
+    if [ "$FRONT" = keel ]; then
+        "$KEEL" --listen "127.0.0.1:$PORT" --uwsgi "unix:$TMP/app.sock" --event-loops 1 --access-log off \
+            >"$TMP/$label-keel.log" 2>&1 &
+    else
+        nginx -c "$TMP/nginx.conf" -p "$TMP" -g 'daemon off;' &
+    fi
+    front=$!
+    PIDS+=("$front")
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/" >/dev/null && break; sleep 0.2; done
     local hup=""
     if [ "$label" = disrupted ]; then
@@ -61,7 +75,8 @@ run() {   # run LABEL POOL_FLAGS... : start the pool and nginx, load it, print o
     recycles=$(grep -c "reached --max-requests: recycling" "$TMP/$label-pool.log" || true)
     reloads=$(grep -c "HUP: graceful reload" "$TMP/$label-pool.log" || true)
     echo "| $label | ${requests:-0} | $failures | ${crashes:-0} | $p99 | $recycles | $reloads |"
-    kill -QUIT "$(cat "$TMP/nginx.pid")"; kill -TERM "$pool"; wait "$pool" 2>/dev/null || true
+    if [ "$FRONT" = keel ]; then kill -TERM "$front"; wait "$front" 2>/dev/null || true; else kill -QUIT "$(cat "$TMP/nginx.pid")"; fi
+    kill -TERM "$pool"; wait "$pool" 2>/dev/null || true
     sleep 1
 }
 
@@ -70,4 +85,5 @@ echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
 run baseline --app flaky
 run disrupted --app flaky --max-requests 200
 echo
-echo "- $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, wrk -t2 -c$CONNECTIONS -d$DURATION, nginx 1 worker → keel-pool 2 processes × 1 thread"
+front_label=$([ "$FRONT" = keel ] && echo "keel 1 event loop (keel wire)" || echo "nginx 1 worker")
+echo "- $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, wrk -t2 -c$CONNECTIONS -d$DURATION, $front_label → keel-pool 2 processes × 1 thread"

@@ -115,7 +115,7 @@ row_keel_keel_pool() {
     local sid=$LAST_PID
     start wsgi-keel TERM "$KEEL" --listen "127.0.0.1:$port" --uwsgi "unix:$sock" --access-log off --event-loops 1
     wait_ready "http://127.0.0.1:$port/"
-    measure KK "keel → keel-pool (uwsgi, unix)" "http://127.0.0.1:$port/" "$sid"
+    measure KK "keel → keel-pool (keel wire, unix)" "http://127.0.0.1:$port/" "$sid"
     stop_servers
 }
 
@@ -153,7 +153,7 @@ report() {
     ratio "keel-pool ÷ granian (compass: ≥ 1.2)" K G
     ratio "keel-pool ÷ uWSGI --http11-socket" K U
     ratio "keel-pool ÷ gunicorn" K N
-    ratio "keel → keel-pool ÷ nginx → uWSGI" KK NU
+    ratio "keel → keel-pool ÷ nginx → uWSGI (the bundle; goal ≥ 1.5)" KK NU
     ratio "sleep app: keel-pool ÷ uWSGI" SK SU
     local ideal
     ideal=$(awk -v c="$CONNECTIONS" -v s="$SLEEP_SECONDS" 'BEGIN { printf "%.0f", c / s }')

@@ -27,25 +27,75 @@ final class IdleUpstreamConnections {
         weak var load: PoolWorkerLoad?
     }
 
+    /// One server's state on this loop; a class, so it is changed in place (an array in a dictionary value would be
+    /// copied on every change).
+    private final class Server {
+        var idle: [Idle] = []
+        /// keel wire: the workers this loop has kept connections to, how many the pool says it has, this loop's
+        /// requests holding or opening a connection, and the requests waiting for a free thread.
+        var workers: [WeakLoad] = []
+        var poolWorkers = 1
+        var inFlight = 0
+        var waiting = CircularBuffer<UpstreamExchange>()
+
+        /// A new connection reaches a free thread: a known worker has one but no kept connection here, or the pool
+        /// has workers this loop has no connection to yet (or none has answered on the keel wire yet).
+        var mayConnect: Bool {
+            var known = 0
+            for entry in workers {
+                guard let load = entry.load, !load.isLeaving else { continue }
+                if load.hasFreeThread { return true }
+                known += 1
+            }
+            return known == 0 || known < poolWorkers
+        }
+
+        func hasFreeConnection(now: NIODeadline) -> Bool {
+            idle.contains { entry in
+                entry.expires > now && entry.channel.isActive
+                    && (entry.relay.workerLoad.map { !$0.isLeaving && $0.hasFreeThread } ?? true)
+            }
+        }
+
+        /// The last parked connection whose worker (on the keel wire) has a free thread; dead, expired and leaving
+        /// ones are closed on the way.
+        func takeFree(now: NIODeadline) -> (Channel, UpstreamResponseRelay)? {
+            var index = idle.count - 1
+            while index >= 0 {
+                let entry = idle[index]
+                if entry.expires <= now || entry.relay.workerLoad?.isLeaving == true || !entry.channel.isActive {
+                    idle.remove(at: index)
+                    entry.channel.close(promise: nil)
+                } else if entry.relay.workerLoad?.hasFreeThread ?? true {
+                    idle.remove(at: index)
+                    return (entry.channel, entry.relay)
+                }
+                index -= 1
+            }
+            return nil
+        }
+    }
+
     private let loop: any EventLoop
-    private var idle: [FrontConfiguration.ServerAddress: [Idle]] = [:]
-    /// keel wire, per server: the workers this loop has kept connections to, how many the pool says it has, this
-    /// loop's requests holding or opening a connection, and the requests waiting for a free thread.
-    private var workers: [FrontConfiguration.ServerAddress: [WeakLoad]] = [:]
-    private var poolWorkers: [FrontConfiguration.ServerAddress: Int] = [:]
-    private var inFlight: [FrontConfiguration.ServerAddress: Int] = [:]
-    private var waiting: [FrontConfiguration.ServerAddress: CircularBuffer<UpstreamExchange>] = [:]
+    private var servers: [FrontConfiguration.ServerAddress: Server] = [:]
     private var sweeper: Scheduled<Void>?
 
     init(loop: any EventLoop) {
         self.loop = loop
     }
 
+    private func server(_ address: FrontConfiguration.ServerAddress) -> Server {
+        if let server = servers[address] { return server }
+        let server = Server()
+        servers[address] = server
+        return server
+    }
+
     // MARK: HTTP/1.1 keep-alive
 
     /// A kept connection to `address`, or nil for a new one.
     func take(_ address: FrontConfiguration.ServerAddress) -> (Channel, UpstreamResponseRelay)? {
-        takeFree(address, now: .now())
+        servers[address]?.takeFree(now: .now())
     }
 
     // MARK: keel wire
@@ -53,94 +103,60 @@ final class IdleUpstreamConnections {
     /// Where `exchange`'s request goes now. After `.kept` or `.connect` the exchange calls `release` once it lets go
     /// of the connection; after `.wait` it is resumed (`resumeAfterWaiting`) or calls `stopWaiting`.
     func acquire(_ address: FrontConfiguration.ServerAddress, for exchange: UpstreamExchange) -> Acquired {
-        if let (channel, relay) = takeFree(address, now: .now()) {
-            inFlight[address, default: 0] += 1
+        let server = server(address)
+        if let (channel, relay) = server.takeFree(now: .now()) {
+            server.inFlight += 1
             return .kept(channel, relay)
         }
-        if inFlight[address, default: 0] == 0 || mayConnect(address) {
-            inFlight[address, default: 0] += 1
+        if server.inFlight == 0 || server.mayConnect {
+            server.inFlight += 1
             return .connect
         }
-        waiting[address, default: []].append(exchange)
+        server.waiting.append(exchange)
         return .wait
     }
 
     func release(_ address: FrontConfiguration.ServerAddress) {
-        inFlight[address, default: 1] -= 1
-        guard var queue = waiting[address], !queue.isEmpty else { return }
+        guard let server = servers[address] else { return }
+        server.inFlight -= 1
         // Waiters go on while there is a free thread to send to (or nothing of this loop's left to wait for).
-        while let first = queue.first,
-            inFlight[address, default: 0] == 0 || mayConnect(address) || hasFreeConnection(address)
+        while let first = server.waiting.first,
+            server.inFlight == 0 || server.mayConnect || server.hasFreeConnection(now: .now())
         {
-            queue.removeFirst()
-            waiting[address] = queue
+            server.waiting.removeFirst()
             first.resumeAfterWaiting()
-            queue = waiting[address] ?? []
         }
-        waiting[address] = queue
     }
 
     func stopWaiting(_ exchange: UpstreamExchange, address: FrontConfiguration.ServerAddress) {
-        guard var queue = waiting[address], let index = queue.firstIndex(where: { $0 === exchange }) else { return }
-        queue.remove(at: index)
-        waiting[address] = queue
-    }
-
-    /// A new connection reaches a free thread: a known worker has one but no kept connection here, or the pool has
-    /// workers this loop has no connection to yet (or it has not answered on the keel wire yet).
-    private func mayConnect(_ address: FrontConfiguration.ServerAddress) -> Bool {
-        let known = workers[address, default: []].compactMap(\.load).filter { !$0.isLeaving }
-        return known.isEmpty || known.count < poolWorkers[address, default: 1] || known.contains(where: \.hasFreeThread)
-    }
-
-    private func hasFreeConnection(_ address: FrontConfiguration.ServerAddress) -> Bool {
-        idle[address, default: []].contains { entry in
-            entry.channel.isActive && !(entry.relay.workerLoad?.isLeaving ?? false)
-                && (entry.relay.workerLoad?.hasFreeThread ?? true)
+        guard let server = servers[address], let index = server.waiting.firstIndex(where: { $0 === exchange }) else {
+            return
         }
+        server.waiting.remove(at: index)
     }
 
     // MARK: both
-
-    /// The last parked connection to `address` whose worker (on the keel wire) has a free thread; dead, expired and
-    /// leaving ones are closed on the way.
-    private func takeFree(_ address: FrontConfiguration.ServerAddress, now: NIODeadline) -> (Channel, UpstreamResponseRelay)? {
-        guard var list = idle[address], !list.isEmpty else { return nil }
-        defer { idle[address] = list }
-        var index = list.count - 1
-        while index >= 0 {
-            let entry = list[index]
-            if !entry.channel.isActive || entry.expires <= now || entry.relay.workerLoad?.isLeaving == true {
-                list.remove(at: index)
-                entry.channel.close(promise: nil)
-            } else if entry.relay.workerLoad?.hasFreeThread ?? true {
-                list.remove(at: index)
-                return (entry.channel, entry.relay)
-            }
-            index -= 1
-        }
-        return nil
-    }
 
     func park(
         _ channel: Channel, relay: UpstreamResponseRelay, address: FrontConfiguration.ServerAddress, limit: Int,
         timeout: TimeAmount
     ) {
+        let server = server(address)
         if let load = relay.workerLoad {
-            poolWorkers[address] = relay.poolWorkers
-            if !(workers[address]?.contains { $0.load === load } ?? false) {
+            server.poolWorkers = relay.poolWorkers
+            if !server.workers.contains(where: { $0.load === load }) {
                 // Workers come and go (recycling): the list holds the ones still referred to by a connection.
-                workers[address, default: []].removeAll { $0.load == nil }
-                workers[address, default: []].append(WeakLoad(load: load))
+                server.workers.removeAll { $0.load == nil }
+                server.workers.append(WeakLoad(load: load))
             }
         }
-        guard limit > 0, channel.isActive, idle[address, default: []].count < limit else {
+        guard limit > 0, channel.isActive, server.idle.count < limit else {
             channel.close(promise: nil)
             return
         }
         relay.listener = nil
-        relay.onIdleClose = { [weak self] in self?.forget(channel, address: address) }
-        idle[address, default: []].append(Idle(channel: channel, relay: relay, expires: .now() + timeout))
+        relay.onIdleClose = { [weak server] in server?.idle.removeAll { $0.channel === channel } }
+        server.idle.append(Idle(channel: channel, relay: relay, expires: .now() + timeout))
         // Reading on while idle: a server closing it (or saying goodbye) is noticed at once.
         try? channel.syncOptions?.setOption(.autoRead, value: true)
         if sweeper == nil { scheduleSweep() }
@@ -153,24 +169,24 @@ final class IdleUpstreamConnections {
     /// keepalive_timeout: idle connections past it are closed, checked once a second while any is kept.
     private func closeExpired() {
         let now = NIODeadline.now()
-        for (address, list) in idle {
-            let expired = list.filter { $0.expires <= now }
-            guard !expired.isEmpty else { continue }
-            idle[address] = list.filter { $0.expires > now }
-            for entry in expired { entry.channel.close(promise: nil) }
+        var anyKept = false
+        for server in servers.values {
+            let expired = server.idle.filter { $0.expires <= now }
+            if !expired.isEmpty {
+                server.idle.removeAll { $0.expires <= now }
+                for entry in expired { entry.channel.close(promise: nil) }
+            }
+            anyKept = anyKept || !server.idle.isEmpty
         }
-        idle = idle.filter { !$0.value.isEmpty }
-        if idle.isEmpty { sweeper = nil } else { scheduleSweep() }
-    }
-
-    private func forget(_ channel: Channel, address: FrontConfiguration.ServerAddress) {
-        idle[address]?.removeAll { $0.channel === channel }
+        if anyKept { scheduleSweep() } else { sweeper = nil }
     }
 
     /// Closes every idle connection (after a reload changed the upstreams, and at shutdown).
     func closeAll() {
-        for (_, list) in idle { for entry in list { entry.channel.close(promise: nil) } }
-        idle = [:]
+        for server in servers.values {
+            for entry in server.idle { entry.channel.close(promise: nil) }
+            server.idle = []
+        }
         sweeper?.cancel()
         sweeper = nil
     }
