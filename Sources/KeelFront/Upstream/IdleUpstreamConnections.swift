@@ -30,7 +30,14 @@ final class IdleUpstreamConnections {
     /// One server's state on this loop; a class, so it is changed in place (an array in a dictionary value would be
     /// copied on every change).
     private final class Server {
+        let waitingLoops: PoolWorkerLoad.WaitingLoops
+        /// Registered in `waitingLoops` (requests wait, none of this loop's in flight to wake them).
+        var starving = false
         var idle: [Idle] = []
+
+        init(waitingLoops: PoolWorkerLoad.WaitingLoops) {
+            self.waitingLoops = waitingLoops
+        }
         /// keel wire: the workers this loop has kept connections to, how many the pool says it has, this loop's
         /// requests holding or opening a connection, and the requests waiting for a free thread.
         var workers: [WeakLoad] = []
@@ -86,7 +93,7 @@ final class IdleUpstreamConnections {
 
     private func server(_ address: FrontConfiguration.ServerAddress) -> Server {
         if let server = servers[address] { return server }
-        let server = Server()
+        let server = Server(waitingLoops: PoolWorkerLoad.waitingLoops(server: address.description))
         servers[address] = server
         return server
     }
@@ -108,24 +115,55 @@ final class IdleUpstreamConnections {
             server.inFlight += 1
             return .kept(channel, relay)
         }
-        if server.inFlight == 0 || server.mayConnect {
+        if server.mayConnect {
             server.inFlight += 1
             return .connect
         }
         server.waiting.append(exchange)
+        if server.inFlight == 0 { starve(server, address) }
         return .wait
     }
 
     func release(_ address: FrontConfiguration.ServerAddress) {
         guard let server = servers[address] else { return }
         server.inFlight -= 1
-        // Waiters go on while there is a free thread to send to (or nothing of this loop's left to wait for).
-        while let first = server.waiting.first,
-            server.inFlight == 0 || server.mayConnect || server.hasFreeConnection(now: .now())
-        {
+        // A thread was freed: this loop's waiters first, then any other loop's.
+        wakeWaiters(server, address)
+        server.waitingLoops.wakeAll()
+    }
+
+    /// Waiters go on while there is a free thread to send to.
+    private func wakeWaiters(_ server: Server, _ address: FrontConfiguration.ServerAddress) {
+        while let first = server.waiting.first, server.mayConnect || server.hasFreeConnection(now: .now()) {
             server.waiting.removeFirst()
             first.resumeAfterWaiting()
         }
+        if server.waiting.isEmpty {
+            if server.starving {
+                server.starving = false
+                server.waitingLoops.remove(loop)
+            }
+        } else if server.inFlight == 0 {
+            starve(server, address)
+        }
+    }
+
+    private func wokenByAnotherLoop(_ address: FrontConfiguration.ServerAddress) {
+        guard let server = servers[address] else { return }
+        server.starving = false
+        wakeWaiters(server, address)
+    }
+
+    /// Nothing of this loop's in flight will end to wake its waiters: another loop's ending request will.
+    private func starve(_ server: Server, _ address: FrontConfiguration.ServerAddress) {
+        if !server.starving {
+            server.starving = true
+            // Kept for the process's life with its loop (LoopLocalState), so a strong, loop-bound reference.
+            let this = NIOLoopBound(self, eventLoop: loop)
+            server.waitingLoops.add(loop) { this.value.wokenByAnotherLoop(address) }
+        }
+        // A thread freed between the check and the registration: go now rather than wait for the next one.
+        if server.mayConnect || server.hasFreeConnection(now: .now()) { wakeWaiters(server, address) }
     }
 
     func stopWaiting(_ exchange: UpstreamExchange, address: FrontConfiguration.ServerAddress) {

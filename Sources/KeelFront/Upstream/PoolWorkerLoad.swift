@@ -1,3 +1,4 @@
+import NIOCore
 import Synchronization
 import UWSGI
 
@@ -16,7 +17,7 @@ final class PoolWorkerLoad: Sendable {
         self.capacity = capacity
     }
 
-    var hasFreeThread: Bool { inFlight.load(ordering: .relaxed) < capacity }
+    var hasFreeThread: Bool { inFlight.load(ordering: .sequentiallyConsistent) < capacity }
     var running: Int { inFlight.load(ordering: .relaxed) }
 
     /// The worker said goodbye on one connection: it is leaving, so its other kept connections are not used again
@@ -25,7 +26,56 @@ final class PoolWorkerLoad: Sendable {
     func leaving() { saidGoodbye.store(true, ordering: .relaxed) }
 
     func started() { inFlight.wrappingAdd(1, ordering: .relaxed) }
-    func finished() { inFlight.wrappingSubtract(1, ordering: .relaxed) }
+    func finished() { inFlight.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
+
+    /// Event loops whose requests to one server wait for a free thread with nothing of their own in flight: a request
+    /// ending on any loop wakes them (the loop that frees a thread may not be the one waiting for it).
+    final class WaitingLoops: Sendable {
+        private let count = Atomic<Int>(0)
+        private let loops = Mutex<[ObjectIdentifier: (loop: any EventLoop, wake: @Sendable () -> Void)]>([:])
+
+        /// Registers `loop`; the caller re-checks for a free thread afterwards (a thread freed in between is then
+        /// seen by one side or the other: both use sequentially consistent atomics).
+        func add(_ loop: any EventLoop, wake: @escaping @Sendable () -> Void) {
+            loops.withLock { loops in
+                if loops.updateValue((loop, wake), forKey: ObjectIdentifier(loop)) == nil {
+                    count.wrappingAdd(1, ordering: .sequentiallyConsistent)
+                }
+            }
+        }
+
+        func remove(_ loop: any EventLoop) {
+            loops.withLock { loops in
+                if loops.removeValue(forKey: ObjectIdentifier(loop)) != nil {
+                    count.wrappingSubtract(1, ordering: .sequentiallyConsistent)
+                }
+            }
+        }
+
+        /// A thread was freed: every waiting loop looks again. One atomic load when none waits.
+        func wakeAll() {
+            guard count.load(ordering: .sequentiallyConsistent) > 0 else { return }
+            let waiting = loops.withLock { loops in
+                let all = Array(loops.values)
+                count.wrappingSubtract(loops.count, ordering: .sequentiallyConsistent)
+                loops.removeAll()
+                return all
+            }
+            for entry in waiting { entry.loop.execute(entry.wake) }
+        }
+    }
+
+    static let waiting = Mutex<[String: WaitingLoops]>([:])
+
+    /// The waiting loops of one server (by its address), shared by every loop; looked up once per loop and server.
+    static func waitingLoops(server: String) -> WaitingLoops {
+        waiting.withLock { all in
+            if let existing = all[server] { return existing }
+            let created = WaitingLoops()
+            all[server] = created
+            return created
+        }
+    }
 
     /// One object per (server, worker pid) for the whole process; looked up once per new connection, never per request.
     static let registry = Registry()
