@@ -109,8 +109,15 @@ final class IdleUpstreamConnections {
 
     /// Where `exchange`'s request goes now. After `.kept` or `.connect` the exchange calls `release` once it lets go
     /// of the connection; after `.wait` it is resumed (`resumeAfterWaiting`) or calls `stopWaiting`.
-    func acquire(_ address: FrontConfiguration.ServerAddress, for exchange: UpstreamExchange) -> Acquired {
+    /// `resuming`: a waiter whose turn it is (it passes the queue it was at the head of).
+    func acquire(_ address: FrontConfiguration.ServerAddress, for exchange: UpstreamExchange, resuming: Bool = false) -> Acquired {
         let server = server(address)
+        // First come, first served: behind this loop's waiters, and behind other loops' while they wait.
+        if !resuming && (!server.waiting.isEmpty || server.waitingLoops.othersWait(registered: server.starving)) {
+            server.waiting.append(exchange)
+            if server.inFlight == 0 { starve(server, address) }
+            return .wait
+        }
         if let (channel, relay) = server.takeFree(now: .now()) {
             server.inFlight += 1
             return .kept(channel, relay)
@@ -119,7 +126,8 @@ final class IdleUpstreamConnections {
             server.inFlight += 1
             return .connect
         }
-        server.waiting.append(exchange)
+        // A waiter that lost the thread it was woken for keeps its place at the head.
+        if resuming { server.waiting.prepend(exchange) } else { server.waiting.append(exchange) }
         if server.inFlight == 0 { starve(server, address) }
         return .wait
     }
@@ -127,9 +135,14 @@ final class IdleUpstreamConnections {
     func release(_ address: FrontConfiguration.ServerAddress) {
         guard let server = servers[address] else { return }
         server.inFlight -= 1
-        // A thread was freed: this loop's waiters first, then any other loop's.
-        wakeWaiters(server, address)
-        server.waitingLoops.wakeAll()
+        // A thread was freed: another loop that waits with nothing in flight goes first (else a busy loop would keep
+        // every thread it frees and the other would wait for as long as the load lasts); then this loop's waiters.
+        if server.waitingLoops.othersWait(registered: server.starving) {
+            server.waitingLoops.wakeAll()
+            if !server.waiting.isEmpty && server.inFlight == 0 { starve(server, address) }
+        } else {
+            wakeWaiters(server, address)
+        }
     }
 
     /// Waiters go on while there is a free thread to send to.
@@ -137,6 +150,7 @@ final class IdleUpstreamConnections {
         while let first = server.waiting.first, server.mayConnect || server.hasFreeConnection(now: .now()) {
             server.waiting.removeFirst()
             first.resumeAfterWaiting()
+            if server.waiting.first === first { break }  // it found no thread after all: no spinning
         }
         if server.waiting.isEmpty {
             if server.starving {

@@ -52,6 +52,11 @@ final class PoolWorkerLoad: Sendable {
             }
         }
 
+        /// Whether a loop other than one that is itself registered (`registered`) waits.
+        func othersWait(registered: Bool) -> Bool {
+            count.load(ordering: .sequentiallyConsistent) > (registered ? 1 : 0)
+        }
+
         /// A thread was freed: every waiting loop looks again. One atomic load when none waits.
         func wakeAll() {
             guard count.load(ordering: .sequentiallyConsistent) > 0 else { return }

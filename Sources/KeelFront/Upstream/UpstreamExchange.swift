@@ -135,12 +135,12 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
 
     // MARK: connecting
 
-    private func connect(_ server: Int) {
+    private func connect(_ server: Int, resuming: Bool = false) {
         let address = group.server(server)
         serverDescription = address.description
         switch kind {
         case .uwsgi(_, let kept?):
-            switch kept.acquire(address, for: self) {
+            switch kept.acquire(address, for: self, resuming: resuming) {
             case .kept(let channel, let relay):
                 slot = address
                 state = .connecting(server: server)
@@ -192,7 +192,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     /// A worker has a free thread again (or this loop has nothing left in flight to wait for).
     func resumeAfterWaiting() {
         guard case .waiting(let server) = state else { return }
-        connect(server)
+        connect(server, resuming: true)
     }
 
     /// Gives back the keel-wire slot taken for the current connection, waking a request that waits for one.
