@@ -38,3 +38,4 @@ const unsigned int keel_epolloneshot = EPOLLONESHOT;
 const unsigned int keel_epollrdhup = EPOLLRDHUP;
 const int keel_epoll_ctl_add = EPOLL_CTL_ADD;
 const int keel_epoll_ctl_mod = EPOLL_CTL_MOD;
+const int keel_epoll_ctl_del = EPOLL_CTL_DEL;

@@ -29,6 +29,7 @@ final class CodecRecorder: ChannelInboundHandler {
         switch event as? KeelWireEvent {
         case .responder(let responder)?: events.append("responder \(responder.pid)")
         case .goodbye?: events.append("goodbye")
+        case .closing?: events.append("closing")
         case nil: break
         }
     }
@@ -101,13 +102,14 @@ final class CodecRecorder: ChannelInboundHandler {
         var bytes = Self.framed("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
         bytes.writeBytes(KeelWire.goodbyeBytes)
         try channel.writeInbound(bytes)
-        #expect(recorder.events == ["responder 99", "head", "body", "end", "goodbye"])
+        // "closing" at once (the connection must not be reused while the parts before the goodbye are delivered).
+        #expect(recorder.events == ["closing", "responder 99", "head", "body", "end", "goodbye"])
     }
 
     @Test func aGoodbyeIsPassedOn() throws {
         let (channel, recorder) = try Self.channel()
         try channel.writeOutbound(UWSGIRequestPart.packet(ByteBuffer(string: "PKT"), isHEAD: false))
         try channel.writeInbound(ByteBuffer(bytes: KeelWire.goodbyeBytes))
-        #expect(recorder.events == ["goodbye"])
+        #expect(recorder.events == ["closing", "goodbye"])
     }
 }

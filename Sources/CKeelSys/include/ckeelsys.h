@@ -33,5 +33,6 @@ extern const unsigned int keel_epolloneshot;
 extern const unsigned int keel_epollrdhup;
 extern const int keel_epoll_ctl_add;
 extern const int keel_epoll_ctl_mod;
+extern const int keel_epoll_ctl_del;
 
 #endif

@@ -33,6 +33,7 @@ final class IdleUpstreamConnections {
         let waitingLoops: PoolWorkerLoad.WaitingLoops
         /// Registered in `waitingLoops` (requests wait, none of this loop's in flight to wake them).
         var starving = false
+        var recheck: Scheduled<Void>?
         var idle: [Idle] = []
 
         init(waitingLoops: PoolWorkerLoad.WaitingLoops) {
@@ -59,7 +60,7 @@ final class IdleUpstreamConnections {
 
         func hasFreeConnection(now: NIODeadline) -> Bool {
             idle.contains { entry in
-                entry.expires > now && entry.channel.isActive
+                entry.expires > now && !entry.relay.isClosing && entry.channel.isActive
                     && (entry.relay.workerLoad.map { !$0.isLeaving && $0.hasFreeThread } ?? true)
             }
         }
@@ -70,7 +71,9 @@ final class IdleUpstreamConnections {
             var index = idle.count - 1
             while index >= 0 {
                 let entry = idle[index]
-                if entry.expires <= now || entry.relay.workerLoad?.isLeaving == true || !entry.channel.isActive {
+                if entry.expires <= now || entry.relay.isClosing || entry.relay.workerLoad?.isLeaving == true
+                    || !entry.channel.isActive
+                {
                     idle.remove(at: index)
                     entry.channel.close(promise: nil)
                 } else if entry.relay.workerLoad?.hasFreeThread ?? true {
@@ -115,7 +118,7 @@ final class IdleUpstreamConnections {
         // First come, first served: behind this loop's waiters, and behind other loops' while they wait.
         if !resuming && (!server.waiting.isEmpty || server.waitingLoops.othersWait(registered: server.starving)) {
             server.waiting.append(exchange)
-            if server.inFlight == 0 { starve(server, address) }
+            if server.inFlight == 0 { starve(server, address, takeFreeThreadNow: false) }
             return .wait
         }
         if let (channel, relay) = server.takeFree(now: .now()) {
@@ -139,7 +142,8 @@ final class IdleUpstreamConnections {
         // every thread it frees and the other would wait for as long as the load lasts); then this loop's waiters.
         if server.waitingLoops.othersWait(registered: server.starving) {
             server.waitingLoops.wakeAll()
-            if !server.waiting.isEmpty && server.inFlight == 0 { starve(server, address) }
+            // The thread is theirs: this loop waits for the next one.
+            if !server.waiting.isEmpty && server.inFlight == 0 { starve(server, address, takeFreeThreadNow: false) }
         } else {
             wakeWaiters(server, address)
         }
@@ -166,10 +170,26 @@ final class IdleUpstreamConnections {
         guard let server = servers[address] else { return }
         server.starving = false
         wakeWaiters(server, address)
+        // A freed thread this loop did not use (its waiters left) goes on to the next waiting loop.
+        if server.waiting.isEmpty && (server.mayConnect || server.hasFreeConnection(now: .now())) {
+            server.waitingLoops.wakeAll()
+        }
     }
 
     /// Nothing of this loop's in flight will end to wake its waiters: another loop's ending request will.
-    private func starve(_ server: Server, _ address: FrontConfiguration.ServerAddress) {
+    /// `takeFreeThreadNow`: a thread freed between the check and the registration is taken at once; false when the
+    /// loop defers to others that wait (the periodic recheck still guarantees progress).
+    private func starve(_ server: Server, _ address: FrontConfiguration.ServerAddress, takeFreeThreadNow: Bool = true) {
+        if server.recheck == nil {
+            // A backstop against a wake-up lost in a race between loops: look again every 10 ms while starving.
+            server.recheck = loop.assumeIsolated().scheduleTask(in: .milliseconds(10)) { [weak self] in
+                guard let self, let server = self.servers[address] else { return }
+                server.recheck = nil
+                guard server.starving else { return }
+                self.wakeWaiters(server, address)
+                if server.starving, server.recheck == nil { self.starve(server, address, takeFreeThreadNow: false) }
+            }
+        }
         if !server.starving {
             server.starving = true
             // Kept for the process's life with its loop (LoopLocalState), so a strong, loop-bound reference.
@@ -177,7 +197,7 @@ final class IdleUpstreamConnections {
             server.waitingLoops.add(loop) { this.value.wokenByAnotherLoop(address) }
         }
         // A thread freed between the check and the registration: go now rather than wait for the next one.
-        if server.mayConnect || server.hasFreeConnection(now: .now()) { wakeWaiters(server, address) }
+        if takeFreeThreadNow, server.mayConnect || server.hasFreeConnection(now: .now()) { wakeWaiters(server, address) }
     }
 
     func stopWaiting(_ exchange: UpstreamExchange, address: FrontConfiguration.ServerAddress) {
@@ -202,7 +222,7 @@ final class IdleUpstreamConnections {
                 server.workers.append(WeakLoad(load: load))
             }
         }
-        guard limit > 0, channel.isActive, server.idle.count < limit else {
+        guard limit > 0, channel.isActive, !relay.isClosing, server.idle.count < limit else {
             channel.close(promise: nil)
             return
         }

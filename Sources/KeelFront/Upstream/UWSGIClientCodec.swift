@@ -14,6 +14,9 @@ enum KeelWireEvent {
     case responder(KeelWire.Responder)
     /// The server closes the connection and read nothing after its last response.
     case goodbye
+    /// Sent at once when a goodbye is read (the goodbye itself follows the response parts before it): from now on
+    /// the connection must not be parked or taken, even by a request started while those parts are delivered.
+    case closing
 }
 
 /// A response the codec could not read; the connection is closed after it.
@@ -93,6 +96,7 @@ final class UWSGIClientCodec: ChannelDuplexHandler, RemovableChannelHandler {
         case .responder(let responder):
             parts.append(.event(.responder(responder)))
         case .goodbye:
+            context.fireUserInboundEventTriggered(KeelWireEvent.closing)
             parts.append(.event(.goodbye))
         case .head(let head):
             var responseHead = HTTPResponseHead(

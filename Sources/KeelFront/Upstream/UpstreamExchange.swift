@@ -140,6 +140,8 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         serverDescription = address.description
         switch kind {
         case .uwsgi(_, let kept?):
+            // Waiting until told otherwise: acquire may hand this exchange its turn before it returns.
+            state = .waiting(server: server)
             switch kept.acquire(address, for: self, resuming: resuming) {
             case .kept(let channel, let relay):
                 slot = address
@@ -149,7 +151,6 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
             case .connect:
                 slot = address
             case .wait:
-                state = .waiting(server: server)
                 return
             }
         case .http(let kept):

@@ -28,6 +28,8 @@ final class UpstreamResponseRelay: ChannelInboundHandler {
     var serverKey = ""
     /// Workers serving in the pool, as its last frame on this connection said.
     private(set) var poolWorkers = 1
+    /// The server said goodbye: this connection is never used again.
+    private(set) var isClosing = false
     /// Called when the connection closes while idle in a pool.
     var onIdleClose: (() -> Void)?
     private var pendingError: (any Error)?
@@ -60,7 +62,11 @@ final class UpstreamResponseRelay: ChannelInboundHandler {
                 workerLoad = load
                 listener?.upstreamDidIdentify(load)
             }
+        case .closing:
+            isClosing = true
+            workerLoad?.leaving()
         case .goodbye:
+            isClosing = true
             workerLoad?.leaving()
             if let listener {
                 self.listener = nil

@@ -76,6 +76,12 @@ final class UWSGIConnectionTable: @unchecked Sendable {
         }
     }
 
+    /// A leaving worker stops competing for new connections: with `EPOLLEXCLUSIVE` the kernel wakes one worker per
+    /// connection, and a draining one that took the wake-up and left would strand it in the listen queue.
+    func unwatchListener(fd: Int32) {
+        _ = keel_epoll_ctl(epollFD, keel_epoll_ctl_del, fd, 0, 0)
+    }
+
     /// A level-triggered fd never read: once it is readable every waiting thread wakes, and keeps waking.
     func watchWake(fd: Int32) throws(PoolError) {
         guard keel_epoll_ctl(epollFD, keel_epoll_ctl_add, fd, keel_epollin, Tag.wake.rawValue) == 0 else {

@@ -84,6 +84,7 @@ final class UWSGIThreadServer: @unchecked Sendable {
     func stop(sweep: Bool = false) {
         sweepOnStop.store(sweep, ordering: .relaxed)
         draining.store(true, ordering: .releasing)
+        for listener in listeners { table?.unwatchListener(fd: listener.fd) }
         table?.closeIdle()
         var byte: UInt8 = 1
         _ = write(wakeWrite, &byte, 1)  // never read, so it wakes every thread's epoll_wait
@@ -102,6 +103,9 @@ final class UWSGIThreadServer: @unchecked Sendable {
             }
             switch tag {
             case .wake:
+                // A connection whose wake-up this worker took just before it stopped watching the listeners would
+                // wait for nobody: each leaving thread accepts what is queued once and serves it.
+                if !sweepOnStop.load(ordering: .relaxed) { acceptOnceBeforeLeaving(thread: thread, buffer: &buffer) }
                 return
             case .listener(let index):
                 // Non-blocking listener: losing the race to another thread or worker is EAGAIN, not a hang.
@@ -118,6 +122,17 @@ final class UWSGIThreadServer: @unchecked Sendable {
                 guard table.claim(fd, generation: generation) else { continue }
                 serveConnection(BlockingConnection(fd: fd), generation: generation, thread: thread, buffer: &buffer)
             }
+        }
+    }
+
+    private func acceptOnceBeforeLeaving(thread: Int, buffer: inout ByteBuffer) {
+        for listener in listeners {
+            let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue))
+            guard fd >= 0 else { continue }
+            let generation = table.opened(fd)
+            serveConnection(
+                BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), generation: generation,
+                thread: thread, buffer: &buffer)
         }
     }
 
