@@ -306,7 +306,8 @@ public struct UWSGIResponseParser: Sendable {
         return (String(name), String(value))
     }
 
-    static func isTokenByte(_ byte: UInt8) -> Bool {
+    /// An HTTP token character (RFC 9110 §5.6.2): what a header name may hold. keel-pool checks app headers with it.
+    public static func isTokenByte(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
             UInt8(ascii: "0")...UInt8(ascii: "9"):

@@ -1,5 +1,6 @@
 import KeelApp
 import NIOCore
+import UWSGI
 
 /// How one response reaches one connection. Called in order from the thread that runs the app; the
 /// uwsgi transport writes with blocking calls, the HTTP one hands each step to the event loop.
@@ -121,7 +122,7 @@ enum ResponseHeadCheck {
             return "a control character in the reason phrase \(reason.debugDescription)"
         }
         for header in headers {
-            if header.name.isEmpty || !header.name.utf8.allSatisfy(isTokenByte) {
+            if header.name.isEmpty || !header.name.utf8.allSatisfy(UWSGIResponseParser.isTokenByte) {
                 return "an invalid header name \(header.name.debugDescription)"
             }
             if header.value.utf8.contains(where: { $0 == 13 || $0 == 10 || $0 == 0 }) {
@@ -131,13 +132,4 @@ enum ResponseHeadCheck {
         return nil
     }
 
-    private static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        default:
-            return "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
-    }
 }

@@ -20,13 +20,7 @@ final class TestSocket {
     }
 
     init(unixPath path: String) throws {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            let bytes = Array(path.utf8)
-            raw.copyBytes(from: bytes)
-            raw[bytes.count] = 0
-        }
+        var addr = unixAddress(path)
         fd = try Self.connect(to: &addr, family: AF_UNIX, describing: path)
         setTimeout(seconds: 15)
     }
@@ -229,6 +223,18 @@ enum UWSGIClient {
         }
         return HTTPReply(status: status, headers: headers, body: Array(raw[(end + 4)...]))
     }
+}
+
+/// A unix socket address for `path` (at most 107 bytes, as the tests' temp paths are).
+func unixAddress(_ path: String) -> sockaddr_un {
+    var addr = sockaddr_un()
+    addr.sun_family = sa_family_t(AF_UNIX)
+    withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+        let bytes = Array(path.utf8)
+        raw.copyBytes(from: bytes)
+        raw[bytes.count] = 0
+    }
+    return addr
 }
 
 /// Deterministic pseudo-random bytes, so a corrupted byte shows up in the comparison.
