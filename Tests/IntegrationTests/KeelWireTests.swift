@@ -111,6 +111,39 @@ def application(environ, start_response):
         #expect(table.output.contains("CONNS") && table.output.contains("KEPT"))
     }
 
+    @Test func connectionsPersistOverTCPToo() throws {
+        let directory = try Harness.makeTempDirectory()
+        try Self.app.write(toFile: directory + "/wire_app.py", atomically: true, encoding: .utf8)
+        let port = try Harness.freePort()
+        let stats = directory + "/stats.sock"
+        let pool = try PoolUnderTest(
+            http: false, uwsgi: false,
+            ["--chdir", directory, "--wsgi-file", directory + "/wire_app.py", "--socket", "127.0.0.1:\(port)", "--stats", stats])
+        let keel = try FrontUnderTest(
+            ["--event-loops", "1"],
+            config: """
+                [[listen]]
+                address = "127.0.0.1:{PORT}"
+                [upstream.app]
+                servers = ["127.0.0.1:\(port)"]
+                [[route]]
+                path = "/"
+                uwsgi = "app"
+                """)
+        let socket = try TestSocket(tcpPort: keel.port)
+        let reader = HTTPResponseReader(socket)
+        for index in 0..<100 {
+            // Streamed (chunked) responses too, several writes each on the kept TCP connection.
+            try socket.write("GET \(index % 2 == 0 ? "/" : "/stream?5") HTTP/1.1\r\nHost: x\r\n\r\n")
+            let reply = try reader.next()
+            #expect(reply.status == 200)
+            #expect(reply.body.count == (index % 2 == 0 ? 6 : 5000))
+        }
+        #expect(try Self.sum("connections", stats) == 1, "one kept TCP connection for 100 requests")
+        #expect(keel.log.contains("(127.0.0.1:\(port)) speaks the keel wire"))
+        withExtendedLifetime(pool) {}
+    }
+
     @Test func everyResponseShapeCrossesOneKeptConnectionByteExact() throws {
         let (pool, stats) = try Self.pool(["--processes", "1", "--threads", "1"])
         let keel = try Self.keel(pool)

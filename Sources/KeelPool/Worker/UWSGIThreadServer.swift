@@ -32,11 +32,18 @@ final class UWSGIThreadServer: @unchecked Sendable {
     private let identity: KeelWire.Responder
 
     private let counter: RequestCounter
+    /// Listeners on TCP (keel-pools on other hosts): their connections get TCP_NODELAY.
+    private let tcpListeners: Set<Int32>
 
     init(listeners: [WorkerConfiguration.InheritedListener], configuration: WorkerConfiguration, counter: RequestCounter) {
         self.listeners = listeners
         self.configuration = configuration
         self.counter = counter
+        self.tcpListeners = Set(listeners.map(\.fd).filter { fd in
+            var domain: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 && (domain == AF_INET || domain == AF_INET6)
+        })
         self.identity = KeelWire.Responder(
             pid: UInt32(getpid()), capacity: UInt16(clamping: configuration.threads))
         var fds: [Int32] = [-1, -1]
@@ -114,10 +121,7 @@ final class UWSGIThreadServer: @unchecked Sendable {
                     if errno == EMFILE || errno == ENFILE { AcceptBackoff.outOfDescriptors(errno) }
                     continue
                 }
-                let generation = table.opened(fd)
-                serveConnection(
-                    BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), generation: generation,
-                    thread: thread, buffer: &buffer)
+                serveAccepted(fd, from: listeners[index].fd, thread: thread, buffer: &buffer)
             case .connection(let fd, let generation):
                 guard table.claim(fd, generation: generation) else { continue }
                 serveConnection(BlockingConnection(fd: fd), generation: generation, thread: thread, buffer: &buffer)
@@ -129,10 +133,7 @@ final class UWSGIThreadServer: @unchecked Sendable {
         for listener in listeners {
             let fd = keel_accept4(listener.fd, Int32(SOCK_CLOEXEC.rawValue))
             guard fd >= 0 else { continue }
-            let generation = table.opened(fd)
-            serveConnection(
-                BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), generation: generation,
-                thread: thread, buffer: &buffer)
+            serveAccepted(fd, from: listener.fd, thread: thread, buffer: &buffer)
         }
     }
 
@@ -140,12 +141,21 @@ final class UWSGIThreadServer: @unchecked Sendable {
     /// of the listener. Bounded, since on a TCP socket new connections may keep arriving until then.
     private func sweepBacklog(thread: Int, buffer: inout ByteBuffer) {
         guard sweepOnStop.load(ordering: .relaxed) else { return }
-        BacklogSweep.acceptQueued(on: listeners, flags: Int32(SOCK_CLOEXEC.rawValue)) { fd, _ in
-            let generation = table.opened(fd)
-            serveConnection(
-                BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), generation: generation,
-                thread: thread, buffer: &buffer)
+        BacklogSweep.acceptQueued(on: listeners, flags: Int32(SOCK_CLOEXEC.rawValue)) { fd, listener in
+            serveAccepted(fd, from: listener.fd, thread: thread, buffer: &buffer)
         }
+    }
+
+    private func serveAccepted(_ fd: Int32, from listenerFD: Int32, thread: Int, buffer: inout ByteBuffer) {
+        if tcpListeners.contains(listenerFD) {
+            // A kept connection's next response must not wait on Nagle for the previous one's ACK.
+            var on: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &on, socklen_t(MemoryLayout<Int32>.size))
+        }
+        let generation = table.opened(fd)
+        serveConnection(
+            BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), generation: generation,
+            thread: thread, buffer: &buffer)
     }
 
     /// Serves one request, then parks a persistent connection for its next one or closes it.
