@@ -59,7 +59,8 @@ final class IdleUpstreamConnections {
         }
 
         func hasFreeConnection(now: NIODeadline) -> Bool {
-            idle.contains { entry in
+            if waitingLoops.hasUnidentified { return false }
+            return idle.contains { entry in
                 entry.expires > now && !entry.relay.isClosing && entry.channel.isActive
                     && (entry.relay.workerLoad.map { !$0.isLeaving && $0.hasFreeThread } ?? true)
             }
@@ -115,24 +116,34 @@ final class IdleUpstreamConnections {
     /// `resuming`: a waiter whose turn it is (it passes the queue it was at the head of).
     func acquire(_ address: FrontConfiguration.ServerAddress, for exchange: UpstreamExchange, resuming: Bool = false) -> Acquired {
         let server = server(address)
+        let keptAllowed = !server.waitingLoops.hasUnidentified
         // First come, first served: behind this loop's waiters, and behind other loops' while they wait.
         if !resuming && (!server.waiting.isEmpty || server.waitingLoops.othersWait(registered: server.starving)) {
             server.waiting.append(exchange)
             if server.inFlight == 0 { starve(server, address, takeFreeThreadNow: false) }
             return .wait
         }
-        if let (channel, relay) = server.takeFree(now: .now()) {
+        if keptAllowed, let (channel, relay) = server.takeFree(now: .now()) {
             server.inFlight += 1
             return .kept(channel, relay)
         }
         if server.mayConnect {
             server.inFlight += 1
+            server.waitingLoops.unidentifiedStarted()
             return .connect
         }
         // A waiter that lost the thread it was woken for keeps its place at the head.
         if resuming { server.waiting.prepend(exchange) } else { server.waiting.append(exchange) }
         if server.inFlight == 0 { starve(server, address) }
         return .wait
+    }
+
+    /// A request on a new connection learned its worker (or ended without): kept connections may be used again.
+    func identified(_ address: FrontConfiguration.ServerAddress) {
+        guard let server = servers[address] else { return }
+        server.waitingLoops.unidentifiedEnded()
+        wakeWaiters(server, address)
+        server.waitingLoops.wakeAll()
     }
 
     func release(_ address: FrontConfiguration.ServerAddress) {

@@ -20,8 +20,8 @@ final class PoolWorkerLoad: Sendable {
     var hasFreeThread: Bool { inFlight.load(ordering: .sequentiallyConsistent) < capacity }
     var running: Int { inFlight.load(ordering: .relaxed) }
 
-    /// The worker said goodbye on one connection: it is leaving, so its other kept connections are not used again
-    /// (each would only say goodbye too).
+    /// The worker said goodbye on one connection, or one closed under a request without a goodbye (the worker
+    /// died): its other kept connections are not used again (each would only say goodbye, or fail the request).
     var isLeaving: Bool { saidGoodbye.load(ordering: .relaxed) }
     func leaving() { saidGoodbye.store(true, ordering: .relaxed) }
 
@@ -32,6 +32,15 @@ final class PoolWorkerLoad: Sendable {
     /// ending on any loop wakes them (the loop that frees a thread may not be the one waiting for it).
     final class WaitingLoops: Sendable {
         private let count = Atomic<Int>(0)
+        /// Requests on new connections whose worker is not known yet (no frame back): that worker is busy but
+        /// counted nowhere, so while any exists no kept connection is used (it might be to that very worker, and a
+        /// request queued behind another in a worker's socket dies with it). New connections stay safe: the
+        /// listen queue hands them only to a free thread.
+        private let unidentified = Atomic<Int>(0)
+
+        var hasUnidentified: Bool { unidentified.load(ordering: .sequentiallyConsistent) > 0 }
+        func unidentifiedStarted() { unidentified.wrappingAdd(1, ordering: .sequentiallyConsistent) }
+        func unidentifiedEnded() { unidentified.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
         private let loops = Mutex<[ObjectIdentifier: (loop: any EventLoop, wake: @Sendable () -> Void)]>([:])
 
         /// Registers `loop`; the caller re-checks for a free thread afterwards (a thread freed in between is then
@@ -100,7 +109,9 @@ final class PoolWorkerLoad: Sendable {
         func load(server: String, responder: KeelWire.Responder) -> PoolWorkerLoad {
             loads.withLock { loads in
                 let key = Key(server: server, pid: responder.pid)
-                if let existing = loads[key]?.load, existing.capacity == Int(responder.capacity) { return existing }
+                if let existing = loads[key]?.load, existing.capacity == Int(responder.capacity), !existing.isLeaving {
+                    return existing
+                }
                 // Workers come and go (recycling): forget the ones no connection refers to any more.
                 if loads.count > 256 { loads = loads.filter { $0.value.load != nil } }
                 let load = PoolWorkerLoad(pid: responder.pid, capacity: Int(responder.capacity))

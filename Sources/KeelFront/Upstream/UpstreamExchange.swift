@@ -74,6 +74,8 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     private var countedLoad: PoolWorkerLoad?
     /// keel wire: the server whose slot in this loop's `IdleUpstreamConnections` the exchange holds.
     private var slot: FrontConfiguration.ServerAddress?
+    /// keel wire: the request went on a new connection whose worker is not known yet (see `WaitingLoops`).
+    private var unidentifiedOn: FrontConfiguration.ServerAddress?
     private var receivedAnything = false
     private var responseKeepAlive = false
     private var requestWritten = false
@@ -150,6 +152,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
                 return
             case .connect:
                 slot = address
+                unidentifiedOn = address
             case .wait:
                 return
             }
@@ -198,6 +201,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
 
     /// Gives back the keel-wire slot taken for the current connection, waking a request that waits for one.
     private func releaseSlot() {
+        endUnidentified()
         guard let address = slot, case .uwsgi(_, let kept?) = kind else { return }
         slot = nil
         kept.release(address)
@@ -310,6 +314,13 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     func upstreamDidIdentify(_ load: PoolWorkerLoad) {
         guard case .active = state, countedLoad == nil else { return }
         count(on: load)
+        endUnidentified()
+    }
+
+    private func endUnidentified() {
+        guard let address = unidentifiedOn, case .uwsgi(_, let kept?) = kind else { return }
+        unidentifiedOn = nil
+        kept.identified(address)
     }
 
     func upstreamDidSayGoodbye() {
@@ -333,11 +344,14 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     static let maxGoodbyeResends = 4
 
     func upstreamDidClose(error: (any Error)?) {
-        guard case .active(_, _, let server, let reused) = state else { return }
+        guard case .active(_, let relay, let server, let reused) = state else { return }
+        // On the keel wire a close without a goodbye may follow a read (a worker killed mid-request): never resent
+        // (below), and that worker's other kept connections are dead too, though their closes may not have been
+        // read yet: marked before the slot is given back, so no waiter takes one.
+        if case .uwsgi = kind { relay.workerLoad?.leaving() }
         cancelTimer()
         releaseLoad()
         releaseSlot()
-        // On the keel wire a close without a goodbye may follow a read (a worker killed mid-request): never resent.
         if case .http = kind, reused && !receivedAnything && (!requestWritten || Self.isIdempotent(head.method)) {
             // A pooled keep-alive connection the server had closed: try a fresh one, as nginx does; a POST that
             // may have reached the backend is not sent twice.
