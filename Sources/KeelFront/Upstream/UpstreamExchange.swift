@@ -351,7 +351,18 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         if case .uwsgi = kind { relay.workerLoad?.leaving() }
         cancelTimer()
         releaseLoad()
-        releaseSlot()
+        if case .uwsgi(_, let kept?) = kind, relay.workerLoad == nil, !receivedAnything {
+            // Its worker never said who it was: if it died, which kept connections died with it is unknown, so the
+            // slot goes back after this loop turn, once the closes of that worker's other connections are read.
+            let (heldSlot, heldUnidentified) = (slot, unidentifiedOn)
+            (slot, unidentifiedOn) = (nil, nil)
+            loop.assumeIsolated().execute {
+                if let address = heldUnidentified { kept.identified(address) }
+                if let address = heldSlot { kept.release(address) }
+            }
+        } else {
+            releaseSlot()
+        }
         if case .http = kind, reused && !receivedAnything && (!requestWritten || Self.isIdempotent(head.method)) {
             // A pooled keep-alive connection the server had closed: try a fresh one, as nginx does; a POST that
             // may have reached the backend is not sent twice.

@@ -167,6 +167,39 @@ final class UWSGIConnectionTable: @unchecked Sendable {
 
     var isDraining: Bool { state.withLock { $0.draining } }
 
+    /// Before the worker exits: waits (at most `milliseconds`) for keel to close the connections that said goodbye,
+    /// reading and dropping what it sent meanwhile. Exiting at once would reset a socket keel may be writing a request
+    /// to, and keel would see the reset before the goodbye that says the request may go elsewhere.
+    func awaitGoodbyesRead(milliseconds: Int) {
+        var open = state.withLock { state in
+            defer { state.lingering = [] }
+            return state.lingering
+        }
+        let deadline = monotonicMilliseconds() + Int64(milliseconds)
+        var scratch = [UInt8](repeating: 0, count: 4096)
+        while !open.isEmpty {
+            let left = deadline - monotonicMilliseconds()
+            guard left > 0 else { break }
+            var pollSet = open.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            guard poll(&pollSet, nfds_t(pollSet.count), Int32(min(left, 100))) >= 0 || errno == EINTR else { break }
+            var stillOpen: [Int32] = []
+            for entry in pollSet {
+                guard entry.revents != 0 else {
+                    stillOpen.append(entry.fd)
+                    continue
+                }
+                let received = recv(entry.fd, &scratch, scratch.count, Int32(MSG_DONTWAIT))
+                if received > 0 || (received < 0 && (errno == EAGAIN || errno == EINTR)) {
+                    stillOpen.append(entry.fd)  // an unread request keel will send elsewhere: dropped
+                } else {
+                    close(entry.fd)  // keel closed its side (or the socket failed)
+                }
+            }
+            open = stillOpen
+        }
+        for fd in open { close(fd) }
+    }
+
     /// Tells keel that nothing after the last response was read (the 4 bytes fit any socket buffer), then shuts the
     /// sending side only. The socket stays open until the worker exits, so a request keel sends meanwhile still lands
     /// (unread) instead of failing with EPIPE before keel has read the goodbye that says it may go elsewhere.

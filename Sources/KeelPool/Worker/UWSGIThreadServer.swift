@@ -55,6 +55,11 @@ final class UWSGIThreadServer: @unchecked Sendable {
     /// True once every thread has left its loop (after `stop()`).
     var isStopped: Bool { running.load(ordering: .acquiring) == 0 }
 
+    /// The last step before the worker exits (see `UWSGIConnectionTable.awaitGoodbyesRead`).
+    func awaitGoodbyesRead() {
+        table?.awaitGoodbyesRead(milliseconds: 1000)
+    }
+
     /// Starts the T threads; fails (startup error) if the system refuses one.
     func start() throws(PoolError) {
         let scoreboard = configuration.scoreboard

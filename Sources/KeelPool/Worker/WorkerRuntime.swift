@@ -98,6 +98,7 @@ public enum WorkerRuntime {
                 break
             }
             if stopping && uwsgiServer.isStopped && (http?.isDrained ?? true) {
+                uwsgiServer.awaitGoodbyesRead()
                 exit(0)
             }
         }
