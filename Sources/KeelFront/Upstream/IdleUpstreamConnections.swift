@@ -50,12 +50,15 @@ final class IdleUpstreamConnections {
         /// has workers this loop has no connection to yet (or none has answered on the keel wire yet).
         var mayConnect: Bool {
             var known = 0
+            var anyFree = false
             for entry in workers {
                 guard let load = entry.load, !load.isLeaving else { continue }
-                if load.hasFreeThread { return true }
+                anyFree = anyFree || load.hasFreeThread
                 known += 1
             }
-            return known == 0 || known < poolWorkers
+            if known == 0 || known < poolWorkers { return true }
+            // A worker that looks free may be the one that took a connection not identified yet: wait for that.
+            return anyFree && !waitingLoops.hasUnidentified
         }
 
         func hasFreeConnection(now: NIODeadline) -> Bool {

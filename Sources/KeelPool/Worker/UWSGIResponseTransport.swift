@@ -12,6 +12,8 @@ final class UWSGIResponseTransport: ResponseTransport {
     /// HEAD: the head is sent, the body is not.
     let headOnly: Bool
     private let frame: KeelWire.Responder?
+    /// The frame went out already, as soon as the request was read (a new connection's first request).
+    private let frameSent: Bool
     private var pendingHead: ByteBuffer?
     private var chunked = false
     /// No body bytes go out (HEAD, and on the keel wire 1xx/204/304 too, whose answers keel reads as body-less).
@@ -21,10 +23,11 @@ final class UWSGIResponseTransport: ResponseTransport {
     private var failed = false
     private var ended = false
 
-    init(connection: BlockingConnection, headOnly: Bool, frame: KeelWire.Responder?) {
+    init(connection: BlockingConnection, headOnly: Bool, frame: KeelWire.Responder?, frameSent: Bool = false) {
         self.connection = connection
         self.headOnly = headOnly
         self.frame = frame
+        self.frameSent = frameSent
     }
 
     /// The response went out whole and framed: the connection may carry another request.
@@ -124,7 +127,7 @@ final class UWSGIResponseTransport: ResponseTransport {
     }
 
     private func startHead(into out: inout ByteBuffer) {
-        if let frame { KeelWire.writeResponseFrame(frame, into: &out) }
+        if let frame, !frameSent { KeelWire.writeResponseFrame(frame, into: &out) }
     }
 
     private func flushHead() throws {

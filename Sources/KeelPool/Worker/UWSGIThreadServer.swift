@@ -160,12 +160,14 @@ final class UWSGIThreadServer: @unchecked Sendable {
         let generation = table.opened(fd)
         serveConnection(
             BlockingConnection(fd: fd, timeoutSeconds: configuration.socketTimeout), generation: generation,
-            thread: thread, buffer: &buffer)
+            thread: thread, buffer: &buffer, accepted: true)
     }
 
     /// Serves one request, then parks a persistent connection for its next one or closes it.
-    private func serveConnection(_ connection: BlockingConnection, generation: UInt32, thread: Int, buffer: inout ByteBuffer) {
-        let persists = serve(connection, thread: thread, buffer: &buffer)
+    private func serveConnection(
+        _ connection: BlockingConnection, generation: UInt32, thread: Int, buffer: inout ByteBuffer, accepted: Bool = false
+    ) {
+        let persists = serve(connection, thread: thread, buffer: &buffer, accepted: accepted)
         if persists && table.park(connection.fd, generation: generation) { return }
         table.forget(connection.fd)
         if persists {
@@ -185,7 +187,8 @@ final class UWSGIThreadServer: @unchecked Sendable {
     }
 
     /// Reads and answers one request; true when the connection can carry the next one (the keel wire, answered whole).
-    private func serve(_ connection: BlockingConnection, thread: Int, buffer: inout ByteBuffer) -> Bool {
+    private func serve(_ connection: BlockingConnection, thread: Int, buffer: inout ByteBuffer, accepted: Bool) -> Bool {
+        var frameSent = false
         buffer.clear()
         var parser = UWSGIRequestParser()
         var head: UWSGIRequestHead?
@@ -196,13 +199,20 @@ final class UWSGIThreadServer: @unchecked Sendable {
                 while let event = try parser.next(&buffer) {
                     switch event {
                     case .head(let h):
+                        if accepted && h.modifier2 == KeelWire.offer {
+                            // A new connection's worker says who it is now, not with the response: until keel knows
+                            // which worker took the connection it keeps off every kept connection (see the wire).
+                            var frame = ByteBuffer()
+                            KeelWire.writeResponseFrame(responder, into: &frame)
+                            frameSent = connection.writeAll(frame)
+                        }
                         if h.contentLength > configuration.effectiveBodyLimit {
                             WorkerLog.error(
                                 "request body of \(h.contentLength) bytes is over the limit of "
                                     + "\(configuration.effectiveBodyLimit) (--limit-post): 413")
                             respondWithError(
                                 connection, status: 413, "Request Entity Too Large\n",
-                                frame: h.modifier2 == KeelWire.offer ? responder : nil)
+                                frame: h.modifier2 == KeelWire.offer && !frameSent ? responder : nil)
                             return false
                         }
                         head = h
@@ -255,7 +265,8 @@ final class UWSGIThreadServer: @unchecked Sendable {
             scoreboard!.record, thread: thread, lineParts: request.requestLineParts, now: monotonicMilliseconds())
         let response = AppRunner.respond(to: request, with: configuration.handler)
         let transport = UWSGIResponseTransport(
-            connection: connection, headOnly: request.method == "HEAD", frame: offered ? responder : nil)
+            connection: connection, headOnly: request.method == "HEAD", frame: offered ? responder : nil,
+            frameSent: frameSent)
         ResponseDelivery(transport: transport, requestLine: request.requestLine).send(response)
         // Closing with unread bytes would reset the connection and could cut the response at the client.
         let drained = reader?.drain() ?? true
