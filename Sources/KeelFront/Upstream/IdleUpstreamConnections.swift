@@ -6,10 +6,10 @@ import NIOCore
 /// On the keel wire it also decides who waits: a request goes to a kept connection whose worker has a free thread
 /// (`PoolWorkerLoad`, counted across loops), or to a new connection when a worker with a free thread has none kept
 /// here (or the pool has workers this loop does not know yet): the kernel hands that connection to a worker that is
-/// waiting. When every worker is busy the request waits here, not in a worker's socket, until one of this loop's
-/// requests to that server ends; so a worker that dies takes only its own requests with it, as with one
-/// connection per request. A loop with nothing in flight to the server never waits: it connects, and the listen
-/// queue holds the request.
+/// waiting. When every worker is busy the request waits here, not in a worker's socket (first come, first served,
+/// across loops: `PoolWorkerLoad.WaitingLoops`), until a request to that server ends; so a worker that dies takes
+/// only its own requests with it, as with one connection per request. While a request on a new connection has not
+/// learned its worker, kept connections are not used (that worker is busy but counted nowhere).
 final class IdleUpstreamConnections {
     enum Acquired {
         case kept(Channel, UpstreamResponseRelay)

@@ -193,7 +193,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
             }
     }
 
-    /// A worker has a free thread again (or this loop has nothing left in flight to wait for).
+    /// keel wire: this waiting request's turn came (a worker has a free thread, or a new connection may reach one).
     func resumeAfterWaiting() {
         guard case .waiting(let server) = state else { return }
         connect(server, resuming: true)
