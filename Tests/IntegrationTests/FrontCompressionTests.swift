@@ -54,6 +54,31 @@ struct FrontCompressionTests {
         #expect(plain.header("Content-Length") == String(text.count))
     }
 
+    /// Deflate states are reused per event loop (reset between responses): every response, first or reused, on one
+    /// connection or another, is byte for byte what a fresh zlib makes at the same level and window.
+    @Test func reusedDeflateStatesGiveTheSameBytesAsAFreshZlib() throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var text = [UInt8]()
+        for line in 0..<2_000 { text += Array("\(line) GET /items/\(line * 7919 % 1000) HTTP/1.1 200 \(line * 31 % 977)\n".utf8) }
+        var other = [UInt8]()
+        for line in 0..<500 { other += Array("another file, line \(line)\n".utf8) }
+        try Data(text).write(to: URL(fileURLWithPath: directory + "/a.txt"))
+        try Data(other).write(to: URL(fileURLWithPath: directory + "/b.txt"))
+        let expectedA = try PythonGzip.zlibReference(text, level: 1, in: directory)
+        let expectedB = try PythonGzip.zlibReference(other, level: 1, in: directory)
+        let keel = try FrontUnderTest(["--static", "/=\(directory)", "--access-log", "off"])
+        let socket = try TestSocket(tcpPort: keel.port)
+        let reader = HTTPResponseReader(socket)
+        for path in ["/a.txt", "/b.txt", "/a.txt", "/a.txt", "/b.txt"] {
+            try socket.write(Array("GET \(path) HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\n\r\n".utf8))
+            let reply = try reader.next()
+            #expect(reply.header("Content-Encoding") == "gzip")
+            #expect(reply.body == (path == "/a.txt" ? expectedA : expectedB), "\(path) on a kept connection")
+        }
+        #expect(try keel.get("/a.txt", headers: Self.gzip).body == expectedA, "on a new connection")
+    }
+
     @Test func headAndRefusedGzipAreNotCompressed() throws {
         let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "env"])
         let keel = try FrontUnderTest(["--uwsgi", "unix:" + pool.socketPath!, "--access-log", "off"])

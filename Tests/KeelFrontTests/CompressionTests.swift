@@ -79,7 +79,7 @@ import Testing
     @Test(arguments: [0, 13, 100_000, 3_000_000])
     func gzipStreamRoundTrips(size: Int) throws {
         let allocator = ByteBufferAllocator()
-        let stream = try GzipStream(level: 6, allocator: allocator)
+        let stream = try GzipStream(level: 6, allocator: allocator, pool: DeflaterPool())
         var original = allocator.buffer(capacity: size)
         for index in 0..<size { original.writeInteger(UInt8(ascii: "a") + UInt8((index / 7) % 26)) }
         var compressed = allocator.buffer(capacity: 0)
@@ -102,8 +102,24 @@ import Testing
         #expect(decompressed == original)
     }
 
+    @Test func aDroppedStreamGivesItsResetStateBackToThePool() throws {
+        let pool = DeflaterPool()
+        let allocator = ByteBufferAllocator()
+        var first: GzipStream? = try GzipStream(level: 1, allocator: allocator, pool: pool)
+        var once = try first!.compress(ByteBuffer(string: String(repeating: "abandoned halfway ", count: 100)))
+        once.clear()
+        first = nil  // a client that went away mid-response
+        #expect(pool.idleCount == 1)
+        let second = try GzipStream(level: 1, allocator: allocator, pool: pool)
+        #expect(pool.idleCount == 0, "the reset state was taken again")
+        var output = try second.compress(ByteBuffer(string: "fresh"))
+        var tail = try second.finish()
+        output.writeBuffer(&tail)
+        #expect(try output.decompress(with: .gzip) == ByteBuffer(string: "fresh"), "nothing of the abandoned stream leaks in")
+    }
+
     @Test func aSyncFlushMakesEverythingSoFarDecodable() throws {
-        let stream = try GzipStream(level: 1, allocator: ByteBufferAllocator())
+        let stream = try GzipStream(level: 1, allocator: ByteBufferAllocator(), pool: DeflaterPool())
         var head = try stream.compress(ByteBuffer(string: "hello, streamed world"))
         var flushed = try stream.flush()
         head.writeBuffer(&flushed)

@@ -3,15 +3,23 @@ import NIOCore
 
 /// One response's gzip stream on the system zlib (compress-nio links libz): input goes in as it arrives, `flush`
 /// pushes out everything so far (a sync flush, for streamed responses), `finish` ends the stream with its trailer.
+/// Its deflate state comes from the loop's pool and goes back when the stream ends or is dropped.
 final class GzipStream {
     private let compressor: ZlibCompressor
     private let allocator: ByteBufferAllocator
+    private let pool: DeflaterPool
+    private let level: Int
     private static let chunkSize = 16 * 1024
 
-    init(level: Int, allocator: ByteBufferAllocator) throws {
-        self.compressor = try ZlibCompressor(
-            algorithm: .gzip, configuration: ZlibConfiguration(compressionLevel: Int32(level)))
+    init(level: Int, allocator: ByteBufferAllocator, pool: DeflaterPool) throws {
+        self.compressor = try pool.take(level: level)
         self.allocator = allocator
+        self.pool = pool
+        self.level = level
+    }
+
+    deinit {
+        pool.give(compressor, level: level)
     }
 
     /// Compressed bytes for `input` (often none yet: zlib holds small inputs until a flush).

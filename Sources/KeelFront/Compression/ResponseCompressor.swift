@@ -23,9 +23,11 @@ final class ResponseCompressor: ChannelDuplexHandler {
     private let configuration: FrontConfiguration.Compression
     private var requests = CircularBuffer<RequestTraits>()
     private var stream: GzipStream?
+    private let deflaters: DeflaterPool
 
-    init(configuration: FrontConfiguration.Compression) {
+    init(configuration: FrontConfiguration.Compression, deflaters: DeflaterPool) {
         self.configuration = configuration
+        self.deflaters = deflaters
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -45,7 +47,7 @@ final class ResponseCompressor: ChannelDuplexHandler {
             guard CompressionPolicy.isCompressible(head, configuration) else { return context.write(data, promise: promise) }
             // Caches must keep the two variants apart whether or not this client took gzip (nginx's gzip_vary).
             CompressionPolicy.addVary(&head.headers)
-            if traits.acceptsGzip && !traits.isHead, let gzip = try? GzipStream(level: configuration.level, allocator: context.channel.allocator) {
+            if traits.acceptsGzip && !traits.isHead, let gzip = try? GzipStream(level: configuration.level, allocator: context.channel.allocator, pool: deflaters) {
                 stream = gzip
                 CompressionPolicy.markCompressed(&head.headers)
             }

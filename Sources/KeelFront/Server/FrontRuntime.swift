@@ -40,11 +40,13 @@ final class FrontRuntimeHolder: Sendable {
     }
 }
 
-/// Per-event-loop state that outlives reloads (idle upstream keep-alive connections), touched only on its loop.
+/// Per-event-loop state that outlives reloads (idle upstream keep-alive connections, deflate states), touched only
+/// on its loop.
 final class LoopLocalState: @unchecked Sendable {
     let loop: any EventLoop
     private let http: IdleUpstreamConnections
     private let uwsgi: IdleUpstreamConnections
+    private let deflaterPool = DeflaterPool()
 
     init(loop: any EventLoop) {
         self.loop = loop
@@ -62,6 +64,12 @@ final class LoopLocalState: @unchecked Sendable {
     func closeKeptConnections() {
         http.closeAll()
         uwsgi.closeAll()
+    }
+
+    /// Reset deflate states the gzip filter reuses.
+    var deflaters: DeflaterPool {
+        loop.preconditionInEventLoop()
+        return deflaterPool
     }
 
     /// Kept keel-wire connections to keel-pools.

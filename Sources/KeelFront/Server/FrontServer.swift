@@ -111,7 +111,7 @@ public final class FrontServer: Sendable {
         try sync.addHandler(PipelinedRequestQueue())
         // The response filter chain, in order from the proxy outwards: gzip, then HSTS on TLS connections.
         if isTLS, let hsts = current.configuration.tls?.hsts { try sync.addHandler(StrictTransportSecurityFilter(value: hsts)) }
-        try sync.addHandler(ResponseCompressor(configuration: current.configuration.compression))
+        try sync.addHandler(ResponseCompressor(configuration: current.configuration.compression, deflaters: loopLocal.deflaters))
         try sync.addHandler(HTTPProtocolErrorResponder(log: { FrontLog.info($0) }))
         try sync.addHandler(ProxyHandler(runtime: runtime, loopLocal: loopLocal, isTLS: isTLS, httpsRedirectPort: redirectPort))
     }

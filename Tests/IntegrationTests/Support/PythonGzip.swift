@@ -12,14 +12,27 @@ enum PythonGzip {
         try run("decompress", bytes, in: directory)
     }
 
+    /// zlib at `level`, window 15 as gzip (wbits 31), memLevel 8: the input, a sync flush (what keel does once a file
+    /// slice is written), then the end of the stream. The byte-exact reference for keel's reused deflate states.
+    static func zlibReference(_ bytes: [UInt8], level: Int, in directory: String) throws -> [UInt8] {
+        try run(
+            "zlib", bytes, in: directory,
+            script: "import zlib, sys; c = zlib.compressobj(\(level), zlib.DEFLATED, 31, 8); d = open(sys.argv[1], 'rb').read(); "
+                + "sys.stdout.buffer.write(c.compress(d) + c.flush(zlib.Z_SYNC_FLUSH) + c.flush())")
+    }
+
     private static func run(_ function: String, _ bytes: [UInt8], in directory: String) throws -> [UInt8] {
+        try run(
+            function, bytes, in: directory,
+            script: "import gzip, sys; sys.stdout.buffer.write(gzip.\(function)(open(sys.argv[1], 'rb').read()))")
+    }
+
+    private static func run(_ function: String, _ bytes: [UInt8], in directory: String, script: String) throws -> [UInt8] {
         let input = directory + "/python-gzip-\(function)-input"
         try Data(bytes).write(to: URL(fileURLWithPath: input))
         let python = Process()
         python.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        python.arguments = [
-            "-c", "import gzip, sys; sys.stdout.buffer.write(gzip.\(function)(open(sys.argv[1], 'rb').read()))", input,
-        ]
+        python.arguments = ["-c", script, input]
         let output = Pipe()
         python.standardOutput = output
         try python.run()
