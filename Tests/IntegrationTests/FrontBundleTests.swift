@@ -54,6 +54,18 @@ struct FrontBundleTests {
         #expect(access.contains("\"GET / HTTP/1.1\" 200 13"))
     }
 
+    /// SwiftNIO warns (and will crash) when something resolves a promise on a loop that has shut down; keel's stop
+    /// order must leave nothing that does, with kept upstream connections open, on TERM and on INT.
+    @Test(arguments: [SIGTERM, SIGINT])
+    func stoppingPrintsNoEventLoopShutdownError(signal: Int32) throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello", "--processes", "2"])
+        let keel = try FrontUnderTest(["--uwsgi", "unix:" + pool.socketPath!, "--event-loops", "2"])
+        for _ in 0..<4 { #expect(try keel.get("/").status == 200) }
+        #expect(try keel.stop(signal: signal) == 0)
+        #expect(keel.log.contains("keel stopped"))
+        #expect(!keel.log.contains("Cannot schedule tasks"), "\(keel.log)")
+    }
+
     @Test func termFinishesRequestsInFlight() throws {
         let keel = try FrontUnderTest(config: Self.bundleConfig(app: "sleep", extraPoolArgs: ", \"--stats\", \"{DIR}/stats.sock\""))
         let socket = try TestSocket(tcpPort: keel.port)

@@ -19,7 +19,8 @@ public final class FrontServer: Sendable {
     private let group: MultiThreadedEventLoopGroup
     private let runtime: FrontRuntimeHolder
     private let loopLocals: [ObjectIdentifier: LoopLocalState]
-    private let quiesce: ServerQuiescingHelper
+    /// Dropped once shutdown has used it: its deinit resolves a promise on a loop, which must still be running then.
+    private let quiesceBox: NIOLockedValueBox<ServerQuiescingHelper?>
     private let counter: ConnectionCounter
     private let channels: NIOLockedValueBoxChannels
 
@@ -29,7 +30,7 @@ public final class FrontServer: Sendable {
         var locals: [ObjectIdentifier: LoopLocalState] = [:]
         for loop in group.makeIterator() { locals[ObjectIdentifier(loop)] = LoopLocalState(loop: loop) }
         self.loopLocals = locals
-        self.quiesce = ServerQuiescingHelper(group: group)
+        self.quiesceBox = NIOLockedValueBox(ServerQuiescingHelper(group: group))
         self.counter = ConnectionCounter(limit: configuration.limits.maxConnections)
         self.channels = NIOLockedValueBoxChannels()
     }
@@ -44,6 +45,7 @@ public final class FrontServer: Sendable {
                 channels.append(channel)
             } catch {
                 for channel in channels.all { try? await channel.close() }
+                quiesceBox.withLockedValue { $0 = nil }
                 throw StartError(description: "cannot listen on \(listener.description): \(error) (is another server using that port?)")
             }
         }
@@ -55,7 +57,7 @@ public final class FrontServer: Sendable {
     private func bootstrap(for listener: FrontConfiguration.Listener) -> ServerBootstrap {
         let runtime = self.runtime
         let loopLocals = self.loopLocals
-        let quiesce = self.quiesce
+        let quiesce = quiesceBox.withLockedValue { $0! }
         let counter = self.counter
         // A plaintext listener that redirects sends clients to the first TLS listener's port.
         let redirectPort = listener.redirectToHTTPS ? configuration.listeners.first(where: \.tls)?.port : nil
@@ -137,6 +139,7 @@ public final class FrontServer: Sendable {
     /// Stops accepting at once, lets requests in flight finish within `grace`, then closes what is left.
     public func shutdown(grace: TimeAmount) async {
         let done = group.next().makePromise(of: Void.self)
+        guard let quiesce = quiesceBox.withLockedValue({ $0 }) else { return }
         quiesce.initiateShutdown(promise: done)
         let counter = self.counter
         let deadline = group.next().scheduleTask(in: grace) {
@@ -146,6 +149,7 @@ public final class FrontServer: Sendable {
         }
         try? await done.futureResult.get()
         deadline.cancel()
+        quiesceBox.withLockedValue { $0 = nil }
         for local in loopLocals.values { local.loop.execute { local.closeKeptConnections() } }
         runtime.current.accessLog?.flush()
     }
