@@ -16,6 +16,7 @@ struct KeelCommand: AsyncParsableCommand {
             hello app and routes / to it. Signals: TERM drains and stops, INT/QUIT stop at once, HUP reloads --config,
             USR1 reopens the logs.
             """,
+        version: KeelVersion.current,
         subcommands: [Run.self, Check.self],
         defaultSubcommand: Run.self
     )

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOHTTP1
 import Testing
@@ -155,5 +158,27 @@ import Testing
     @Test func onlyIdempotentRequestsAreResentOnAStaleKeepaliveConnection() {
         #expect(UpstreamExchange.isIdempotent(.GET) && UpstreamExchange.isIdempotent(.PUT) && UpstreamExchange.isIdempotent(.DELETE))
         #expect(!UpstreamExchange.isIdempotent(.POST) && !UpstreamExchange.isIdempotent(.PATCH))
+    }
+}
+
+@Suite struct HTTPDateClockTests {
+    /// Checked against dates whose IMF-fixdate is known (RFC 9110's own example among them) and leap days.
+    @Test func formatsIMFFixdates() {
+        #expect(HTTPDateClock.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
+        #expect(HTTPDateClock.format(784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(HTTPDateClock.format(951_782_400) == "Tue, 29 Feb 2000 00:00:00 GMT")
+        #expect(HTTPDateClock.format(1_709_164_799) == "Wed, 28 Feb 2024 23:59:59 GMT")
+        #expect(HTTPDateClock.format(1_796_103_683) == "Tue, 01 Dec 2026 05:41:23 GMT")
+        #expect(HTTPDateClock.format(4_107_456_000) == "Sun, 28 Feb 2100 00:00:00 GMT")
+        #expect(HTTPDateClock.format(4_107_542_400) == "Mon, 01 Mar 2100 00:00:00 GMT", "2100 is no leap year")
+    }
+
+    @Test func theClockGivesNow() {
+        let clock = HTTPDateClock()
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let before = HTTPDateClock.format(now.tv_sec)
+        let value = clock.now
+        #expect(value == before || value == HTTPDateClock.format(now.tv_sec + 1))
     }
 }

@@ -12,7 +12,7 @@ import TOMLKit
 /// so `keel check` and startup can print it and stop before anything is bound.
 public enum ConfigLoader {
     static let documentKeys = [
-        "event_loops", "listen", "limits", "log", "gzip", "mime_types", "tls", "upstream", "route", "pool",
+        "event_loops", "server_tokens", "listen", "limits", "log", "gzip", "mime_types", "tls", "upstream", "route", "pool",
     ]
     static let gzipKeys = ["enabled", "level", "min_length", "types"]
     static let limitsKeys = [
@@ -53,6 +53,7 @@ public enum ConfigLoader {
         try document.rejectUnknownKeys(documentKeys)
         var config = FrontConfiguration()
         if let eventLoops = try document.int("event_loops", example: "2") { config.eventLoops = eventLoops }
+        if let tokens = try document.bool("server_tokens") { config.serverTokens = tokens }
         config.listeners = try parseListeners(document)
         if let limits = try document.table("limits") { config.limits = try parseLimits(limits) }
         if let log = try document.table("log") { config.logs = try parseLogs(log) }

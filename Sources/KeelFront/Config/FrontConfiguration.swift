@@ -24,6 +24,8 @@ public struct FrontConfiguration: Sendable, Equatable {
     public var pools: [Pool]
     /// `event_loops` / `--event-loops`: NIO event loop threads (default: one per core).
     public var eventLoops: Int
+    /// `server_tokens` (nginx's name): the version in the `Server` header; off sends "keel" alone.
+    public var serverTokens = true
 
     public init(
         listeners: [Listener] = [], upstreams: [String: Upstream] = [:], routes: [Route] = [],

@@ -47,6 +47,7 @@ final class LoopLocalState: @unchecked Sendable {
     private let http: IdleUpstreamConnections
     private let uwsgi: IdleUpstreamConnections
     private let deflaterPool = DeflaterPool()
+    private let clock = HTTPDateClock()
 
     init(loop: any EventLoop) {
         self.loop = loop
@@ -64,6 +65,12 @@ final class LoopLocalState: @unchecked Sendable {
     func closeKeptConnections() {
         http.closeAll()
         uwsgi.closeAll()
+    }
+
+    /// The `Date` value, formatted once per second.
+    var dateClock: HTTPDateClock {
+        loop.preconditionInEventLoop()
+        return clock
     }
 
     /// Reset deflate states the gzip filter reuses.

@@ -109,10 +109,13 @@ public final class FrontServer: Sendable {
         try sync.configureHTTPServerPipeline(
             withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false,
             withEncoderConfiguration: .init(), withDecoderLimitConfiguration: decoderLimits)
+        try sync.addHandler(
+            ResponseHeaderStamp(
+                clock: loopLocal.dateClock, server: ResponseHeaderStamp.serverValue(tokens: current.configuration.serverTokens),
+                hsts: isTLS ? current.configuration.tls?.hsts : nil))
         try sync.addHandler(ClientTimeoutHandler(limits: limits))
         try sync.addHandler(PipelinedRequestQueue())
-        // The response filter chain, in order from the proxy outwards: gzip, then HSTS on TLS connections.
-        if isTLS, let hsts = current.configuration.tls?.hsts { try sync.addHandler(StrictTransportSecurityFilter(value: hsts)) }
+        // The response filter chain, in order from the proxy outwards: gzip, then Date/Server/HSTS at the encoder.
         try sync.addHandler(ResponseCompressor(configuration: current.configuration.compression, deflaters: loopLocal.deflaters))
         try sync.addHandler(HTTPProtocolErrorResponder(log: { FrontLog.info($0) }))
         try sync.addHandler(ProxyHandler(runtime: runtime, loopLocal: loopLocal, isTLS: isTLS, httpsRedirectPort: redirectPort))

@@ -174,14 +174,7 @@ enum StaticFileResponder {
     }
 
     /// RFC 9110 IMF-fixdate: "Tue, 24 Nov 2026 10:00:00 GMT".
-    static func httpDate(_ seconds: Int) -> String {
-        var time = time_t(seconds)
-        var parts = tm()
-        gmtime_r(&time, &parts)
-        var buffer = [CChar](repeating: 0, count: 40)
-        let count = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
-        return String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    static func httpDate(_ seconds: Int) -> String { HTTPDateClock.format(seconds) }
 
     private static func currentSeconds() -> Int {
         var now = timespec()

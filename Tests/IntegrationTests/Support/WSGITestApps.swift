@@ -276,6 +276,13 @@ def echo_all(environ, start_response):
     return [body]
 
 
+def own_date_server(environ, start_response):
+    # An app that names itself and dates its answer: a front keeps both (nginx's uwsgi module passes them).
+    start_response('200 OK', [('Content-Type', 'text/plain'), ('Date', 'Thu, 01 Jan 2015 00:00:00 GMT'),
+                              ('Server', 'app/1.0')])
+    return [b'mine\n']
+
+
 def ignore_body_late(environ, start_response):
     # Answers after the whole (small) body has likely arrived and filled the worker's queue, unread.
     time.sleep(0.2)
