@@ -31,7 +31,8 @@ struct CGIVarsComparisonTests {
 
         let names = Set(viaKeel.keys).union(direct.keys)
         for name in names.subtracting(Self.connectionVars).sorted() {
-            #expect(viaKeel[name] == direct[name], "\(name): via keel \(viaKeel[name] ?? "-"), direct \(direct[name] ?? "-")")
+            #expect(
+                viaKeel[name] == direct[name], "\(name): via keel \(viaKeel[name] ?? "-"), direct \(direct[name] ?? "-")")
         }
         for name in Self.connectionVars { #expect(viaKeel[name] != nil && direct[name] != nil, "\(name) missing") }
         // What both must show, not only agree on.

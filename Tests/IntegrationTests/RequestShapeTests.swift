@@ -90,7 +90,8 @@ struct RequestShapeTests {
             if let refusal = shape.refusal {
                 #expect(status == refusal.status, "\(server), \(shape.name): \(raw.prefix(80))")
                 #expect(raw.contains("Connection: close"), "\(server), \(shape.name): \(raw.prefix(200))")
-                #expect(!raw.contains("Hello world!") && !raw.hasSuffix("ok"), "\(server), \(shape.name) reached the app")
+                #expect(
+                    !raw.contains("Hello world!") && !raw.hasSuffix("ok"), "\(server), \(shape.name) reached the app")
                 try Harness.waitUntil("\(server) to log \(shape.name)", seconds: 5) { log().contains(refusal.reason) }
             } else {
                 #expect(status == 200, "\(server), \(shape.name): \(raw.prefix(80))")

@@ -36,7 +36,8 @@ import Testing
     }
 
     @Test(arguments: [
-        (head(.POST, "/", .http1_0, [("Transfer-Encoding", "chunked")]), 400, "HTTP/1.0 request with Transfer-Encoding"),
+        (head(.POST, "/", .http1_0, [("Transfer-Encoding", "chunked")]), 400,
+         "HTTP/1.0 request with Transfer-Encoding"),
         (head(.POST, "/", [("Host", "x"), ("Transfer-Encoding", "gzip, chunked")]), 501,
          "unsupported Transfer-Encoding \"gzip, chunked\""),
         (head(.POST, "/", [("Host", "x"), ("Transfer-Encoding", "identity"), ("Transfer-Encoding", "chunked")]), 501,

@@ -17,7 +17,9 @@ import Testing
         ("http://h:/x", .absolute, "/x", "/x", "", "h:"),
         ("example.com:443", .authority, "", "", "", "example.com:443"),
     ] as [(String, RequestTarget.Form, String, String, String, String?)])
-    func targetsAreSplit(uri: String, form: RequestTarget.Form, origin: String, path: String, query: String, authority: String?) throws {
+    func targetsAreSplit(
+        uri: String, form: RequestTarget.Form, origin: String, path: String, query: String, authority: String?
+    ) throws {
         let target = try #require(RequestTarget(parsing: uri))
         #expect(target.form == form)
         #expect(target.originForm == origin[...])
