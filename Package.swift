@@ -56,11 +56,12 @@ let package = Package(
         // WSGI apps on embedded CPython: interpreter start, app loading, environ, responses, the GIL.
         .target(
             name: "KeelWSGI",
-            dependencies: ["CPython", "KeelApp", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["CPython", "KeelApp", "KeelHTTP", .product(name: "NIOCore", package: "swift-nio")]
         ),
         // Process spawning both servers use (posix_spawn with fd moves, closefrom and signal defaults).
         .target(name: "KeelSystem", dependencies: ["CKeelSys"]),
-        // HTTP/1 pieces both servers use (protocol error answers).
+        // HTTP/1 rules both servers share: request-head checks, target parsing, CGI vars, percent-decoding,
+        // keep-alive, protocol error answers. NIO only (no Foundation): it sits on the per-request path.
         .target(
             name: "KeelHTTP",
             dependencies: [.product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio")]
@@ -102,6 +103,7 @@ let package = Package(
             dependencies: ["UWSGI", .product(name: "NIOTestUtils", package: "swift-nio")]
         ),
         .testTarget(name: "KeelAppTests", dependencies: ["KeelApp"]),
+        .testTarget(name: "KeelHTTPTests", dependencies: ["KeelHTTP"]),
         .testTarget(
             name: "KeelTLSTests",
             dependencies: ["KeelTLS", "COpenSSL", .product(name: "NIOEmbedded", package: "swift-nio")]

@@ -1,3 +1,4 @@
+import KeelHTTP
 import NIOCore
 import NIOHTTP1
 
@@ -5,10 +6,12 @@ import NIOHTTP1
 /// router and the access log need, split once.
 struct ClientRequest {
     var head: HTTPRequestHead
-    /// Path of the target, still percent-encoded (what routing and REQUEST_URI use), no query.
-    var rawPath: Substring
+    /// The target split by KeelHTTP (the same parser keel-pool's HTTP socket uses).
+    var target: RequestTarget
+    /// Path of the target, still percent-encoded (what routing uses), no query.
+    var rawPath: Substring { target.path }
     /// The query string without "?", or "".
-    var query: Substring
+    var query: Substring { target.query }
     /// The effective host with port as the client gave it: from an absolute-form target, else the Host header.
     var hostWithPort: String?
     var connection: ConnectionInfo
@@ -22,107 +25,42 @@ struct ClientRequest {
         var isTLS: Bool
     }
 
-    enum Rejection: Error, Equatable {
-        case missingHost
-        case invalidHost
-        case invalidTarget
+    /// A head KeelHTTP's `RequestHeadCheck` refused: the status to answer and the reason to log.
+    struct Rejection: Error, Equatable {
+        var status: HTTPResponseStatus
+        var reason: String
     }
 
+    /// A head `RequestHeadCheck` accepted, with the target it parsed.
+    init(head: HTTPRequestHead, target: RequestTarget, connection: ConnectionInfo, startTime: NIODeadline) {
+        self.head = head
+        self.target = target
+        self.connection = connection
+        self.startTime = startTime
+        // The absolute form's host wins over the Host header (RFC 9112 §3.2.2).
+        self.hostWithPort = target.authority.map(String.init) ?? head.headers.first(name: "host")
+    }
+
+    /// Checks the head first; throws what it refused.
     init(head: HTTPRequestHead, connection: ConnectionInfo, startTime: NIODeadline) throws(Rejection) {
-        self.head = head
-        self.connection = connection
-        self.startTime = startTime
-        var target = Substring(head.uri)
-        var absoluteHost: Substring?
-        if !target.hasPrefix("/") {
-            // Absolute form ("http://host:port/path"): the target's host wins over the Host header (RFC 9112 §3.2.2).
-            guard let schemeEnd = Self.schemeSeparator(in: target) else {
-                if head.method == .OPTIONS && target == "*" {
-                    target = "*"
-                } else {
-                    throw .invalidTarget
-                }
-                self.rawPath = target
-                self.query = ""
-                self.hostWithPort = head.headers.first(name: "host")
-                return
-            }
-            let afterScheme = target[schemeEnd.upperBound...]
-            let pathStart = afterScheme.firstIndex(where: { $0 == "/" || $0 == "?" }) ?? afterScheme.endIndex
-            absoluteHost = afterScheme[..<pathStart]
-            target = afterScheme[pathStart...]
-            if target.isEmpty || target.hasPrefix("?") { target = "/" + target }
+        switch RequestHeadCheck.check(head) {
+        case .accepted(let target): self.init(head: head, target: target, connection: connection, startTime: startTime)
+        case .refused(let status, let reason): throw Rejection(status: status, reason: reason)
         }
-        if let question = target.firstIndex(of: "?") {
-            rawPath = target[..<question]
-            query = target[target.index(after: question)...]
-        } else {
-            rawPath = target
-            query = ""
-        }
-        let hostValues = head.headers["host"]
-        if hostValues.count > 1 { throw .invalidHost }
-        let host = absoluteHost.map(String.init) ?? hostValues.first
-        if host == nil, head.version.major == 1, head.version.minor >= 1 { throw .missingHost }
-        if let host, !Self.isValidHost(host) { throw .invalidHost }
-        self.hostWithPort = host
     }
 
-    /// The "://" of an absolute-form target (no Foundation for `range(of:)`).
-    private static func schemeSeparator(in target: Substring) -> Range<Substring.Index>? {
-        var index = target.startIndex
-        while index < target.endIndex {
-            let rest = target[index...]
-            if rest.hasPrefix("://") { return index..<target.index(index, offsetBy: 3) }
-            if rest.first == "/" { return nil }
-            index = target.index(after: index)
-        }
-        return nil
-    }
-
-    /// A request that failed validation, kept only to answer and log it.
+    /// A request that failed validation, kept only to answer and log it (its target is never looked at).
     static func unchecked(head: HTTPRequestHead, connection: ConnectionInfo) -> ClientRequest {
-        ClientRequest(head: head, rawPath: Substring(head.uri), query: "", hostWithPort: nil, connection: connection, startTime: .now())
+        var request = ClientRequest(head: head, target: unparsedTarget, connection: connection, startTime: .now())
+        request.hostWithPort = nil
+        return request
     }
 
-    private init(head: HTTPRequestHead, rawPath: Substring, query: Substring, hostWithPort: String?, connection: ConnectionInfo, startTime: NIODeadline) {
-        self.head = head
-        self.rawPath = rawPath
-        self.query = query
-        self.hostWithPort = hostWithPort
-        self.connection = connection
-        self.startTime = startTime
-    }
-
-    /// nginx's check: no whitespace, slashes or control bytes, not empty, no ".." label.
-    static func isValidHost(_ host: String) -> Bool {
-        guard !host.isEmpty else { return false }
-        // Byte by byte: String.contains("..") would resolve to Foundation's CFString search on the hot path.
-        var previousWasDot = false
-        for byte in host.utf8 {
-            if byte <= 0x20 || byte == 0x7F || byte == UInt8(ascii: "/") || byte == UInt8(ascii: "\\") { return false }
-            let isDot = byte == UInt8(ascii: ".")
-            if isDot && previousWasDot { return false }
-            previousWasDot = isDot
-        }
-        return true
-    }
+    private static let unparsedTarget = RequestTarget(parsing: "/")!
 
     /// Host without port, lowercased: nginx's `$host`.
     var hostName: String? { hostWithPort.map(Router.normalizedHost) }
 
     /// The request line as the access log shows it.
     var requestLine: String { "\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)" }
-}
-
-extension HTTPRequestHead {
-    /// The client announced a body (possibly empty): its length is passed on even when it is 0.
-    var declaresBody: Bool { headers.contains(name: "content-length") || headers.contains(name: "transfer-encoding") }
-}
-
-/// Percent-decoding for PATH_INFO; nil for malformed escapes or an encoded NUL.
-func percentDecoded(_ path: Substring) -> String? {
-    guard path.utf8.contains(UInt8(ascii: "%")) else { return String(path) }
-    guard let bytes = percentDecodedBytes(path), !bytes.contains(0) else { return nil }
-    return String(decoding: bytes, as: UTF8.self)
 }

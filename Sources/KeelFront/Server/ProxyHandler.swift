@@ -1,3 +1,4 @@
+import KeelHTTP
 import NIOCore
 import NIOHTTP1
 import UWSGI
@@ -76,16 +77,14 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         let limits = runtime.limits
         // After an Upgrade or CONNECT NIO's parser stops parsing for good: that connection cannot carry another request.
         let upgrades = head.method == .CONNECT || (head.headers.contains(name: "upgrade") && head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" })
-        let keepAlive = head.isKeepAlive && !upgrades && requestsOnConnection < limits.keepaliveRequests && limits.keepaliveTimeout > .zero
+        let keepAlive = ConnectionPersistence.requested(by: head) && !upgrades
+            && requestsOnConnection < limits.keepaliveRequests && limits.keepaliveTimeout > .zero
         let request: ClientRequest
-        do {
-            request = try ClientRequest(head: head, connection: connectionInfo(context), startTime: .now())
-        } catch {
-            let placeholder = ClientRequest.unchecked(head: head, connection: connectionInfo(context))
-            let message = error == .missingHost ? "HTTP/1.1 request without a Host header" : "invalid Host or request target"
-            FrontLog.info("client \(placeholder.connection.remoteAddress) sent an \(message): answered 400")
-            state = .discardingBody(RequestInFlight(request: placeholder, keepAlive: false), .plain(.badRequest, "\(message)\n"))
-            return
+        switch RequestHeadCheck.check(head) {
+        case .accepted(let target):
+            request = ClientRequest(head: head, target: target, connection: connectionInfo(context), startTime: .now())
+        case .refused(let status, let reason):
+            return refuse(head, status: status, reason: reason, context: context)
         }
         if let port = httpsRedirectPort {
             let location = Self.httpsLocation(for: request, port: port)
@@ -106,18 +105,24 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
             respondAndCloseEarly(context: context)
             return
         }
-        if head.method == .CONNECT {
-            state = .discardingBody(inFlight, .plain(.methodNotAllowed, "CONNECT is not supported\n"))
-            return
-        }
         guard let route else {
             state = .discardingBody(inFlight, .plain(.notFound, "Not Found\n"))
             return
         }
-        if head.headers.first(name: "expect")?.lowercased() == "100-continue", head.version == .http1_1 {
+        if head.expectsContinue {
             context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
         }
         state = .receiving(inFlight, RequestBodyBuffer(memoryLimit: limits.clientBodyBufferSize, tempDirectory: limits.clientBodyTempPath, allocator: context.channel.allocator))
+    }
+
+    /// A head KeelHTTP's rules refused (bad target or Host, faulty framing): one log line, the answer at once, then
+    /// the close, without reading a body whose framing cannot be trusted.
+    private func refuse(_ head: HTTPRequestHead, status: HTTPResponseStatus, reason: String, context: ChannelHandlerContext) {
+        let request = ClientRequest.unchecked(head: head, connection: connectionInfo(context))
+        FrontLog.info(
+            "client \(request.connection.remoteAddress) sent \"\(request.requestLine)\": \(reason): answered \(status.code)")
+        state = .discardingBody(RequestInFlight(request: request, keepAlive: false), .plain(status, "\(reason)\n"))
+        respondAndCloseEarly(context: context)
     }
 
     private func receivedBody(_ chunk: ByteBuffer, context: ChannelHandlerContext) {
@@ -251,9 +256,10 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         guard case .responding(var inFlight) = state, let context else { return }
         var head = HTTPResponseHead(version: inFlight.request.head.version, status: upstreamHead.status)
         head.headers = HTTPUpstreamRequest.responseHeaders(from: upstreamHead.headers)
-        let framed = head.headers.contains(name: "content-length") || inFlight.request.head.version == .http1_1
-            || inFlight.request.head.method == .HEAD
-        if !framed { inFlight.keepAlive = false }
+        inFlight.keepAlive = ConnectionPersistence.keepsAlive(
+            requested: inFlight.keepAlive, requestVersion: inFlight.request.head.version,
+            isHeadRequest: inFlight.request.head.method == .HEAD,
+            responseHasLength: head.headers.contains(name: "content-length"))
         Self.setConnectionHeader(&head, keepAlive: inFlight.keepAlive)
         inFlight.status = Int(head.status.code)
         inFlight.headSent = true
@@ -387,11 +393,7 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
     }
 
     static func setConnectionHeader(_ head: inout HTTPResponseHead, keepAlive: Bool) {
-        if !keepAlive {
-            head.headers.replaceOrAdd(name: "Connection", value: "close")
-        } else if head.version == .http1_0 {
-            head.headers.replaceOrAdd(name: "Connection", value: "keep-alive")
-        }
+        ConnectionPersistence.setConnectionHeader(&head.headers, version: head.version, keepAlive: keepAlive)
     }
 
     // MARK: connection events

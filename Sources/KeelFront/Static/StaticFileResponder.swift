@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import KeelHTTP
 import NIOCore
 import NIOHTTP1
 
@@ -134,7 +135,7 @@ enum StaticFileResponder {
     static func resolve(_ rawPath: Substring, routePrefix: String, keepsPrefix: Bool, dotfiles: Bool) -> Resolution {
         guard rawPath.hasPrefix(routePrefix) else { return .bad }
         let remainder = keepsPrefix ? rawPath : rawPath.dropFirst(routePrefix.count)
-        guard let bytes = percentDecodedBytes(remainder),
+        guard let bytes = PercentDecoding.bytes(remainder.utf8),
             !bytes.contains(0), !bytes.contains(UInt8(ascii: "\\")),
             let decoded = String(validating: bytes, as: UTF8.self)  // rejects overlong and other invalid UTF-8
         else { return .bad }
@@ -213,31 +214,6 @@ struct OpenFile {
     mutating func close() {
         try? handle?.close()
         handle = nil
-    }
-}
-
-/// Percent-decoding to raw bytes; nil for a malformed escape.
-func percentDecodedBytes(_ path: Substring) -> [UInt8]? {
-    var bytes: [UInt8] = []
-    bytes.reserveCapacity(path.utf8.count)
-    var iterator = path.utf8.makeIterator()
-    while let byte = iterator.next() {
-        guard byte == UInt8(ascii: "%") else {
-            bytes.append(byte)
-            continue
-        }
-        guard let high = iterator.next().flatMap(hexDigit), let low = iterator.next().flatMap(hexDigit) else { return nil }
-        bytes.append(high << 4 | low)
-    }
-    return bytes
-}
-
-private func hexDigit(_ byte: UInt8) -> UInt8? {
-    switch byte {
-    case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-    case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-    case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-    default: nil
     }
 }
 

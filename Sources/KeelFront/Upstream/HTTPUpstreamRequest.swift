@@ -1,3 +1,4 @@
+import KeelHTTP
 import NIOHTTP1
 
 /// The HTTP protocol's part of an exchange (nginx's proxy module): the request head sent upstream and the response
@@ -33,7 +34,7 @@ enum HTTPUpstreamRequest {
         if bodyLength > 0 || request.head.declaresBody {
             headers.add(name: "Content-Length", value: String(bodyLength))
         }
-        let uri = request.head.uri.hasPrefix("/") ? request.head.uri : String(request.rawPath) + (request.query.isEmpty ? "" : "?\(request.query)")
+        let uri = request.target.form == .origin ? request.head.uri : String(request.target.originForm)
         return HTTPRequestHead(version: .http1_1, method: request.head.method, uri: uri, headers: headers)
     }
 

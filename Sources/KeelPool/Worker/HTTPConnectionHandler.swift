@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import KeelApp
+import KeelHTTP
 import NIOCore
 import NIOHTTP1
 
@@ -17,7 +18,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
     private enum State {
         case idle
         /// The body is buffered whole before the app runs (handlers that do not stream it).
-        case receiving(HTTPRequestHead, ByteBuffer)
+        case receiving(HTTPRequestHead, RequestTarget, ByteBuffer)
         case discarding  // a refused body (413) is read and dropped until its end
         /// The app runs while its body still arrives through `body`.
         case streaming(HTTPRequestHead, StreamedRequestBody, received: Int)
@@ -88,6 +89,17 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
                 holdsSlot = true
                 scheduler.takeSlot()
             }
+            let target: RequestTarget
+            switch RequestHeadCheck.check(head) {
+            case .accepted(let accepted):
+                target = accepted
+            case .refused(let status, let reason):
+                let peer = context.remoteAddress?.description ?? "unknown peer"
+                WorkerLog.error("\(peer) sent \"\(head.method) \(head.uri)\": \(reason): \(status.code)")
+                state = .discarding
+                writeErrorAndClose(to: head, status: Int(status.code), "\(reason)\n")
+                return
+            }
             let declared = head.headers.first(name: "content-length").flatMap { Int($0) } ?? 0
             if declared > configuration.effectiveBodyLimit {
                 state = .discarding
@@ -95,17 +107,18 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
                 return
             }
             // Answered at once, as gunicorn does: the request is accepted, the app will get its body.
-            if head.headers.first(name: "expect")?.lowercased() == "100-continue" {
+            if head.expectsContinue {
                 context.writeAndFlush(
                     wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
             }
-            let chunked = head.headers.first(name: "transfer-encoding")?.lowercased().contains("chunked") == true
+            // RequestHeadCheck let only a lone "chunked" through.
+            let chunked = head.headers.contains(name: "transfer-encoding")
             if configuration.handler.streamsRequestBody && (declared > 0 || chunked) {
-                startStreaming(head: head, declaredLength: chunked ? nil : declared, context: context)
+                startStreaming(head: head, target: target, declaredLength: chunked ? nil : declared, context: context)
                 return
             }
-            state = .receiving(head, context.channel.allocator.buffer(capacity: 0))
-        case (.body(var chunk), .receiving(let head, var body)):
+            state = .receiving(head, target, context.channel.allocator.buffer(capacity: 0))
+        case (.body(var chunk), .receiving(let head, let target, var body)):
             state = .idle  // drop the reference so the append below does not copy
             if body.readableBytes + chunk.readableBytes > configuration.effectiveBodyLimit {
                 state = .discarding
@@ -113,9 +126,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
                 return
             }
             body.writeBuffer(&chunk)
-            state = .receiving(head, body)
-        case (.end, .receiving(let head, let body)):
-            dispatch(head: head, body: body, context: context)
+            state = .receiving(head, target, body)
+        case (.end, .receiving(let head, let target, let body)):
+            dispatch(head: head, target: target, body: body, context: context)
         case (.body(let part), .streaming(let head, let body, let received)):
             let total = received + part.readableBytes
             guard total <= configuration.effectiveBodyLimit else {
@@ -147,24 +160,27 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
     }
 
     private func begin(_ head: HTTPRequestHead) {
-        keepAlive = head.isKeepAlive && !draining
+        keepAlive = ConnectionPersistence.requested(by: head) && !draining
         responseVersion = head.version
         isHeadRequest = head.method == .HEAD
         responseStarted = false
     }
 
-    private func dispatch(head: HTTPRequestHead, body: ByteBuffer, context: ChannelHandlerContext) {
+    private func dispatch(head: HTTPRequestHead, target: RequestTarget, body: ByteBuffer, context: ChannelHandlerContext) {
         begin(head)
         state = .running
         let request = Request(
             vars: HTTPRequestVars.make(
-                head: head, bodyLength: body.readableBytes, remote: context.remoteAddress, server: serverAddress),
+                head: head, target: target, bodyLength: body.readableBytes, remote: context.remoteAddress,
+                server: serverAddress),
             body: body)
         AppRunner.run(request, handler: configuration.handler, sink: self, scheduler: scheduler) {}
     }
 
     /// Hands the request to an app thread now; its body follows through a bounded queue.
-    private func startStreaming(head: HTTPRequestHead, declaredLength: Int?, context: ChannelHandlerContext) {
+    private func startStreaming(
+        head: HTTPRequestHead, target: RequestTarget, declaredLength: Int?, context: ChannelHandlerContext
+    ) {
         begin(head)
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let eventLoop = context.eventLoop
@@ -174,7 +190,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
         state = .streaming(head, body, received: 0)
         let request = Request(
             vars: HTTPRequestVars.make(
-                head: head, bodyLength: declaredLength ?? 0, remote: context.remoteAddress, server: serverAddress),
+                head: head, target: target, bodyLength: declaredLength, remote: context.remoteAddress,
+                server: serverAddress),
             bodyReader: body)
         // Off the loop even with one thread: the app's body reads wait for this loop to fill the queue.
         AppRunner.run(request, handler: configuration.handler, sink: self, scheduler: scheduler, offLoop: true) {}
@@ -250,7 +267,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
         switch state {
         case .idle:
             context.close(promise: nil)  // keep-alive connection idle past --socket-timeout
-        case .receiving(let head, _):
+        case .receiving(let head, _, _):
             WorkerLog.error("\(head.method) \(head.uri): request not received within --socket-timeout: 408")
             state = .discarding
             writeErrorAndClose(to: head, status: 408, "Request Timeout\n")
@@ -292,16 +309,11 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
     func writeResponseHead(status: Int, reason: String?, headers: [(name: String, value: String)], contentLength: Int?) {
         guard let context else { return }
         var fields = HTTPHeaders(headers)
-        if let contentLength {
-            fields.replaceOrAdd(name: "Content-Length", value: String(contentLength))
-        } else if responseVersion == .http1_0 {
-            keepAlive = false  // an HTTP/1.0 body of unknown length ends with the close
-        }
-        if !keepAlive {
-            fields.replaceOrAdd(name: "Connection", value: "close")
-        } else if responseVersion == .http1_0 {
-            fields.replaceOrAdd(name: "Connection", value: "keep-alive")
-        }
+        if let contentLength { fields.replaceOrAdd(name: "Content-Length", value: String(contentLength)) }
+        keepAlive = ConnectionPersistence.keepsAlive(
+            requested: keepAlive, requestVersion: responseVersion, isHeadRequest: isHeadRequest,
+            responseHasLength: contentLength != nil)
+        ConnectionPersistence.setConnectionHeader(&fields, version: responseVersion, keepAlive: keepAlive)
         var code = HTTPResponseStatus(statusCode: status)
         // The app's own phrase ("200 Okay-ish") is sent as given; NIO's init would replace it.
         if let reason, reason != code.reasonPhrase { code = .custom(code: UInt(status), reasonPhrase: reason) }

@@ -1,4 +1,4 @@
-import KeelApp
+import KeelHTTP
 
 /// PATH_INFO's bytes as the client sent them. The worker's vars are text (UTF-8 when the bytes were
 /// valid UTF-8, latin-1 otherwise), which cannot say which it was for a path such as `/café/%FF`;
@@ -9,7 +9,7 @@ enum RawPath {
     static func bytes(of pathInfo: String, requestURI: String?) -> [UInt8]? {
         guard let requestURI, pathInfo.utf8.contains(where: { $0 >= 0x80 }) else { return nil }
         let path = requestURI.utf8.prefix { $0 != UInt8(ascii: "?") }
-        let raw = PercentDecoding.bytes(path)
+        guard let raw = PercentDecoding.bytes(path) else { return nil }
         return PercentDecoding.text(raw) == pathInfo ? raw : nil
     }
 }
