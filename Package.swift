@@ -70,7 +70,7 @@ let package = Package(
         .target(
             name: "KeelFront",
             dependencies: [
-                "UWSGI", "KeelHTTP", "KeelSystem", "KeelTLS",
+                "UWSGI", "KeelHTTP", "KeelSystem", "KeelTLS", "CKeelSys",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

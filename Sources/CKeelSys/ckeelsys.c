@@ -5,6 +5,10 @@
 #include <sys/socket.h>
 #include <sys/mman.h>
 #include <sys/epoll.h>
+#include <sys/syscall.h>
+#include <linux/openat2.h>
+#include <string.h>
+#include <fcntl.h>
 
 int keel_set_parent_death_signal(int signal) { return prctl(PR_SET_PDEATHSIG, (unsigned long)signal, 0, 0, 0); }
 
@@ -39,3 +43,13 @@ const unsigned int keel_epollrdhup = EPOLLRDHUP;
 const int keel_epoll_ctl_add = EPOLL_CTL_ADD;
 const int keel_epoll_ctl_mod = EPOLL_CTL_MOD;
 const int keel_epoll_ctl_del = EPOLL_CTL_DEL;
+
+int keel_openat_beneath(int dirfd, const char *path, int flags, int beneath) {
+    struct open_how how;
+    memset(&how, 0, sizeof how);
+    how.flags = (unsigned long long)flags;
+    how.resolve = beneath ? (RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) : 0;
+    return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+const int keel_o_path = O_PATH;

@@ -35,4 +35,10 @@ extern const int keel_epoll_ctl_add;
 extern const int keel_epoll_ctl_mod;
 extern const int keel_epoll_ctl_del;
 
+/// openat2(2) with RESOLVE_BENEATH (symlinks may not leave dirfd) and RESOLVE_NO_MAGICLINKS when `beneath` is set, plain
+/// openat semantics otherwise; glibc 2.36 has no wrapper. -1 with errno ENOSYS on kernels before 5.6.
+int keel_openat_beneath(int dirfd, const char *path, int flags, int beneath);
+/// O_PATH: declared only under _GNU_SOURCE (a directory descriptor to open beneath, needing no read permission).
+extern const int keel_o_path;
+
 #endif

@@ -44,7 +44,11 @@ final class ResponseCompressor: ChannelDuplexHandler {
             if head.status.code < 200 { return context.write(data, promise: promise) }  // 100 Continue: not the answer
             let traits = requests.popFirst() ?? RequestTraits(acceptsGzip: false, isHead: false)
             stream = nil
-            guard CompressionPolicy.isCompressible(head, configuration) else { return context.write(data, promise: promise) }
+            guard CompressionPolicy.isCompressible(head, configuration) else {
+                guard CompressionPolicy.variesWithoutCompressing(head, configuration) else { return context.write(data, promise: promise) }
+                CompressionPolicy.addVary(&head.headers)
+                return context.write(wrapOutboundOut(.head(head)), promise: promise)
+            }
             // Caches must keep the two variants apart whether or not this client took gzip (nginx's gzip_vary).
             CompressionPolicy.addVary(&head.headers)
             if traits.acceptsGzip && !traits.isHead, let gzip = try? GzipStream(level: configuration.level, allocator: context.channel.allocator, pool: deflaters) {
@@ -134,6 +138,14 @@ enum CompressionPolicy {
             return false
         }
         guard let type = headers.first(name: "content-type") else { return false }
+        return matches(type, configuration.types)
+    }
+
+    /// A 304 or 206 carries the Vary its 200 would (RFC 9110 §15.4.5, §15.3.7): when its type is one the filter
+    /// compresses, or, for a 304 that names no type, always (it cannot tell, and caches must keep variants apart).
+    static func variesWithoutCompressing(_ head: HTTPResponseHead, _ configuration: FrontConfiguration.Compression) -> Bool {
+        guard configuration.enabled, head.status.code == 304 || head.status.code == 206 else { return false }
+        guard let type = head.headers.first(name: "content-type") else { return head.status.code == 304 }
         return matches(type, configuration.types)
     }
 

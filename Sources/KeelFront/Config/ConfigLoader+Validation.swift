@@ -34,6 +34,11 @@ extension ConfigLoader {
         if let (key, message) = limitsProblem(config.limits) { throw fail("limits.\(key)", message) }
         if let (key, message) = logsProblem(config.logs) { throw fail("log.\(key)", message) }
         if let (key, message) = compressionProblem(config.compression) { throw fail("gzip.\(key)", message) }
+        if let cache = config.openFileCache {
+            if cache.max < 1 { throw fail("open_file_cache.max", "must be at least 1 (leave the table out to turn the cache off), got \(cache.max)") }
+            if cache.inactive <= .zero { throw fail("open_file_cache.inactive", "must be longer than 0, like \"20s\"") }
+            if cache.valid <= .zero { throw fail("open_file_cache.valid", "must be longer than 0, like \"60s\"") }
+        }
         for name in config.upstreams.keys.sorted() {
             guard let upstream = config.upstreams[name] else { continue }
             if let (key, message) = upstreamProblem(upstream) { throw fail("upstream.\(name).\(key)", message) }

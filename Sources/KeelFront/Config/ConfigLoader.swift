@@ -12,9 +12,11 @@ import TOMLKit
 /// so `keel check` and startup can print it and stop before anything is bound.
 public enum ConfigLoader {
     static let documentKeys = [
-        "event_loops", "server_tokens", "listen", "limits", "log", "gzip", "mime_types", "tls", "upstream", "route", "pool",
+        "event_loops", "listen", "limits", "log", "gzip", "mime_types", "tls", "upstream", "route", "pool", "server_tokens",
+        "open_file_cache",
     ]
     static let gzipKeys = ["enabled", "level", "min_length", "types"]
+    static let openFileCacheKeys = ["max", "inactive", "valid"]
     static let limitsKeys = [
         "client_max_body_size", "client_body_buffer_size", "client_body_temp_path", "max_header_size",
         "client_header_timeout", "client_body_timeout", "send_timeout", "keepalive_timeout", "keepalive_requests",
@@ -58,6 +60,7 @@ public enum ConfigLoader {
         if let limits = try document.table("limits") { config.limits = try parseLimits(limits) }
         if let log = try document.table("log") { config.logs = try parseLogs(log) }
         if let gzip = try document.table("gzip") { config.compression = try parseCompression(gzip) }
+        if let cache = try document.table("open_file_cache") { config.openFileCache = try parseOpenFileCache(cache) }
         if let tls = try document.table("tls") { config.tls = try parseTLS(tls, baseDirectory: directory(of: file)) }
         if let types = try document.table("mime_types") {
             for extensionName in types.table.keys {
@@ -152,6 +155,15 @@ public enum ConfigLoader {
             compression.types = try table.stringArray("types", example: "[\"text/*\", \"application/json\"]").map { $0.lowercased() }
         }
         return compression
+    }
+
+    private static func parseOpenFileCache(_ table: ConfigTable) throws(ConfigError) -> FrontConfiguration.OpenFileCache {
+        try table.rejectUnknownKeys(openFileCacheKeys)
+        var cache = FrontConfiguration.OpenFileCache()
+        if let max = try table.int("max", example: "1000") { cache.max = max }
+        if let inactive = try table.duration("inactive") { cache.inactive = inactive }
+        if let valid = try table.duration("valid") { cache.valid = valid }
+        return cache
     }
 
     private static func parseLogs(_ table: ConfigTable) throws(ConfigError) -> FrontConfiguration.Logs {

@@ -24,6 +24,8 @@ public struct FrontConfiguration: Sendable, Equatable {
     public var pools: [Pool]
     /// `event_loops` / `--event-loops`: NIO event loop threads (default: one per core).
     public var eventLoops: Int
+    /// `[open_file_cache]`: opened static files kept per event loop (nginx's `open_file_cache`); nil is off.
+    public var openFileCache: OpenFileCache?
     /// `server_tokens` (nginx's name): the version in the `Server` header; off sends "keel" alone.
     public var serverTokens = true
 
@@ -199,6 +201,18 @@ public struct FrontConfiguration: Sendable, Equatable {
         public var maxConnections: Int = 10_000
         /// On TERM, how long in-flight requests get before connections are closed.
         public var gracefulTimeout: TimeAmount = .seconds(30)
+
+        public init() {}
+    }
+
+    /// nginx's `open_file_cache max= inactive=` and `open_file_cache_valid`.
+    public struct OpenFileCache: Sendable, Equatable {
+        /// `max`: files kept per event loop.
+        public var max = 1000
+        /// `inactive`: a file unused this long is closed.
+        public var inactive: TimeAmount = .seconds(20)
+        /// `valid`: a file is opened anew (and its metadata re-read) once this has passed.
+        public var valid: TimeAmount = .seconds(60)
 
         public init() {}
     }

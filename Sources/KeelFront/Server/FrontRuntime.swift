@@ -11,6 +11,8 @@ final class FrontRuntime: Sendable {
     let accessLog: AccessLog?
     /// The loaded certificates new TLS connections use (a HUP loads new ones; open connections keep theirs).
     let tls: TLSServerContext?
+    /// Every static route's directory, opened once per load.
+    private let staticRoots: [String: StaticRoot]
 
     init(configuration: FrontConfiguration, tls: TLSServerContext?, accessLog: AccessLog?) {
         self.configuration = configuration
@@ -20,6 +22,18 @@ final class FrontRuntime: Sendable {
         for (name, upstream) in configuration.upstreams { groups[name] = UpstreamGroup(configuration: upstream) }
         self.upstreams = groups
         self.accessLog = accessLog
+        var roots: [String: StaticRoot] = [:]
+        for route in configuration.routes {
+            if case .staticFiles(let files) = route.action, roots[files.directory] == nil {
+                roots[files.directory] = StaticRoot(path: files.directory)
+            }
+        }
+        self.staticRoots = roots
+    }
+
+    /// The opened root of a static route's directory.
+    func staticRoot(_ directory: String) -> StaticRoot {
+        staticRoots[directory] ?? StaticRoot(path: directory)
     }
 
     var limits: FrontConfiguration.Limits { configuration.limits }
@@ -48,6 +62,7 @@ final class LoopLocalState: @unchecked Sendable {
     private let uwsgi: IdleUpstreamConnections
     private let deflaterPool = DeflaterPool()
     private let clock = HTTPDateClock()
+    private let openFileCache = OpenFileCache()
 
     init(loop: any EventLoop) {
         self.loop = loop
@@ -59,6 +74,17 @@ final class LoopLocalState: @unchecked Sendable {
     var httpConnections: IdleUpstreamConnections {
         loop.preconditionInEventLoop()
         return http
+    }
+
+    /// nginx's open_file_cache for this loop (used only when configured).
+    var openFiles: OpenFileCache {
+        loop.preconditionInEventLoop()
+        return openFileCache
+    }
+
+    /// After a reload: the roots may point elsewhere now.
+    func forgetOpenFiles() {
+        openFileCache.reset(to: nil)
     }
 
     /// After a reload changed the upstreams, and at shutdown.

@@ -131,6 +131,7 @@ public final class FrontServer: Sendable {
             notes.append("limits.max_connections changed: restart keel to apply it")
         }
         runtime.replace(with: FrontRuntime(configuration: configuration, tls: tls, accessLog: accessLog))
+        for local in loopLocals.values { local.loop.execute { local.forgetOpenFiles() } }
         if old.upstreams != configuration.upstreams {
             for local in loopLocals.values { local.loop.execute { local.closeKeptConnections() } }
         }

@@ -177,9 +177,11 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         case .redirect(let location, let status):
             send(.redirect(HTTPResponseStatus(statusCode: status), Self.redirectTarget(location, route: route.route, request: inFlight.request)), context: context)
         case .staticFiles(let files):
-            let outcome = StaticFileResponder.respond(
-                files, routePrefix: route.route.pathPrefix, request: inFlight.request,
-                mimeTypes: runtime.configuration.mimeTypes)
+            let source = StaticFileResponder.Source(
+                root: runtime.staticRoot(files.directory), cache: runtime.configuration.openFileCache == nil ? nil : loopLocal.openFiles,
+                cacheSettings: runtime.configuration.openFileCache, compression: runtime.configuration.compression,
+                mimeTypes: runtime.configuration.mimeTypes, allocator: context.channel.allocator)
+            let outcome = StaticFileResponder.respond(files, routePrefix: route.route.pathPrefix, request: inFlight.request, source: source)
             switch outcome {
             case .reply(let reply): send(reply, context: context)
             case .fallback(let upstream): passToUWSGI(upstream, inFlight, route: route.route, body: body, context: context)
@@ -323,39 +325,35 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
                 context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
             }
             finishResponse(inFlight, context: context)
-        case .file(let region, let handle):
+        case .file(let file, let range):
             if isHead {
-                try? handle.close()
                 finishResponse(inFlight, context: context)
                 return
             }
             state = .responding(inFlight)
-            writeFile(region, from: region.readerIndex, handle: handle, context: context)
+            writeFile(file, range, from: range.lowerBound, context: context)
         }
     }
 
     /// A file goes out in slices, each written when the previous is sent, so writability (and with it send_timeout)
     /// follows real progress: NIO counts a whole FileRegion as pending at once.
-    private func writeFile(_ region: FileRegion, from offset: Int, handle: NIOFileHandle, context: ChannelHandlerContext) {
-        guard case .responding(var inFlight) = state else {
-            try? handle.close()
-            return
-        }
-        let end = min(region.endIndex, offset + Self.fileSliceSize)
-        let slice = FileRegion(fileHandle: handle, readerIndex: offset, endIndex: end)
+    private func writeFile(_ file: StaticFile, _ range: Range<Int>, from offset: Int, context: ChannelHandlerContext) {
+        guard case .responding(var inFlight) = state else { return }
+        let end = min(range.upperBound, offset + Self.fileSliceSize)
+        let slice = FileRegion(fileHandle: file.handle, readerIndex: offset, endIndex: end)
         inFlight.bodyBytesSent += slice.readableBytes
         state = .responding(inFlight)
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.body(.fileRegion(slice))), promise: written)
+        // The closure holds the file (and with it the descriptor) until the slice is sent.
         written.futureResult.assumeIsolated().whenComplete { result in
-            guard case .success = result, end < region.endIndex else {
-                try? handle.close()
+            guard case .success = result, end < range.upperBound else {
                 if case .success = result, case .responding(let inFlight) = self.state {
                     self.finishResponse(inFlight, context: context)
                 }
                 return
             }
-            self.writeFile(region, from: end, handle: handle, context: context)
+            self.writeFile(file, range, from: end, context: context)
         }
     }
 

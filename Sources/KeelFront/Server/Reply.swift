@@ -6,8 +6,8 @@ struct Reply {
     enum Body {
         case none
         case buffer(ByteBuffer)
-        /// Sent with sendfile; the handle is closed once the write completes.
-        case file(FileRegion, NIOFileHandle)
+        /// These bytes of the file, sent with sendfile; the file is held until the write completes.
+        case file(StaticFile, Range<Int>)
     }
 
     var status: HTTPResponseStatus

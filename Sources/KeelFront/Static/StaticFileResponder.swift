@@ -16,8 +16,21 @@ enum StaticFileResponder {
         case fallback(upstream: String)
     }
 
+    /// Where a route's files come from: its root (opened once per load) and, when configured, the loop's cache.
+    struct Source {
+        var root: StaticRoot
+        var cache: OpenFileCache?
+        var cacheSettings: FrontConfiguration.OpenFileCache?
+        var compression: FrontConfiguration.Compression
+        var mimeTypes: [String: String]
+        var allocator: ByteBufferAllocator
+    }
+
+    /// Files up to this size go out read into the response, in one send with the head; larger ones with sendfile.
+    static let inlineLimit = 32 * 1024
+
     static func respond(
-        _ files: FrontConfiguration.StaticFiles, routePrefix: String, request: ClientRequest, mimeTypes: [String: String]
+        _ files: FrontConfiguration.StaticFiles, routePrefix: String, request: ClientRequest, source: Source
     ) -> Outcome {
         let relative: String
         switch resolve(request.rawPath, routePrefix: routePrefix, keepsPrefix: files.keepsPrefix, dotfiles: files.dotfiles) {
@@ -25,22 +38,19 @@ enum StaticFileResponder {
         case .hidden: return notFound(files)
         case .path(let path): relative = path
         }
-        var path = files.directory + "/" + relative
-        var info = stat()
-        guard stat(path, &info) == 0 else { return errno == ENOENT || errno == ENOTDIR ? notFound(files) : .reply(errnoReply(errno)) }
-        if (info.st_mode & S_IFMT) == S_IFDIR {
-            guard relative.isEmpty || relative.hasSuffix("/") else {
-                let query = request.query.isEmpty ? "" : "?\(request.query)"
-                return .reply(.redirect(.movedPermanently, String(request.rawPath) + "/" + query))
-            }
-            guard let index = files.index.first(where: { isRegularFile(path + $0) }) else {
-                return .reply(.plain(.forbidden, "Forbidden\n"))  // no listing: nginx's autoindex is off by default
-            }
-            path += index
-        }
-        guard files.symlinksOutside || staysInside(path, root: files.directory) else {
-            FrontLog.warning("\(path) leads outside \(files.directory) through a symlink: answered 403 (set follow_symlinks to allow)")
+        let now = NIODeadline.now()
+        let file: StaticFile
+        switch open(relative, files, source, now: now) {
+        case .file(let found): file = found
+        case .directory:
+            let query = request.query.isEmpty ? "" : "?\(request.query)"
+            return .reply(.redirect(.movedPermanently, String(request.rawPath) + "/" + query))
+        case .missing: return notFound(files)
+        case .noIndex: return .reply(.plain(.forbidden, "Forbidden\n"))  // no listing: nginx's autoindex is off by default
+        case .outside:
+            FrontLog.warning("\(files.directory)/\(relative) leads outside \(files.directory) through a symlink: answered 403 (set follow_symlinks to allow)")
             return .reply(.plain(.forbidden, "Forbidden\n"))
+        case .failed(let code): return .reply(errnoReply(code))
         }
         let method = request.head.method
         guard method == .GET || method == .HEAD else {
@@ -48,19 +58,57 @@ enum StaticFileResponder {
             reply.headers.add(name: "Allow", value: "GET, HEAD")
             return .reply(reply)
         }
-        let contentType = MediaTypes.type(forPath: path, overrides: mimeTypes)
-        var encoding: String?
-        var file: OpenFile
+        let contentType = MediaTypes.type(forPath: file.name, overrides: source.mimeTypes)
         if files.gzipStatic, AcceptEncoding.acceptsGzip(request.head.headers["accept-encoding"]),
-            let compressed = OpenFile(path: path + ".gz")
+            case .file(let compressed) = open(file.name + ".gz", files, source, now: now, indexes: false)
         {
-            file = compressed
-            encoding = "gzip"
-        } else {
-            guard let plain = OpenFile(path: path) else { return .reply(.plain(.forbidden, "Forbidden\n")) }
-            file = plain
+            return .reply(reply(for: compressed, request: request, files: files, source: source, contentType: contentType, encoding: "gzip"))
         }
-        return .reply(reply(for: &file, request: request, files: files, contentType: contentType, encoding: encoding))
+        return .reply(reply(for: file, request: request, files: files, source: source, contentType: contentType, encoding: nil))
+    }
+
+    private enum Found {
+        case file(StaticFile)
+        /// A directory asked for without its trailing slash: redirected.
+        case directory
+        case missing
+        case noIndex
+        case outside
+        case failed(Int32)
+    }
+
+    /// The file for `relative` (a directory's index for "dir/"), from the cache when it holds it.
+    private static func open(
+        _ relative: String, _ files: FrontConfiguration.StaticFiles, _ source: Source, now: NIODeadline, indexes: Bool = true
+    ) -> Found {
+        let key = source.cache == nil ? "" : source.root.path + "\u{0}" + relative
+        if let cache = source.cache, let settings = source.cacheSettings, let file = cache.file(for: key, settings: settings, now: now) {
+            return .file(file)
+        }
+        var found: Found
+        switch source.root.open(relative, symlinksOutside: files.symlinksOutside) {
+        case .file(let file):
+            file.name = relative
+            found = .file(file)
+        case .directory:
+            guard indexes else { return .missing }
+            guard relative.isEmpty || relative.hasSuffix("/") else { return .directory }
+            found = .noIndex
+            for index in files.index {
+                if case .file(let file) = source.root.open(relative + index, symlinksOutside: files.symlinksOutside) {
+                    file.name = relative + index
+                    found = .file(file)
+                    break
+                }
+            }
+        case .missing: return .missing
+        case .outside: return .outside
+        case .failed(let code): return .failed(code)
+        }
+        if case .file(let file) = found, let cache = source.cache, let settings = source.cacheSettings {
+            cache.store(file, for: key, settings: settings, now: now)
+        }
+        return found
     }
 
     private static func notFound(_ files: FrontConfiguration.StaticFiles) -> Outcome {
@@ -68,8 +116,12 @@ enum StaticFileResponder {
         return .reply(.plain(.notFound, "Not Found\n"))
     }
 
-    /// The headers every answer about this file carries (200, 206, 304).
-    private static func validators(_ file: OpenFile, _ files: FrontConfiguration.StaticFiles) -> HTTPHeaders {
+    /// The headers every answer about this file carries (200, 206, 304): RFC 9110 §15.4.5 and §15.3.7 want a 304 and
+    /// a 206 to carry what the 200 would that bears on caching, Vary among them.
+    private static func validators(
+        _ file: StaticFile, _ files: FrontConfiguration.StaticFiles, contentType: String, encoding: String?,
+        compression: FrontConfiguration.Compression
+    ) -> HTTPHeaders {
         var headers: HTTPHeaders = ["Last-Modified": httpDate(file.modified), "ETag": file.etag]
         if let expires = files.expires {
             let seconds = expires.nanoseconds / 1_000_000_000
@@ -77,18 +129,20 @@ enum StaticFileResponder {
             headers.add(name: "Cache-Control", value: "max-age=\(seconds)")
         }
         if let cacheControl = files.cacheControl { headers.replaceOrAdd(name: "Cache-Control", value: cacheControl) }
-        if files.gzipStatic { headers.add(name: "Vary", value: "Accept-Encoding") }
+        // gzip_static picks by Accept-Encoding; so does the gzip filter for a 200 it would compress.
+        let gzipFilterVaries = encoding == nil && compression.enabled && file.size >= compression.minLength
+            && CompressionPolicy.matches(contentType, compression.types)
+        if files.gzipStatic || gzipFilterVaries { headers.add(name: "Vary", value: "Accept-Encoding") }
         return headers
     }
 
     private static func reply(
-        for file: inout OpenFile, request: ClientRequest, files: FrontConfiguration.StaticFiles, contentType: String,
-        encoding: String?
+        for file: StaticFile, request: ClientRequest, files: FrontConfiguration.StaticFiles, source: Source,
+        contentType: String, encoding: String?
     ) -> Reply {
-        var headers = validators(file, files)
+        var headers = validators(file, files, contentType: contentType, encoding: encoding, compression: source.compression)
         let requestHeaders = request.head.headers
         if Conditional.notModified(requestHeaders, etag: file.etag, modified: file.modified) {
-            file.close()
             return Reply(status: .notModified, headers: headers, body: .none)
         }
         headers.add(name: "Content-Type", value: contentType)
@@ -103,7 +157,6 @@ enum StaticFileResponder {
             case .whole:
                 break
             case .unsatisfiable:
-                file.close()
                 return Reply(
                     status: .rangeNotSatisfiable,
                     headers: ["Content-Range": "bytes */\(file.size)", "Content-Length": "0"], body: .none)
@@ -114,10 +167,10 @@ enum StaticFileResponder {
             }
         }
         headers.add(name: "Content-Length", value: String(range.count))
-        let handle = file.takeHandle()
-        return Reply(
-            status: status, headers: headers,
-            body: .file(FileRegion(fileHandle: handle, readerIndex: range.lowerBound, endIndex: range.upperBound), handle))
+        if range.count <= inlineLimit, request.head.method != .HEAD, let bytes = file.read(range, allocator: source.allocator) {
+            return Reply(status: status, headers: headers, body: .buffer(bytes))
+        }
+        return Reply(status: status, headers: headers, body: .file(file, range))
     }
 
     // MARK: paths
@@ -150,22 +203,6 @@ enum StaticFileResponder {
         return .path(decoded.hasSuffix("/") && !joined.isEmpty ? joined + "/" : joined)
     }
 
-    /// Whether the file's real path (symlinks resolved) is under the root's real path.
-    static func staysInside(_ path: String, root: String) -> Bool {
-        guard let real = realpath(path, nil) else { return false }
-        defer { free(real) }
-        guard let realRoot = realpath(root, nil) else { return false }
-        defer { free(realRoot) }
-        let file = String(cString: real)
-        let base = String(cString: realRoot)
-        return file == base || file.hasPrefix(base.hasSuffix("/") ? base : base + "/")
-    }
-
-    private static func isRegularFile(_ path: String) -> Bool {
-        var info = stat()
-        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFREG
-    }
-
     private static func errnoReply(_ code: Int32) -> Reply {
         switch code {
         case ENAMETOOLONG: .plain(.notFound, "Not Found\n")
@@ -181,39 +218,6 @@ enum StaticFileResponder {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         return now.tv_sec
-    }
-}
-
-/// An opened regular file (O_NONBLOCK: a file swapped for a FIFO must not block the loop), its size and validators
-/// taken from the open descriptor itself.
-struct OpenFile {
-    private var handle: NIOFileHandle?
-    let size: Int
-    let modified: Int
-    /// nginx's ETag form: "mtime-size" in hex.
-    var etag: String { "\"\(String(modified, radix: 16))-\(String(size, radix: 16))\"" }
-
-    init?(path: String) {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { return nil }
-        var info = stat()
-        guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else {
-            Glibc.close(fd)
-            return nil
-        }
-        handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: fd)
-        size = Int(info.st_size)
-        modified = info.st_mtim.tv_sec
-    }
-
-    mutating func takeHandle() -> NIOFileHandle {
-        defer { handle = nil }
-        return handle!
-    }
-
-    mutating func close() {
-        try? handle?.close()
-        handle = nil
     }
 }
 

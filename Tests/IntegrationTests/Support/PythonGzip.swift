@@ -12,13 +12,15 @@ enum PythonGzip {
         try run("decompress", bytes, in: directory)
     }
 
-    /// zlib at `level`, window 15 as gzip (wbits 31), memLevel 8: the input, a sync flush (what keel does once a file
-    /// slice is written), then the end of the stream. The byte-exact reference for keel's reused deflate states.
-    static func zlibReference(_ bytes: [UInt8], level: Int, in directory: String) throws -> [UInt8] {
-        try run(
+    /// zlib at `level`, window 15 as gzip (wbits 31), memLevel 8: the input, a sync flush if asked (what keel does
+    /// once a file slice sent with sendfile is written), then the end of the stream. The byte-exact reference for
+    /// keel's reused deflate states.
+    static func zlibReference(_ bytes: [UInt8], level: Int, syncFlush: Bool, in directory: String) throws -> [UInt8] {
+        let flush = syncFlush ? " + c.flush(zlib.Z_SYNC_FLUSH)" : ""
+        return try run(
             "zlib", bytes, in: directory,
             script: "import zlib, sys; c = zlib.compressobj(\(level), zlib.DEFLATED, 31, 8); d = open(sys.argv[1], 'rb').read(); "
-                + "sys.stdout.buffer.write(c.compress(d) + c.flush(zlib.Z_SYNC_FLUSH) + c.flush())")
+                + "sys.stdout.buffer.write(c.compress(d)\(flush) + c.flush())")
     }
 
     private static func run(_ function: String, _ bytes: [UInt8], in directory: String) throws -> [UInt8] {
