@@ -66,10 +66,10 @@ public enum FrontBundle {
         }
         FrontLog.notice("keel listening on \(server.boundAddresses.map(\.hostAndPort).joined(separator: ", ")) with \(configuration.eventLoops) event loops")
         announce(server.boundAddresses)
+        // Stopped (and awaited) before the loops stop: a flush is a task on each loop.
         let flusher = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(nanoseconds: 1_000_000_000)
-                server.accessLog?.flush()
+            while (try? await Task.sleep(nanoseconds: 1_000_000_000)) != nil {
+                await server.flushAccessLogs()
             }
         }
         defer { flusher.cancel() }
@@ -89,7 +89,6 @@ public enum FrontBundle {
                     let freshLogs = try openLogs(fresh)
                     for note in server.reload(fresh, tls: freshTLS, accessLog: freshLogs.accessLog) { FrontLog.warning("reload: \(note)") }
                     logCertificates(freshTLS)
-                    logs.accessLog?.flush()
                     logs = freshLogs
                     FrontLog.configure(sink: logs.errorSink, level: Logger.Level(configName: fresh.logs.level) ?? .info)
                     if fresh.pools != configuration.pools { FrontLog.warning("reload: [[pool]] changes need a restart of keel") }
@@ -100,6 +99,7 @@ public enum FrontBundle {
                 }
             case .sigusr1:
                 do {
+                    await server.flushAccessLogs()
                     try logs.accessLog?.reopen()
                     try logs.errorSink?.reopen()
                     FrontLog.notice("logs reopened")
@@ -108,10 +108,14 @@ public enum FrontBundle {
                 }
             case .sigterm:
                 FrontLog.notice("TERM: no new connections; draining requests in flight (up to \(grace.prettySeconds))")
+                flusher.cancel()
+                await flusher.value
                 await stop(server: server, pools: pools, group: group, grace: grace)
                 return 0
             default:
                 FrontLog.notice("\(signal): stopping now")
+                flusher.cancel()
+                await flusher.value
                 await stop(server: server, pools: pools, group: group, grace: .milliseconds(100))
                 return 0
             }
@@ -134,7 +138,7 @@ public enum FrontBundle {
         await pools.stop(grace: Double(grace.nanoseconds) / 1e9 + 5)
         try? await group.shutdownGracefully()
         // Lines logged while the last connections closed (499s) go out before exit.
-        server.accessLog?.flush()
+        server.flushAccessLogsAfterLoopsStopped()
         FrontLog.notice("keel stopped")
     }
 }

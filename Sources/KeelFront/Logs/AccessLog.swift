@@ -1,9 +1,11 @@
-import NIOConcurrencyHelpers
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 
 /// The access log in nginx's `combined` format plus `$request_time` and `$upstream_response_time`, buffered like
-/// nginx's `access_log ... buffer=64k flush=1s`: lines collect in memory and go out in one write when the buffer
-/// fills, on the flush tick, and at exit.
+/// nginx's `access_log ... buffer=64k flush=1s`: lines collect in a buffer per event loop (as nginx keeps one per
+/// worker, no lock on the request path) and go out in one write when it fills, on the flush tick, and at exit.
 public final class AccessLog: Sendable {
     struct Entry {
         var remoteAddress: String
@@ -17,37 +19,20 @@ public final class AccessLog: Sendable {
         var upstreamTime: TimeAmount?
     }
 
-    private let sink: LogSink
-    private let capacity: Int
-    private let buffer: NIOLockedValueBox<[UInt8]>
+    let sink: LogSink
+    let capacity: Int
 
     public init(sink: LogSink, capacity: Int = 64 * 1024) {
         self.sink = sink
         self.capacity = capacity
-        self.buffer = NIOLockedValueBox([])
     }
 
-    func log(_ entry: Entry) {
-        let line = Self.format(entry, stamp: LogClock.shared.accessLogStamp())
-        let full: [UInt8]? = buffer.withLockedValue { pending in
-            pending.append(contentsOf: line.utf8)
-            guard pending.count >= capacity else { return nil }
-            defer { pending.removeAll(keepingCapacity: true) }
-            return pending
-        }
-        if let full { full.withUnsafeBytes { sink.write($0) } }
-    }
-
-    public func flush() {
-        let pending: [UInt8] = buffer.withLockedValue { pending in
-            defer { pending.removeAll(keepingCapacity: true) }
-            return pending
-        }
-        pending.withUnsafeBytes { sink.write($0) }
+    /// Appends the entry's line to this loop's buffer, writing the buffer out when it is full.
+    func log(_ entry: Entry, into buffer: AccessLogBuffer) {
+        buffer.append(Self.format(entry, stamp: buffer.stamp()), for: self)
     }
 
     public func reopen() throws(LogSink.OpenError) {
-        flush()
         try sink.reopen()
     }
 
@@ -81,5 +66,42 @@ public final class AccessLog: Sendable {
         let ms = max(0, time.nanoseconds / 1_000_000)
         let fraction = String(ms % 1000)
         return "\(ms / 1000)." + String(repeating: "0", count: 3 - fraction.count) + fraction
+    }
+}
+
+/// One event loop's pending access-log lines (touched only on that loop, or after the loops stopped) and its
+/// `$time_local` stamp, formatted once per second.
+final class AccessLogBuffer {
+    private var bytes: [UInt8] = []
+    private var owner: AccessLog?
+    private var second = -1
+    private var cachedStamp = ""
+
+    init() {}
+
+    func append(_ line: String, for log: AccessLog) {
+        if owner !== log {
+            flush()  // lines of the log before a reload go to that log's file
+            owner = log
+            bytes.reserveCapacity(log.capacity)
+        }
+        bytes.append(contentsOf: line.utf8)
+        if bytes.count >= log.capacity { flush() }
+    }
+
+    func flush() {
+        guard let owner, !bytes.isEmpty else { return }
+        bytes.withUnsafeBytes { owner.sink.write($0) }
+        bytes.removeAll(keepingCapacity: true)
+    }
+
+    func stamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME_COARSE, &now)
+        if now.tv_sec != second {
+            second = now.tv_sec
+            cachedStamp = LogClock.shared.accessLogStamp()
+        }
+        return cachedStamp
     }
 }

@@ -1,5 +1,6 @@
 import Logging
 import NIOConcurrencyHelpers
+import Synchronization
 
 /// keel's error log through swift-log: nginx-style lines ("2026/11/24 10:00:00 [error] message") to stderr or a
 /// file given by `[log] error`, with the level from `[log] level`.
@@ -12,7 +13,7 @@ public enum FrontLog {
     /// Points the error log at `sink` (stderr when nil) with `level`; called at start and on HUP.
     static func configure(sink: LogSink?, level: Logger.Level) {
         sinkBox.withLockedValue { $0 = sink }
-        ErrorLogHandler.level.withLockedValue { $0 = level }
+        ErrorLogHandler.setLevel(level)
     }
 
     static func reopen() {
@@ -26,13 +27,18 @@ public enum FrontLog {
     static func debug(_ message: @autoclosure () -> String) { logger.debug("\(message())") }
 
     struct ErrorLogHandler: LogHandler {
-        static let level = NIOLockedValueBox<Logger.Level>(.info)
+        /// Read on every log call, also those below the level: an atomic, not a lock.
+        private static let levelIndex = Atomic<Int>(Logger.Level.allCases.firstIndex(of: .info)!)
         static let fallback = try! LogSink(.standardError)
+
+        static func setLevel(_ level: Logger.Level) {
+            levelIndex.store(Logger.Level.allCases.firstIndex(of: level)!, ordering: .relaxed)
+        }
 
         var metadata: Logger.Metadata = [:]
         var logLevel: Logger.Level {
-            get { Self.level.withLockedValue { $0 } }
-            set { Self.level.withLockedValue { $0 = newValue } }
+            get { Logger.Level.allCases[Self.levelIndex.load(ordering: .relaxed)] }
+            set { Self.setLevel(newValue) }
         }
 
         subscript(metadataKey key: String) -> Logger.Metadata.Value? {

@@ -62,10 +62,14 @@ final class LoopLocalState: @unchecked Sendable {
     private let uwsgi: IdleUpstreamConnections
     private let deflaterPool = DeflaterPool()
     private let clock = HTTPDateClock()
+    private let accessLogBuffer = AccessLogBuffer()
+    /// The runtime this loop's new requests use, handed over by `FrontServer.reload` (no lock on the request path).
+    private var runtimeInForce: FrontRuntime
     private let openFileCache = OpenFileCache()
 
-    init(loop: any EventLoop) {
+    init(loop: any EventLoop, runtime: FrontRuntime) {
         self.loop = loop
+        self.runtimeInForce = runtime
         self.http = IdleUpstreamConnections(loop: loop)
         self.uwsgi = IdleUpstreamConnections(loop: loop)
     }
@@ -91,6 +95,28 @@ final class LoopLocalState: @unchecked Sendable {
     func closeKeptConnections() {
         http.closeAll()
         uwsgi.closeAll()
+    }
+
+    var runtime: FrontRuntime {
+        get {
+            loop.preconditionInEventLoop()
+            return runtimeInForce
+        }
+        set {
+            loop.preconditionInEventLoop()
+            runtimeInForce = newValue
+        }
+    }
+
+    /// This loop's access-log lines not yet written.
+    var accessLog: AccessLogBuffer {
+        loop.preconditionInEventLoop()
+        return accessLogBuffer
+    }
+
+    /// Writes this loop's pending access-log lines once its thread has stopped (nothing else touches them then).
+    func flushAccessLogAfterLoopStopped() {
+        accessLogBuffer.flush()
     }
 
     /// The `Date` value, formatted once per second.

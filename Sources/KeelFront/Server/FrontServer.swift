@@ -28,7 +28,7 @@ public final class FrontServer: Sendable {
         self.group = group
         self.runtime = FrontRuntimeHolder(FrontRuntime(configuration: configuration, tls: tls, accessLog: accessLog))
         var locals: [ObjectIdentifier: LoopLocalState] = [:]
-        for loop in group.makeIterator() { locals[ObjectIdentifier(loop)] = LoopLocalState(loop: loop) }
+        for loop in group.makeIterator() { locals[ObjectIdentifier(loop)] = LoopLocalState(loop: loop, runtime: runtime.current) }
         self.loopLocals = locals
         self.quiesceBox = NIOLockedValueBox(ServerQuiescingHelper(group: group))
         self.counter = ConnectionCounter(limit: configuration.limits.maxConnections)
@@ -75,10 +75,12 @@ public final class FrontServer: Sendable {
             .childChannelOption(.maxMessagesPerRead, value: 4)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let current = runtime.current
-                    let local = loopLocals[ObjectIdentifier(channel.eventLoop)] ?? LoopLocalState(loop: channel.eventLoop)
+                    guard let local = loopLocals[ObjectIdentifier(channel.eventLoop)] else {
+                        throw StartError(description: "a connection on an event loop keel did not start")
+                    }
+                    let current = local.runtime
                     guard isTLS else {
-                        try Self.addHTTPHandlers(to: channel, current: current, runtime: runtime, loopLocal: local, isTLS: false, redirectPort: redirectPort)
+                        try Self.addHTTPHandlers(to: channel, current: current, loopLocal: local, isTLS: false, redirectPort: redirectPort)
                         return
                     }
                     guard let tls = current.tls, let settings = current.configuration.tls else {
@@ -89,7 +91,7 @@ public final class FrontServer: Sendable {
                     // HTTP/1.1 is the one protocol offered; ALPN picks the pipeline, so h2 can join here.
                     try sync.addHandler(ApplicationProtocolNegotiationHandler { _, channel in
                         channel.eventLoop.makeCompletedFuture {
-                            try Self.addHTTPHandlers(to: channel, current: current, runtime: runtime, loopLocal: local, isTLS: true, redirectPort: nil)
+                            try Self.addHTTPHandlers(to: channel, current: current, loopLocal: local, isTLS: true, redirectPort: nil)
                         }
                     })
                 }
@@ -98,7 +100,7 @@ public final class FrontServer: Sendable {
 
     /// The HTTP/1.1 pipeline, the same on plaintext and TLS connections.
     private static func addHTTPHandlers(
-        to channel: any Channel, current: FrontRuntime, runtime: FrontRuntimeHolder, loopLocal: LoopLocalState, isTLS: Bool,
+        to channel: any Channel, current: FrontRuntime, loopLocal: LoopLocalState, isTLS: Bool,
         redirectPort: Int?
     ) throws {
         let limits = current.limits
@@ -118,7 +120,7 @@ public final class FrontServer: Sendable {
         // The response filter chain, in order from the proxy outwards: gzip, then Date/Server/HSTS at the encoder.
         try sync.addHandler(ResponseCompressor(configuration: current.configuration.compression, deflaters: loopLocal.deflaters))
         try sync.addHandler(HTTPProtocolErrorResponder(log: { FrontLog.info($0) }))
-        try sync.addHandler(ProxyHandler(runtime: runtime, loopLocal: loopLocal, isTLS: isTLS, httpsRedirectPort: redirectPort))
+        try sync.addHandler(ProxyHandler(loopLocal: loopLocal, isTLS: isTLS, httpsRedirectPort: redirectPort))
     }
 
     /// Puts a new configuration in force for new requests (HUP). Listener changes need a restart; the caller is told.
@@ -130,8 +132,14 @@ public final class FrontServer: Sendable {
         if old.limits.maxConnections != configuration.limits.maxConnections {
             notes.append("limits.max_connections changed: restart keel to apply it")
         }
-        runtime.replace(with: FrontRuntime(configuration: configuration, tls: tls, accessLog: accessLog))
-        for local in loopLocals.values { local.loop.execute { local.forgetOpenFiles() } }
+        let fresh = FrontRuntime(configuration: configuration, tls: tls, accessLog: accessLog)
+        runtime.replace(with: fresh)
+        for local in loopLocals.values {
+            local.loop.execute {
+                local.runtime = fresh
+                local.forgetOpenFiles()
+            }
+        }
         if old.upstreams != configuration.upstreams {
             for local in loopLocals.values { local.loop.execute { local.closeKeptConnections() } }
         }
@@ -139,6 +147,18 @@ public final class FrontServer: Sendable {
     }
 
     public var accessLog: AccessLog? { runtime.current.accessLog }
+
+    /// Writes every loop's pending access-log lines (the 1 s tick, USR1, shutdown).
+    public func flushAccessLogs() async {
+        for local in loopLocals.values {
+            try? await local.loop.submit { local.accessLog.flush() }.get()
+        }
+    }
+
+    /// The last lines (499s of connections closed at the very end), once the loops' threads have stopped.
+    public func flushAccessLogsAfterLoopsStopped() {
+        for local in loopLocals.values { local.flushAccessLogAfterLoopStopped() }
+    }
 
     /// Stops accepting at once, lets requests in flight finish within `grace`, then closes what is left.
     public func shutdown(grace: TimeAmount) async {
@@ -155,7 +175,7 @@ public final class FrontServer: Sendable {
         deadline.cancel()
         quiesceBox.withLockedValue { $0 = nil }
         for local in loopLocals.values { local.loop.execute { local.closeKeptConnections() } }
-        runtime.current.accessLog?.flush()
+        await flushAccessLogs()
     }
 }
 

@@ -34,7 +34,6 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         var requestComplete = false
     }
 
-    private let runtimeHolder: FrontRuntimeHolder
     private let loopLocal: LoopLocalState
     private let isTLS: Bool
     /// On a `redirect_to_https` listener: the TLS port every request is redirected to.
@@ -44,12 +43,11 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
     private var requestsOnConnection = 0
     private var context: ChannelHandlerContext?
 
-    init(runtime: FrontRuntimeHolder, loopLocal: LoopLocalState, isTLS: Bool = false, httpsRedirectPort: Int? = nil) {
-        self.runtimeHolder = runtime
+    init(loopLocal: LoopLocalState, isTLS: Bool = false, httpsRedirectPort: Int? = nil) {
         self.loopLocal = loopLocal
         self.isTLS = isTLS
         self.httpsRedirectPort = httpsRedirectPort
-        self.runtime = runtime.current
+        self.runtime = loopLocal.runtime
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -72,7 +70,7 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
 
     private func receivedHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         guard case .idle = state else { return }
-        runtime = runtimeHolder.current
+        runtime = loopLocal.runtime
         requestsOnConnection += 1
         let limits = runtime.limits
         // After an Upgrade or CONNECT NIO's parser stops parsing for good: that connection cannot carry another request.
@@ -387,7 +385,8 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
                 remoteAddress: request.connection.remoteAddress, requestLine: request.requestLine, status: inFlight.status,
                 bodyBytesSent: inFlight.bodyBytesSent, referer: request.head.headers.first(name: "referer"),
                 userAgent: request.head.headers.first(name: "user-agent"), requestTime: .now() - request.startTime,
-                upstreamTime: upstreamTime))
+                upstreamTime: upstreamTime),
+            into: loopLocal.accessLog)
     }
 
     static func setConnectionHeader(_ head: inout HTTPResponseHead, keepAlive: Bool) {
