@@ -149,15 +149,24 @@ enum CompressionPolicy {
         return matches(type, configuration.types)
     }
 
-    /// "text/html; charset=utf-8" against patterns "text/*", "application/json", "application/*+json".
+    /// "text/html; charset=utf-8" against patterns "text/*", "application/json", "application/*+json" (patterns are
+    /// lowercase already; compared byte by byte, without copies: this runs for every response).
     static func matches(_ contentType: String, _ patterns: [String]) -> Bool {
-        let type = (contentType.split(separator: ";").first.map { $0.trimmingSpaces } ?? "").lowercased()
+        var type = Substring(contentType)
+        if let semicolon = type.utf8.firstIndex(of: UInt8(ascii: ";")) { type = type[..<semicolon] }
+        type = type.trimmingSpaces
+        let typeBytes = type.utf8
         return patterns.contains { pattern in
             if pattern == "*" { return true }
-            guard let star = pattern.firstIndex(of: "*") else { return type == pattern }
-            let prefix = pattern[..<star]
-            let suffix = pattern[pattern.index(after: star)...]
-            return type.count >= prefix.count + suffix.count && type.hasPrefix(prefix) && type.hasSuffix(suffix)
+            let patternBytes = pattern.utf8
+            guard let star = patternBytes.firstIndex(of: UInt8(ascii: "*")) else {
+                return ASCIIText.equalsLowercase(typeBytes, patternBytes)
+            }
+            let prefix = patternBytes[..<star]
+            let suffix = patternBytes[patternBytes.index(after: star)...]
+            guard typeBytes.count >= prefix.count + suffix.count else { return false }
+            return ASCIIText.equalsLowercase(typeBytes.prefix(prefix.count), prefix)
+                && ASCIIText.equalsLowercase(typeBytes.suffix(suffix.count), suffix)
         }
     }
 

@@ -75,6 +75,6 @@ public struct Router: Sendable {
             name = name[..<colon]
         }
         if name.hasSuffix(".") { name = name.dropLast() }
-        return name.lowercased()
+        return ASCIIText.lowercased(name)
     }
 }

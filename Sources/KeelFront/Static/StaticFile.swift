@@ -14,6 +14,17 @@ final class StaticFile {
     let etag: String
     /// The path under the root it was opened as (its extension picks the media type).
     var name = ""
+    /// Worked out once per opened file (a cached one serves many requests).
+    private(set) lazy var lastModified = HTTPDateClock.format(modified)
+    private var cachedType: (overrides: [String: String], type: String)?
+
+    /// The media type for `name`, under the configuration's `[mime_types]`.
+    func contentType(_ overrides: [String: String]) -> String {
+        if let cachedType, cachedType.overrides == overrides { return cachedType.type }
+        let type = MediaTypes.type(forPath: name, overrides: overrides)
+        cachedType = (overrides, type)
+        return type
+    }
 
     init(descriptor: Int32, size: Int, modified: Int) {
         self.handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: descriptor)

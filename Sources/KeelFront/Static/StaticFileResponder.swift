@@ -58,7 +58,7 @@ enum StaticFileResponder {
             reply.headers.add(name: "Allow", value: "GET, HEAD")
             return .reply(reply)
         }
-        let contentType = MediaTypes.type(forPath: file.name, overrides: source.mimeTypes)
+        let contentType = file.contentType(source.mimeTypes)
         if files.gzipStatic, AcceptEncoding.acceptsGzip(request.head.headers["accept-encoding"]),
             case .file(let compressed) = open(file.name + ".gz", files, source, now: now, indexes: false)
         {
@@ -122,7 +122,7 @@ enum StaticFileResponder {
         _ file: StaticFile, _ files: FrontConfiguration.StaticFiles, contentType: String, encoding: String?,
         compression: FrontConfiguration.Compression
     ) -> HTTPHeaders {
-        var headers: HTTPHeaders = ["Last-Modified": httpDate(file.modified), "ETag": file.etag]
+        var headers: HTTPHeaders = ["Last-Modified": file.lastModified, "ETag": file.etag]
         if let expires = files.expires {
             let seconds = expires.nanoseconds / 1_000_000_000
             headers.add(name: "Expires", value: httpDate(currentSeconds() + Int(seconds)))
@@ -236,8 +236,11 @@ enum MediaTypes {
     ]
 
     static func type(forPath path: String, overrides: [String: String] = [:]) -> String {
-        guard let dot = path.lastIndex(of: "."), !path[dot...].contains("/") else { return "application/octet-stream" }
-        let name = path[path.index(after: dot)...].lowercased()
+        let bytes = path.utf8
+        guard let dot = bytes.lastIndex(of: UInt8(ascii: ".")), !bytes[dot...].contains(UInt8(ascii: "/")) else {
+            return "application/octet-stream"
+        }
+        let name = ASCIIText.lowercased(Substring(path)[path.index(after: dot)...])
         return overrides[name] ?? byExtension[name] ?? "application/octet-stream"
     }
 }
