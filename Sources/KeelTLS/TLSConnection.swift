@@ -68,7 +68,8 @@ final class TLSConnection {
         while true {
             ERR_clear_error()
             var status: Int32 = 0
-            let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) { space in
+            // Room for a whole record only when the buffer is full: the last try usually just hears WANT_READ.
+            let count = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: buffer.writableBytes > 0 ? 1 : 16 * 1024) { space in
                 let read = SSL_read(ssl, space.baseAddress, Int32(min(space.count, Int(Int32.max))))
                 status = read
                 return read > 0 ? Int(read) : 0

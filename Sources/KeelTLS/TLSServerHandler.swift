@@ -33,6 +33,8 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var writesBeforeHandshake: [(data: IOData, promise: EventLoopPromise<Void>?)] = []
     private var flushBeforeHandshake = false
     private var outputNeedsFlush = false
+    /// Small writes since the last flush, encrypted together at the flush.
+    private var pending = PendingPlaintext()
 
     /// `log` gets one line per failed handshake (nginx logs these at info level).
     public init(context: TLSServerContext, handshakeTimeout: TimeAmount, log: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -56,6 +58,7 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
     public func handlerRemoved(context: ChannelHandlerContext) {
         handshakeDeadline?.cancel()
         failWritesBeforeHandshake(ChannelError.ioOnClosedChannel)
+        pending.fail(ChannelError.ioOnClosedChannel)
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
@@ -64,6 +67,7 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
         if case .active = state { wasActive = true } else { wasActive = false }
         state = .closed
         failWritesBeforeHandshake(ChannelError.ioOnClosedChannel)
+        pending.fail(ChannelError.ioOnClosedChannel)
         // A TCP close without close_notify: HTTP framing makes it harmless, but the layers above may care.
         if wasActive { context.fireErrorCaught(TLSError.uncleanShutdown) }
         context.fireChannelInactive()
@@ -169,18 +173,20 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
             let failure: String?
             switch unwrapOutboundIn(data) {
             case .byteBuffer(let buffer):
-                if buffer.readableBytes == 0 {
-                    promise?.succeed()
+                if buffer.readableBytes == 0 && promise == nil { return }
+                if pending.fits(buffer.readableBytes) {
+                    pending.append(buffer, promise: promise, allocator: context.channel.allocator)
                     return
                 }
+                guard encryptPending(context, connection) else { return }
                 failure = buffer.withUnsafeReadableBytes { connection.write($0) }
             case .fileRegion(let region):
+                guard encryptPending(context, connection) else { return }
                 failure = encryptFile(region, connection)
             }
             if let failure {
                 promise?.fail(TLSError.protocolError(failure))
-                log("TLS write to \(Self.peer(context)) failed: \(failure)")
-                fail(context, TLSError.protocolError(failure))
+                writeFailed(context, failure)
                 return
             }
             writeOutput(context, promise: promise)
@@ -192,10 +198,40 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
     public func flush(context: ChannelHandlerContext) {
         switch state {
         case .handshaking: flushBeforeHandshake = true
+        case .active:
+            if let connection, !encryptPending(context, connection) { return }
+            outputNeedsFlush = false
+            context.flush()
         default:
             outputNeedsFlush = false
             context.flush()
         }
+    }
+
+    /// Encrypts the gathered small writes as one record and queues the ciphertext; false if that failed (the
+    /// connection is being closed then).
+    private func encryptPending(_ context: ChannelHandlerContext, _ connection: TLSConnection) -> Bool {
+        guard let (bytes, promises) = pending.take() else { return true }
+        if bytes.readableBytes > 0, let failure = bytes.withUnsafeReadableBytes({ connection.write($0) }) {
+            for promise in promises { promise.fail(TLSError.protocolError(failure)) }
+            writeFailed(context, failure)
+            return false
+        }
+        var combined: EventLoopPromise<Void>?
+        if promises.count == 1 {
+            combined = promises[0]
+        } else if promises.count > 1 {
+            let all = context.eventLoop.makePromise(of: Void.self)
+            for promise in promises { all.futureResult.cascade(to: promise) }
+            combined = all
+        }
+        writeOutput(context, promise: combined)
+        return true
+    }
+
+    private func writeFailed(_ context: ChannelHandlerContext, _ failure: String) {
+        log("TLS write to \(Self.peer(context)) failed: \(failure)")
+        fail(context, TLSError.protocolError(failure))
     }
 
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
@@ -204,7 +240,12 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
             context.close(mode: mode, promise: promise)
             return
         }
-        // Our close_notify goes out first; a peer that stopped reading gets a second to take it.
+        // What was written before the close goes first, then our close_notify; a peer that stopped reading gets a
+        // second to take them.
+        guard encryptPending(context, connection) else {
+            context.close(mode: mode, promise: promise)
+            return
+        }
         state = .closing
         connection.shutdown()
         guard let output = connection.takeOutput(allocator: context.channel.allocator), context.channel.isWritable else {

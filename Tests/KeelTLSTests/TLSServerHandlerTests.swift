@@ -50,6 +50,39 @@ import Testing
         #expect(received == big)
     }
 
+    /// A response's head, body and end written apart and flushed once leave as one TLS record (nothing before the
+    /// flush), and every write's promise completes.
+    @Test func smallWritesUpToAFlushLeaveAsOneRecord() throws {
+        let (channel, _) = try makeChannel()
+        let client = TestClient()
+        #expect(try client.handshake(with: channel))
+        let parts = ["HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "hello", ""]
+        let written = parts.map { channel.write(IOData.byteBuffer(ByteBuffer(string: $0))) }
+        #expect(try channel.readOutbound(as: IOData.self) == nil, "nothing leaves before the flush")
+        channel.flush()
+        for future in written { try future.wait() }
+        var records = 0
+        var ciphertext = channel.allocator.buffer(capacity: 0)
+        while let data = try channel.readOutbound(as: IOData.self) {
+            guard case .byteBuffer(var buffer) = data else { continue }
+            ciphertext.writeBuffer(&buffer)
+        }
+        var walk = ciphertext
+        // Record headers: type (1 byte), legacy version (2), length (2).
+        while let type = walk.readInteger(as: UInt8.self), let version = walk.readInteger(as: UInt16.self),
+            let length = walk.readInteger(as: UInt16.self)
+        {
+            #expect(type == 23 && version == 0x0303, "application data")
+            walk.moveReaderIndex(forwardBy: Int(length))
+            records += 1
+        }
+        #expect(records == 1)
+        client.connection.receive(ciphertext)
+        var plaintext = channel.allocator.buffer(capacity: 0)
+        _ = client.connection.readPlaintext(into: &plaintext)
+        #expect(plaintext.readString(length: plaintext.readableBytes) == parts.joined())
+    }
+
     @Test func writesBeforeTheHandshakeWaitForIt() throws {
         let (channel, _) = try makeChannel()
         let written = channel.write(IOData.byteBuffer(ByteBuffer(string: "early")))
