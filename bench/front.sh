@@ -7,9 +7,10 @@
 #
 # Rows: N nginx (uwsgi_pass: a connection per request); K0 keel with keepalive = 0 (a connection per
 # request, as before the keel wire); K keel on the keel wire (persistent connections, the default); K2
-# the same with 2 event loops; N2 nginx again (drift check).
+# the same with 2 event loops; N2 nginx again (drift check); then NU nginx and KU keel in front of the real
+# uWSGI (hello_wsgi.py, 2 × 1; a connection per request on both sides: uWSGI has no keep-alive on --socket).
 #
-#   bench/front.sh                        # rows N, K0, K, K2, N2
+#   bench/front.sh                        # rows N, K0, K, K2, N2, NU, KU
 #   DRIFT=0 bench/front.sh                # without the second nginx row
 #   KEEL=... KEEL_POOL=... bench/front.sh # prebuilt binaries: no release build
 #   DURATION=30s CONNECTIONS=128 bench/front.sh
@@ -70,6 +71,7 @@ mib() { awk -v k="$1" 'BEGIN { if (k == "") print "-"; else printf "%.1f", k / 1
 
 # pool_accepts : connections keel-pool's workers have accepted so far (its stats socket, summed over workers).
 pool_accepts() {
+    [ -n "$STATS" ] || { echo 0; return; }
     /usr/bin/python3 -c '
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); data = b""
@@ -103,7 +105,7 @@ measure() {
     app_cpu=$(cpu_us_per_request "$app_before" "$(session_cpu_ticks "$POOL_SID")" "$raw")
     wrk_parse "$raw"
     accepts=$(awk -v a="$accepts_before" -v b="$(pool_accepts)" -v n="$(awk '/requests in/ { print $1 }' "$raw")" \
-        'BEGIN { if (n > 0) printf "%.3f", (b - a) / n; else print "-" }')
+        -v known="$STATS" 'BEGIN { if (known == "") print "-"; else if (n > 0) printf "%.3f", (b - a) / n; else print "-" }')
     peak=$(awk '$1 > m { m = $1 } END { print m }' "$samples")
     end=$(awk 'END { print $1 }' "$samples")
     anon=$(awk 'END { print $2 }' "$samples")
@@ -117,28 +119,29 @@ measure() {
     fi
 }
 
-row_nginx() {   # row_nginx KEY NAME : nginx, 1 worker → keel-pool
-    local key=$1 name=$2 port master worker
+row_nginx() {   # row_nginx KEY NAME [SOCKET APP] : nginx, 1 worker → keel-pool (or the uwsgi server on SOCKET)
+    local key=$1 name=$2 sock=${3:-$SOCK} app=${4:-keel-pool} port master worker
     port=$(free_port)
-    start_nginx "$name" "$port" "$SOCK"
+    start_nginx "$name" "$port" "$sock"
     master=$LAST_PID
     wait_ready "http://127.0.0.1:$port/"
     worker=$(children "$master")
     [ "$(echo "$worker" | wc -w)" = 1 ] || { echo "nginx $master: expected one worker, found: $worker" >&2; exit 1; }
-    measure "$key" "nginx (1 worker) → keel-pool" "http://127.0.0.1:$port/" "$master" "$worker"
+    measure "$key" "nginx (1 worker) → $app" "http://127.0.0.1:$port/" "$master" "$worker"
     stop_server "$master"
 }
 
-row_keel() {   # row_keel KEY NAME EVENT_LOOPS KEEPALIVE : keel → keel-pool (KEEPALIVE 0: a connection per request)
-    local key=$1 name=$2 loops=$3 keepalive=$4 port pid config="$TMP/$2.toml" wire
+row_keel() {   # row_keel KEY NAME EVENT_LOOPS KEEPALIVE [SOCKET APP] : keel → keel-pool (KEEPALIVE 0: a connection per request)
+    local key=$1 name=$2 loops=$3 keepalive=$4 sock=${5:-$SOCK} app=${6:-keel-pool} port pid config="$TMP/$2.toml" wire
     port=$(free_port)
     printf '[[listen]]\naddress = "127.0.0.1:%s"\n[upstream.app]\nservers = ["unix:%s"]\nkeepalive = %s\n[[route]]\npath = "/"\nuwsgi = "app"\n[log]\naccess = "off"\n' \
-        "$port" "$SOCK" "$keepalive" >"$config"
+        "$port" "$sock" "$keepalive" >"$config"
     start "$name" TERM "$KEEL" --config "$config" --event-loops "$loops"
     pid=$LAST_PID
     wait_ready "http://127.0.0.1:$port/"
     wire=$([ "$keepalive" = 0 ] && echo "a connection per request" || echo "keel wire, keepalive $keepalive")
-    measure "$key" "keel ($loops event loop$([ "$loops" = 1 ] || echo s), $wire) → keel-pool" "http://127.0.0.1:$port/" "$pid" "$pid"
+    [ "$app" = keel-pool ] || wire="a connection per request: $app does not speak the keel wire"
+    measure "$key" "keel ($loops event loop$([ "$loops" = 1 ] || echo s), $wire) → $app" "http://127.0.0.1:$port/" "$pid" "$pid"
     stop_server "$pid"
 }
 
@@ -162,6 +165,7 @@ report() {
     ratio_line "keel with 2 event loops ÷ nginx (K2 / N)" K2 N
     ratio_line "keel with 2 event loops ÷ nginx, vs the drift-check run (K2 / N2)" K2 N2
     ratio_line "drift: nginx second run ÷ first (N2 / N)" N2 N
+    ratio_line "keel → real uWSGI ÷ nginx → real uWSGI (KU / NU), goal ≥ 1.0×" KU NU
     errors_note
 }
 
@@ -189,7 +193,7 @@ errors_note() {   # wrk's error lines of every row that had any
 
 # --- main -----------------------------------------------------------------------------------
 
-install_tools
+install_tools uwsgi
 build
 nginx_conf_dir
 prepare_out
@@ -204,6 +208,16 @@ row_keel K0 keel-0 1 0
 row_keel K keel-1 1 128
 row_keel K2 keel-2 2 128
 if [ "$DRIFT" = 1 ]; then row_nginx N2 nginx-2; fi
+stop_server "$POOL_SID"
+
+# The real uWSGI behind both fronts (issue 14): per-request connections on both sides, the hello WSGI app.
+USOCK="$TMP/uwsgi.sock"
+start uwsgi INT "$VENV/bin/uwsgi" --master --processes 2 --threads 1 --socket "$USOCK" \
+    --wsgi-file "$BENCH_DIR/apps/hello_wsgi.py" --disable-logging
+POOL_SID=$LAST_PID
+STATS=""
+row_nginx NU nginx-uwsgi "$USOCK" uWSGI
+row_keel KU keel-uwsgi 1 128 "$USOCK" uWSGI
 
 save_cmds
 for f in "$TMP"/*.log; do cp "$f" "$OUT/${OUT_PREFIX}log-$(basename "$f")"; done   # servers' stderr

@@ -233,7 +233,8 @@ start_nginx() {
 
 # start_nginx_with NAME PORT HTTP_LINES LOCATION_LINES : one nginx worker on 127.0.0.1:PORT, the
 # config generated in $TMP/NAME with HTTP_LINES added to its http block and LOCATION_LINES as the
-# body of its only `location /`; NGINX_LISTEN_OPTS (e.g. "ssl") is added to its listen line.
+# body of its only `location /`; NGINX_LISTEN_OPTS (e.g. "ssl") is added to its listen line,
+# NGINX_WORKER_CONNECTIONS (default 1024) sets worker_connections.
 # Sets LAST_PID to the master (its session holds the worker).
 start_nginx_with() {
     local name=$1 port=$2 http_lines=$3 location_lines=$4 dir="$TMP/$1"
@@ -245,7 +246,8 @@ start_nginx_with() {
 worker_processes 1;
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
-events { worker_connections 1024; }
+worker_rlimit_nofile $((${NGINX_WORKER_CONNECTIONS:-1024} + 100));
+events { worker_connections ${NGINX_WORKER_CONNECTIONS:-1024}; }
 http {
     access_log off;
     client_body_temp_path $dir/client_body;

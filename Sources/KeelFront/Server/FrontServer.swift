@@ -73,6 +73,9 @@ public final class FrontServer: Sendable {
             }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 4)
+            // nginx's client_header_buffer_size (1k), growing for larger reads: an idle connection keeps its last
+            // read buffer, so NIO's 2 KiB default cost 1.5 KiB per idle connection more (bench/idle.sh).
+            .childChannelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 1024, maximum: 65536))
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     guard let local = loopLocals[ObjectIdentifier(channel.eventLoop)] else {
