@@ -298,10 +298,11 @@ public struct UWSGIResponseParser: Sendable {
     }
 
     static func parseHeader(_ line: Substring) throws(ParseError) -> (String, String) {
-        guard let colon = line.firstIndex(of: ":") else { throw .malformedHeader(String(line)) }
+        // Byte-wise (UTF-8 view) search: Character-wise would run grapheme breaking on every header.
+        guard let colon = line.utf8.firstIndex(of: UInt8(ascii: ":")) else { throw .malformedHeader(String(line)) }
         let name = line[..<colon]
         guard !name.isEmpty, name.utf8.allSatisfy(isTokenByte) else { throw .malformedHeader(String(line)) }
-        let value = line[line.index(after: colon)...].trimmingSpaces
+        let value = line[line.utf8.index(after: colon)...].trimmingSpaces
         guard !value.utf8.contains(where: { $0 == 0 || $0 == 13 }) else { throw .malformedHeader(String(line)) }
         return (String(name), String(value))
     }
@@ -381,9 +382,11 @@ public struct UWSGIResponseParser: Sendable {
 
 extension Substring {
     fileprivate var trimmingSpaces: Substring {
-        var result = self
-        while let first = result.first, first == " " || first == "\t" { result = result.dropFirst() }
-        while let last = result.last, last == " " || last == "\t" { result = result.dropLast() }
-        return result
+        // On the UTF-8 view: dropFirst/dropLast on Characters would run grapheme breaking.
+        let bytes = utf8
+        guard let first = bytes.firstIndex(where: { $0 != 32 && $0 != 9 }),
+            let last = bytes.lastIndex(where: { $0 != 32 && $0 != 9 })
+        else { return self[endIndex...] }
+        return self[first..<bytes.index(after: last)]
     }
 }

@@ -36,9 +36,11 @@ enum AcceptEncoding {
 extension Substring {
     /// Without leading and trailing spaces and tabs (no Foundation on the hot path).
     var trimmingSpaces: Substring {
-        var slice = self
-        while let first = slice.first, first == " " || first == "\t" { slice = slice.dropFirst() }
-        while let last = slice.last, last == " " || last == "\t" { slice = slice.dropLast() }
-        return slice
+        // On the UTF-8 view: dropFirst/dropLast on Characters would run grapheme breaking.
+        let bytes = utf8
+        guard let first = bytes.firstIndex(where: { $0 != 32 && $0 != 9 }),
+            let last = bytes.lastIndex(where: { $0 != 32 && $0 != 9 })
+        else { return self[endIndex...] }
+        return self[first..<bytes.index(after: last)]
     }
 }

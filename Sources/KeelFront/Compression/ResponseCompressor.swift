@@ -131,14 +131,31 @@ enum CompressionPolicy {
         case 200...: break
         default: return false
         }
+        // The type first: most responses that are not compressed fail there, and cheapest.
         let headers = head.headers
-        if let encoding = headers.first(name: "content-encoding"), encoding.lowercased() != "identity" { return false }
-        if headers[canonicalForm: "cache-control"].contains(where: { $0.lowercased() == "no-transform" }) { return false }
+        guard let type = headers.first(name: "content-type"), matches(type, configuration.types) else { return false }
+        if let encoding = headers.first(name: "content-encoding"),
+            !ASCIIText.equalsLowercase(Substring(encoding).trimmingSpaces.utf8, "identity".utf8)
+        {
+            return false
+        }
+        if listsToken(headers, "cache-control", "no-transform") { return false }
         if let length = headers.first(name: "content-length").flatMap({ Int($0) }), length < configuration.minLength {
             return false
         }
-        guard let type = headers.first(name: "content-type") else { return false }
-        return matches(type, configuration.types)
+        return true
+    }
+
+    /// Whether a comma-separated header lists `token` (lowercase), in any case, without splitting into new arrays.
+    static func listsToken(_ headers: HTTPHeaders, _ name: String, _ token: String) -> Bool {
+        for (headerName, value) in headers where ASCIIText.equalsLowercase(headerName.utf8, name.utf8) {
+            for item in value.utf8.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: true) {
+                var trimmed = Substring(item)
+                trimmed = trimmed.trimmingSpaces
+                if ASCIIText.equalsLowercase(trimmed.utf8, token.utf8) { return true }
+            }
+        }
+        return false
     }
 
     /// A 304 or 206 carries the Vary its 200 would (RFC 9110 §15.4.5, §15.3.7): when its type is one the filter
@@ -171,7 +188,7 @@ enum CompressionPolicy {
     }
 
     static func addVary(_ headers: inout HTTPHeaders) {
-        let listed = headers[canonicalForm: "vary"].contains { $0.lowercased() == "accept-encoding" || $0 == "*" }
+        let listed = listsToken(headers, "vary", "accept-encoding") || listsToken(headers, "vary", "*")
         if !listed { headers.add(name: "Vary", value: "Accept-Encoding") }
     }
 

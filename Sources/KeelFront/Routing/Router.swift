@@ -68,13 +68,15 @@ public struct Router: Sendable {
 
     /// "Example.COM:8080" → "example.com"; "[::1]:80" → "[::1]"; a trailing dot is dropped, as nginx does.
     static func normalizedHost(_ host: String) -> String {
+        // On the UTF-8 view: Character-wise searches would run grapheme breaking for every request.
         var name = Substring(host)
-        if name.hasPrefix("[") {
-            if let close = name.firstIndex(of: "]") { name = name[...close] }
-        } else if let colon = name.lastIndex(of: ":") {
+        let bytes = name.utf8
+        if bytes.first == UInt8(ascii: "[") {
+            if let close = bytes.firstIndex(of: UInt8(ascii: "]")) { name = name[..<bytes.index(after: close)] }
+        } else if let colon = bytes.lastIndex(of: UInt8(ascii: ":")) {
             name = name[..<colon]
         }
-        if name.hasSuffix(".") { name = name.dropLast() }
+        if name.utf8.last == UInt8(ascii: ".") { name = name[..<name.utf8.index(before: name.utf8.endIndex)] }
         return ASCIIText.lowercased(name)
     }
 }
