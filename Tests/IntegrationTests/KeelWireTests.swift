@@ -67,9 +67,9 @@ def application(environ, start_response):
         try workers(stats).reduce(0) { $0 + ($1[key] as? Int ?? 0) }
     }
 
-    static func keel(_ pool: PoolUnderTest, _ extra: String = "") throws -> FrontUnderTest {
+    static func keel(_ pool: PoolUnderTest, _ extra: String = "", eventLoops: Int = 2) throws -> FrontUnderTest {
         try FrontUnderTest(
-            ["--event-loops", "2"],
+            ["--event-loops", String(eventLoops)],
             config: """
                 [[listen]]
                 address = "127.0.0.1:{PORT}"
@@ -255,7 +255,9 @@ def application(environ, start_response):
 
     @Test func aBusyWorkersKeptConnectionIsPassedOverForAFreeWorker() throws {
         let (pool, _) = try Self.pool(["--processes", "2", "--threads", "1"])
-        let keel = try Self.keel(pool)
+        // One loop: with two, the second request may start on the other loop and connect before the first has
+        // reached worker A, and A's idle thread may accept it (a race no front can see; see the issue 13 note).
+        let keel = try Self.keel(pool, eventLoops: 1)
         // Sequential requests: keel keeps one connection, to one worker.
         for _ in 0..<10 { #expect(try keel.get("/").status == 200) }
         let start = Date()
