@@ -14,8 +14,9 @@ public struct Router: Sendable {
             entries.append((match.route.pathPrefix, match))
             entries.sort { $0.prefix.utf8.count > $1.prefix.utf8.count }
         }
+        /// Byte-wise, as nginx compares locations: String.hasPrefix would compare canonically equivalent Unicode.
         func first(for path: Substring) -> Match? {
-            entries.first { path.hasPrefix($0.prefix) }?.match
+            entries.first { path.utf8.starts(with: $0.prefix.utf8) }?.match
         }
     }
 
@@ -60,7 +61,7 @@ public struct Router: Sendable {
         guard let name = host.map(Self.normalizedHost), !name.isEmpty else { return defaultRoutes }
         if let list = exactHosts[name] { return list }
         // "*.example.com" matches "a.example.com", not "example.com" itself (nginx's wildcard rule).
-        if let hit = suffixHosts.first(where: { name.hasSuffix($0.suffix) }) {
+        if let hit = suffixHosts.first(where: { name.utf8.reversed().starts(with: $0.suffix.utf8.reversed()) }) {
             return hit.routes
         }
         return defaultRoutes

@@ -361,9 +361,13 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         logAccess(inFlight)
         let keepAlive = inFlight.keepAlive
         state = keepAlive ? .idle : .closed
+        // A kept connection needs no word of the write: no promise (and no future) per request.
+        guard !keepAlive else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
-        guard !keepAlive else { return }
         let lingering = !inFlight.requestComplete
         written.futureResult.assumeIsolated().whenComplete { _ in
             guard lingering else { return context.close(promise: nil) }
