@@ -47,6 +47,7 @@ build() {
     require_executable KEEL_POOL "$KEEL_POOL"
 }
 
+UWSGI=/usr/bin/uwsgi   # rows NU/KU: Debian's uWSGI with its python3 plugin, as bench/wsgi.sh runs it
 setup_tmp keel-front
 SOCK="$TMP/app.sock"
 POOL_SID=""
@@ -193,7 +194,8 @@ errors_note() {   # wrk's error lines of every row that had any
 
 # --- main -----------------------------------------------------------------------------------
 
-install_tools uwsgi
+install_tools
+[ -x "$UWSGI" ] && [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || apt_install uwsgi-core uwsgi-plugin-python3
 build
 nginx_conf_dir
 prepare_out
@@ -212,7 +214,7 @@ stop_server "$POOL_SID"
 
 # The real uWSGI behind both fronts (issue 14): per-request connections on both sides, the hello WSGI app.
 USOCK="$TMP/uwsgi.sock"
-start uwsgi INT "$VENV/bin/uwsgi" --master --processes 2 --threads 1 --socket "$USOCK" \
+start uwsgi INT "$UWSGI" --plugin python3 --master --processes 2 --threads 1 --socket "$USOCK" \
     --wsgi-file "$BENCH_DIR/apps/hello_wsgi.py" --disable-logging
 POOL_SID=$LAST_PID
 STATS=""

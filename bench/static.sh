@@ -5,7 +5,8 @@
 # errors, the front's CPU per request, wrk's transfer rate, and the gzipped size each front produced.
 # See bench/README.md.
 #
-#   bench/static.sh                       # rows N-1k N-1m N-gz64, then K-1k K-1m K-gz64
+#   bench/static.sh                       # rows N-1k N-1m N-gz64, K-1k K-1m K-gz64, then N-1kc K-1kc
+#                                         # (1 KiB again with open_file_cache on both fronts)
 #   KEEL=... bench/static.sh              # a prebuilt keel: no release build
 #   CONNECTIONS_1M=16 bench/static.sh     # fewer connections for the 1 MiB rows (both fronts)
 #   DURATION=30s CONNECTIONS=128 bench/static.sh
@@ -167,10 +168,11 @@ rows() {
     measure "$p-gz64" "$name, 64 KiB text gzipped" "$base/t64.txt" "$DIR/t64.txt" 1 "$sid" "$CONNECTIONS"
 }
 
-front_nginx() {   # nginx, 1 worker, root $DIR, gzip level 1 for text/plain
-    local port master worker
+front_nginx() {   # front_nginx [cache] : nginx, 1 worker, root $DIR, gzip level 1 for text/plain; "cache": open_file_cache, 1 KiB row only
+    local port master worker cache=${1:-}
     port=$(free_port)
-    start_nginx_with nginx "$port" "    include $NGINX_CONF_DIR/mime.types;
+    start_nginx_with "nginx${cache:+-cache}" "$port" "    include $NGINX_CONF_DIR/mime.types;${cache:+
+    open_file_cache max=1000 inactive=20s;}
     default_type application/octet-stream;
     sendfile on;
     tcp_nopush on;
@@ -182,14 +184,19 @@ front_nginx() {   # nginx, 1 worker, root $DIR, gzip level 1 for text/plain
     wait_ready "http://127.0.0.1:$port/k1.txt" "$DIR/k1.txt"
     worker=$(children "$master")
     [ "$(echo "$worker" | wc -w)" = 1 ] || { echo "nginx $master: expected one worker, found: $worker" >&2; exit 1; }
-    rows N "nginx (1 worker)" "$port" "$master"
+    if [ -n "$cache" ]; then
+        measure N-1kc "nginx (1 worker, open_file_cache), 1 KiB file" "http://127.0.0.1:$port/k1.txt" "$DIR/k1.txt" 0 "$master" "$CONNECTIONS"
+    else
+        rows N "nginx (1 worker)" "$port" "$master"
+    fi
     stop_server "$master"
 }
 
-front_keel() {   # keel, 1 event loop, static route / → $DIR, gzip level 1 for text/plain
-    local port pid conf="$TMP/keel.toml"
+front_keel() {   # front_keel [cache] : keel, 1 event loop, static route / → $DIR, gzip level 1 for text/plain; "cache": [open_file_cache], 1 KiB row only
+    local port pid cache=${1:-} conf="$TMP/keel${1:+-cache}.toml"
     port=$(free_port)
     cat >"$conf" <<EOF
+$([ -n "$cache" ] && printf '[open_file_cache]\nmax = 1000\ninactive = "20s"\n')
 [[listen]]
 address = "127.0.0.1:$port"
 
@@ -207,10 +214,14 @@ path = "/"
 static = "$DIR"
 EOF
     "$KEEL" check --config "$conf" >"$TMP/keel-check.out" 2>&1 || { cat "$TMP/keel-check.out" >&2; exit 1; }
-    start keel TERM "$KEEL" --config "$conf" --event-loops 1
+    start "keel${cache:+-cache}" TERM "$KEEL" --config "$conf" --event-loops 1
     pid=$LAST_PID
     wait_ready "http://127.0.0.1:$port/k1.txt" "$DIR/k1.txt"
-    rows K "keel (1 event loop)" "$port" "$pid"
+    if [ -n "$cache" ]; then
+        measure K-1kc "keel (1 event loop, open_file_cache), 1 KiB file" "http://127.0.0.1:$port/k1.txt" "$DIR/k1.txt" 0 "$pid" "$CONNECTIONS"
+    else
+        rows K "keel (1 event loop)" "$port" "$pid"
+    fi
     stop_server "$pid"
 }
 
@@ -232,6 +243,7 @@ report() {
     ratio_line "64 KiB text gzipped (K-gz64 / N-gz64)" gz64 1.0
     ratio_line "1 KiB file (K-1k / N-1k)" 1k 0.9
     ratio_line "1 MiB file (K-1m / N-1m)" 1m 0.9
+    ratio_line "1 KiB file, open_file_cache on both (K-1kc / N-1kc)" 1kc 0.9
     gzip_note
     problems_note
 }
@@ -289,6 +301,8 @@ make_files
 
 front_nginx
 front_keel
+front_nginx cache
+front_keel cache
 
 save_cmds
 for f in "$TMP"/*.log; do cp "$f" "$OUT/${OUT_PREFIX}log-$(basename "$f")"; done   # servers' stderr

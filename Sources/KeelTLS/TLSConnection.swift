@@ -95,6 +95,13 @@ final class TLSConnection {
         return nil
     }
 
+    /// Frees OpenSSL's record buffers (about 34 KiB) of a connection gone quiet; they come back on the next record.
+    /// False when they are in use (a record half read or written).
+    @discardableResult
+    func releaseBuffers() -> Bool {
+        SSL_free_buffers(ssl) == 1
+    }
+
     /// Queues our close_notify.
     func shutdown() {
         ERR_clear_error()

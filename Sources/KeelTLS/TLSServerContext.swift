@@ -113,7 +113,8 @@ public final class TLSServerContext: @unchecked Sendable {
         if configuration.minimumVersion < .tls12 { SSL_CTX_set_security_level(context, 0) }
         _ = SSL_CTX_set_options(context, keel_SSL_OP_NO_COMPRESSION() | keel_SSL_OP_NO_RENEGOTIATION())
         if configuration.preferServerCiphers { _ = SSL_CTX_set_options(context, keel_SSL_OP_CIPHER_SERVER_PREFERENCE()) }
-        _ = keel_SSL_CTX_set_mode(context, keel_SSL_MODE_RELEASE_BUFFERS())  // idle keep-alive connections hold no buffers
+        // No SSL_MODE_RELEASE_BUFFERS: freeing and reallocating the record buffers around every record cost about 8 µs
+        // of CPU per keep-alive request (bench/tls.sh); TLSServerHandler frees them once a connection is idle instead.
         _ = keel_SSL_CTX_set1_groups_list(context, "X25519:P-256:P-384")
         // An encrypted key would make OpenSSL prompt on the terminal: refuse instead.
         SSL_CTX_set_default_passwd_cb(context, { _, _, _, _ in 0 })

@@ -35,6 +35,12 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
     private var outputNeedsFlush = false
     /// Small writes since the last flush, encrypted together at the flush.
     private var pending = PendingPlaintext()
+    /// An idle connection gives OpenSSL's record buffers back after this long without a read or a flush.
+    static let releaseBuffersAfter = TimeAmount.seconds(5)
+    private var lastActivity = NIODeadline.now()
+    private var idleCheck: Scheduled<Void>?
+    /// How many times the buffers were given back (for tests).
+    private(set) var buffersReleased = 0
 
     /// `log` gets one line per failed handshake (nginx logs these at info level).
     public init(context: TLSServerContext, handshakeTimeout: TimeAmount, log: @escaping @Sendable (String) -> Void = { _ in }) {
@@ -57,12 +63,14 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     public func handlerRemoved(context: ChannelHandlerContext) {
         handshakeDeadline?.cancel()
+        idleCheck?.cancel()
         failWritesBeforeHandshake(ChannelError.ioOnClosedChannel)
         pending.fail(ChannelError.ioOnClosedChannel)
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
         handshakeDeadline?.cancel()
+        idleCheck?.cancel()
         let wasActive: Bool
         if case .active = state { wasActive = true } else { wasActive = false }
         state = .closed
@@ -105,7 +113,29 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     public func channelReadComplete(context: ChannelHandlerContext) {
         flushIfNeeded(context)
+        noteActivity(context)
         context.fireChannelReadComplete()
+    }
+
+    /// Keeps the record buffers while the connection is busy; frees them once it has been quiet for
+    /// `releaseBuffersAfter` (one scheduled check per quiet period, not a task per request).
+    private func noteActivity(_ context: ChannelHandlerContext) {
+        lastActivity = context.eventLoop.now
+        guard idleCheck == nil, case .active = state else { return }
+        scheduleIdleCheck(context, in: Self.releaseBuffersAfter)
+    }
+
+    private func scheduleIdleCheck(_ context: ChannelHandlerContext, in delay: TimeAmount) {
+        idleCheck = context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+            self.idleCheck = nil
+            guard case .active = self.state, let connection = self.connection else { return }
+            let quiet = context.eventLoop.now - self.lastActivity
+            if quiet < Self.releaseBuffersAfter {
+                self.scheduleIdleCheck(context, in: Self.releaseBuffersAfter - quiet)
+            } else if self.pending.isEmpty, connection.releaseBuffers() {
+                self.buffersReleased += 1
+            }
+        }
     }
 
     private func advanceHandshake(_ context: ChannelHandlerContext, _ connection: TLSConnection) {
@@ -202,6 +232,7 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
             if let connection, !encryptPending(context, connection) { return }
             outputNeedsFlush = false
             context.flush()
+            noteActivity(context)
         default:
             outputNeedsFlush = false
             context.flush()

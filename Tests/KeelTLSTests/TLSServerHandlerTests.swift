@@ -83,6 +83,33 @@ import Testing
         #expect(plaintext.readString(length: plaintext.readableBytes) == parts.joined())
     }
 
+    /// OpenSSL's record buffers stay while requests come and are given back once the connection has been quiet
+    /// for `releaseBuffersAfter`; the next request still works.
+    @Test func aQuietConnectionGivesItsRecordBuffersBack() throws {
+        let handler = TLSServerHandler(context: Self.context, handshakeTimeout: .seconds(10))
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(handler)
+        try channel.pipeline.syncOperations.addHandler(EventRecorder())
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        let client = TestClient()
+        #expect(try client.handshake(with: channel))
+        func exchange() throws {
+            try client.send("ping", to: channel)
+            try channel.writeAndFlush(IOData.byteBuffer(ByteBuffer(string: "pong"))).wait()
+            #expect(try client.receive(from: channel) == "pong")
+        }
+        try exchange()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(3))
+        try exchange()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(3))
+        #expect(handler.buffersReleased == 0, "busy within the last 5 s")
+        channel.embeddedEventLoop.advanceTime(by: .seconds(3))
+        #expect(handler.buffersReleased == 1, "quiet for 5 s")
+        try exchange()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(6))
+        #expect(handler.buffersReleased == 2)
+    }
+
     @Test func writesBeforeTheHandshakeWaitForIt() throws {
         let (channel, _) = try makeChannel()
         let written = channel.write(IOData.byteBuffer(ByteBuffer(string: "early")))
