@@ -72,6 +72,8 @@ public final class FrontServer: Sendable {
                 }
             }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            // Measured (fixed route, wrk -c64, one loop): 4 reads per readiness event 20.4-20.9 µs per request, 1
+            // read 22.5-23.3 µs, 16 reads no better than 4.
             .childChannelOption(.maxMessagesPerRead, value: 4)
             // nginx's client_header_buffer_size (1k), growing for larger reads: an idle connection keeps its last
             // read buffer, so NIO's 2 KiB default cost 1.5 KiB per idle connection more (bench/idle.sh).
