@@ -23,6 +23,7 @@ final class ClientTimeoutHandler: ChannelDuplexHandler {
     }
 
     private let limits: FrontConfiguration.Limits
+    private let stamp: ResponseStamp
     private var phase = Phase.waitingForHead(sawBytes: false)
     private var requestsStarted = 0
     private var responsesFinished = 0
@@ -32,8 +33,9 @@ final class ClientTimeoutHandler: ChannelDuplexHandler {
     private var timer: LoopTimer?
     private var sendTimer: Scheduled<Void>?
 
-    init(limits: FrontConfiguration.Limits) {
+    init(limits: FrontConfiguration.Limits, stamp: ResponseStamp) {
         self.limits = limits
+        self.stamp = stamp
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -139,9 +141,10 @@ final class ClientTimeoutHandler: ChannelDuplexHandler {
         case .waitingForHead(sawBytes: true):
             FrontLog.info("client \(context.remoteAddress?.ipAddress ?? "?") timed out sending the request head (client_header_timeout): answered 408")
             let body = ByteBuffer(string: "Request Timeout\n")
-            let head = HTTPResponseHead(
+            var head = HTTPResponseHead(
                 version: .http1_1, status: .requestTimeout,
                 headers: ["Connection": "close", "Content-Type": "text/plain", "Content-Length": String(body.readableBytes)])
+            stamp.apply(to: &head.headers)
             context.write(wrapOutboundOut(.head(head)), promise: nil)
             context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
             context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }

@@ -35,6 +35,7 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
     }
 
     private let loopLocal: LoopLocalState
+    private let stamp: ResponseStamp
     private let isTLS: Bool
     /// On a `redirect_to_https` listener: the TLS port every request is redirected to.
     private let httpsRedirectPort: Int?
@@ -43,8 +44,9 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
     private var requestsOnConnection = 0
     private var context: ChannelHandlerContext?
 
-    init(loopLocal: LoopLocalState, isTLS: Bool = false, httpsRedirectPort: Int? = nil) {
+    init(loopLocal: LoopLocalState, stamp: ResponseStamp, isTLS: Bool = false, httpsRedirectPort: Int? = nil) {
         self.loopLocal = loopLocal
+        self.stamp = stamp
         self.isTLS = isTLS
         self.httpsRedirectPort = httpsRedirectPort
         self.runtime = loopLocal.runtime
@@ -261,6 +263,7 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
             isHeadRequest: inFlight.request.head.method == .HEAD,
             responseHasLength: head.headers.contains(name: "content-length"))
         Self.setConnectionHeader(&head, keepAlive: inFlight.keepAlive)
+        stamp.apply(to: &head.headers)
         inFlight.status = Int(head.status.code)
         inFlight.headSent = true
         state = .responding(inFlight)
@@ -310,6 +313,7 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         var head = HTTPResponseHead(version: inFlight.request.head.version, status: reply.status, headers: reply.headers)
         if reply.closesConnection { inFlight.keepAlive = false }
         Self.setConnectionHeader(&head, keepAlive: inFlight.keepAlive)
+        stamp.apply(to: &head.headers)
         inFlight.status = Int(reply.status.code)
         inFlight.headSent = true
         context.write(wrapOutboundOut(.head(head)), promise: nil)
@@ -398,6 +402,39 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
     }
 
     // MARK: connection events
+
+    /// A request NIO's parser refused, answered as nginx would: 431 for a header block over the limit, 400 for
+    /// anything else malformed (request-smuggling shapes among them), one log line, then the connection closes.
+    /// No answer when one is already under way (it cannot be followed by another).
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let parserError = error as? HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
+        FrontLog.info("malformed HTTP request from \(connectionInfo(context).remoteAddress) (\(parserError)): answered \(status.code)")
+        let message = status == .requestHeaderFieldsTooLarge ? "Request header block too large\n" : "Malformed HTTP request\n"
+        switch state {
+        case .receiving(var inFlight, _), .discardingBody(var inFlight, _):
+            // The request's own answer, logged as its outcome.
+            inFlight.keepAlive = false
+            state = .responding(inFlight)
+            send(.text(status, message, contentType: "text/plain"), context: context)
+        case .idle:
+            var head = HTTPResponseHead(
+                version: .http1_1, status: status,
+                headers: ["Connection": "close", "Content-Type": "text/plain", "Content-Length": String(message.utf8.count)])
+            stamp.apply(to: &head.headers)
+            state = .closed
+            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: message)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            context.close(promise: nil)
+        case .responding, .closed:
+            state = .closed
+            context.close(promise: nil)
+        }
+    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ClientTimeoutHandler.BodyTimeoutEvent {
