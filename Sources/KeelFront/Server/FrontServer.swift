@@ -121,10 +121,12 @@ public final class FrontServer: Sendable {
             hsts: isTLS ? current.configuration.tls?.hsts : nil)
         try sync.addHandler(ClientTimeoutHandler(limits: limits, stamp: stamp))
         try sync.addHandler(PipelinedRequestQueue())
-        // The response filter chain, from the proxy outwards: gzip. Date/Server/HSTS and the answers to malformed
-        // requests are ProxyHandler's own (no pass-through handler per job: each cost every request 1.5-2.5 µs).
-        try sync.addHandler(ResponseCompressor(configuration: current.configuration.compression, deflaters: loopLocal.deflaters))
-        try sync.addHandler(ProxyHandler(loopLocal: loopLocal, stamp: stamp, isTLS: isTLS, httpsRedirectPort: redirectPort))
+        // gzip, Date/Server/HSTS and the answers to malformed requests are ProxyHandler's own, not handlers of their
+        // own: each pass-through handler cost every request 1.5-4 µs (measured by leaving each out, fixed route).
+        try sync.addHandler(
+            ProxyHandler(
+                loopLocal: loopLocal, stamp: stamp, compression: current.configuration.compression, isTLS: isTLS,
+                httpsRedirectPort: redirectPort))
     }
 
     /// Puts a new configuration in force for new requests (HUP). Listener changes need a restart; the caller is told.

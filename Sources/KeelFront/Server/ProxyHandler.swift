@@ -36,6 +36,8 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
 
     private let loopLocal: LoopLocalState
     private let stamp: ResponseStamp
+    /// nginx's gzip filter, applied as each response is written.
+    private let gzip: ResponseCompressor
     private let isTLS: Bool
     /// On a `redirect_to_https` listener: the TLS port every request is redirected to.
     private let httpsRedirectPort: Int?
@@ -44,9 +46,13 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
     private var requestsOnConnection = 0
     private var context: ChannelHandlerContext?
 
-    init(loopLocal: LoopLocalState, stamp: ResponseStamp, isTLS: Bool = false, httpsRedirectPort: Int? = nil) {
+    init(
+        loopLocal: LoopLocalState, stamp: ResponseStamp, compression: FrontConfiguration.Compression, isTLS: Bool = false,
+        httpsRedirectPort: Int? = nil
+    ) {
         self.loopLocal = loopLocal
         self.stamp = stamp
+        self.gzip = ResponseCompressor(configuration: compression, deflaters: loopLocal.deflaters)
         self.isTLS = isTLS
         self.httpsRedirectPort = httpsRedirectPort
         self.runtime = loopLocal.runtime
@@ -258,6 +264,8 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         guard case .responding(var inFlight) = state, let context else { return }
         var head = HTTPResponseHead(version: inFlight.request.head.version, status: upstreamHead.status)
         head.headers = HTTPUpstreamRequest.responseHeaders(from: upstreamHead.headers)
+        // Before the framing decision: compressing drops Content-Length.
+        gzip.begin(&head, request: inFlight.request.head, allocator: context.channel.allocator)
         inFlight.keepAlive = ConnectionPersistence.keepsAlive(
             requested: inFlight.keepAlive, requestVersion: inFlight.request.head.version,
             isHeadRequest: inFlight.request.head.method == .HEAD,
@@ -275,11 +283,12 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         inFlight.bodyBytesSent += body.readableBytes
         state = .responding(inFlight)
         // Flushed at the end of the upstream read (or with the response's end): one write per read, not per part.
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        writeBody(body, context: context)
     }
 
     func exchangeDidCompleteRead() {
-        context?.flush()
+        guard let context else { return }
+        flushResponse(context: context)
     }
 
     func exchangeDidFinish() {
@@ -292,6 +301,7 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         if inFlight.headSent {
             // Too late for an error status: the client sees the connection end short of the promised length.
             FrontLog.error("\(failure) while sending the response to \(inFlight.request.connection.remoteAddress); connection closed")
+            gzip.abandon()
             inFlight.keepAlive = false
             state = .responding(inFlight)
             logAccess(inFlight)
@@ -312,6 +322,8 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         guard case .responding(var inFlight) = state else { return }
         var head = HTTPResponseHead(version: inFlight.request.head.version, status: reply.status, headers: reply.headers)
         if reply.closesConnection { inFlight.keepAlive = false }
+        gzip.begin(&head, request: inFlight.request.head, allocator: context.channel.allocator)
+        if gzip.isCompressing, inFlight.request.head.version == .http1_0 { inFlight.keepAlive = false }  // no length left
         Self.setConnectionHeader(&head, keepAlive: inFlight.keepAlive)
         stamp.apply(to: &head.headers)
         inFlight.status = Int(reply.status.code)
@@ -324,7 +336,8 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         case .buffer(let buffer):
             if !isHead {
                 inFlight.bodyBytesSent += buffer.readableBytes
-                context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+                state = .responding(inFlight)
+                guard writeBody(buffer, context: context) else { return }
             }
             finishResponse(inFlight, context: context)
         case .file(let file, let range):
@@ -346,7 +359,19 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         inFlight.bodyBytesSent += slice.readableBytes
         state = .responding(inFlight)
         let written = context.eventLoop.makePromise(of: Void.self)
-        context.writeAndFlush(wrapOutboundOut(.body(.fileRegion(slice))), promise: written)
+        if gzip.isCompressing {
+            // Read and compressed here (as nginx's gzip reads files), sync-flushed like any flushed part.
+            do {
+                var compressed = try gzip.compressFile(slice, allocator: context.channel.allocator)
+                if var pending = try gzip.flush() { compressed.writeBuffer(&pending) }
+                context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(compressed))), promise: written)
+            } catch {
+                written.fail(error)
+                gzipFailed(error, context: context)
+            }
+        } else {
+            context.writeAndFlush(wrapOutboundOut(.body(.fileRegion(slice))), promise: written)
+        }
         // The closure holds the file (and with it the descriptor) until the slice is sent.
         written.futureResult.assumeIsolated().whenComplete { result in
             guard case .success = result, end < range.upperBound else {
@@ -362,6 +387,11 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
     static let fileSliceSize = 1 << 20
 
     private func finishResponse(_ inFlight: RequestInFlight, context: ChannelHandlerContext) {
+        do {
+            if let tail = try gzip.finish() { context.write(wrapOutboundOut(.body(.byteBuffer(tail))), promise: nil) }
+        } catch {
+            return gzipFailed(error, context: context)
+        }
         logAccess(inFlight)
         let keepAlive = inFlight.keepAlive
         state = keepAlive ? .idle : .closed
@@ -383,6 +413,47 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
     }
 
     static let lingeringTime = TimeAmount.seconds(2)
+
+    /// A body part, compressed when the response is; false when compressing failed (the connection is closing).
+    @discardableResult
+    private func writeBody(_ body: ByteBuffer, context: ChannelHandlerContext) -> Bool {
+        guard gzip.isCompressing else {
+            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+            return true
+        }
+        do {
+            // zlib often holds small inputs until a flush: an empty part would end a chunked body early.
+            let compressed = try gzip.compress(body)
+            if compressed.readableBytes > 0 { context.write(wrapOutboundOut(.body(.byteBuffer(compressed))), promise: nil) }
+            return true
+        } catch {
+            gzipFailed(error, context: context)
+            return false
+        }
+    }
+
+    /// Sends what was written, compressed output so far included (streamed responses stay streamed).
+    private func flushResponse(context: ChannelHandlerContext) {
+        do {
+            if let pending = try gzip.flush() { context.write(wrapOutboundOut(.body(.byteBuffer(pending))), promise: nil) }
+        } catch {
+            return gzipFailed(error, context: context)
+        }
+        context.flush()
+    }
+
+    /// zlib failing mid-response leaves no way to finish it correctly: the connection is closed.
+    private func gzipFailed(_ error: any Error, context: ChannelHandlerContext) {
+        FrontLog.error("gzip failed mid-response (\(error)); connection closed")
+        gzip.abandon()
+        if case .responding(var inFlight) = state {
+            inFlight.keepAlive = false
+            inFlight.exchange?.cancel()
+            logAccess(inFlight)
+        }
+        state = .closed
+        context.close(promise: nil)
+    }
 
     private func logAccess(_ inFlight: RequestInFlight) {
         guard let accessLog = runtime.accessLog else { return }
@@ -462,6 +533,7 @@ final class ProxyHandler: ChannelInboundHandler, UpstreamExchange.Sink {
         switch state {
         case .receiving(var inFlight, _), .responding(var inFlight), .discardingBody(var inFlight, _):
             inFlight.exchange?.cancel()
+            gzip.abandon()
             if !inFlight.headSent {
                 // nginx's 499: the client closed the connection before the response began.
                 inFlight.status = 499
