@@ -32,6 +32,8 @@ final class ClientTimeoutHandler: ChannelDuplexHandler {
     /// Moved on every request (a clock read), scheduled on the loop rarely: `LoopTimer`.
     private var timer: LoopTimer?
     private var sendTimer: Scheduled<Void>?
+    /// The keep-alive timeout found the last response still leaving once already.
+    private var responseStillLeaving = false
 
     init(limits: FrontConfiguration.Limits, stamp: ResponseStamp) {
         self.limits = limits
@@ -95,15 +97,11 @@ final class ClientTimeoutHandler: ChannelDuplexHandler {
         }
         phase = .waitingForHead(sawBytes: false)
         answeredDuringRead = true
-        // keepalive_timeout counts from when the response has left (armed now too, so a client that never reads the
-        // tail of a response cannot hold the connection).
+        responseStillLeaving = false
+        // keepalive_timeout counts from here; a response still leaving when it passes gets send_timeout more (see
+        // fire): no promise per response to learn when its last byte left.
         arm(context, limits.keepaliveTimeout)
-        let sent = context.eventLoop.makePromise(of: Void.self)
-        sent.futureResult.assumeIsolated().whenComplete { _ in
-            if self.phase == .waitingForHead(sawBytes: false) { self.arm(context, self.limits.keepaliveTimeout) }
-        }
-        sent.futureResult.cascade(to: promise)
-        context.write(data, promise: sent)
+        context.write(data, promise: promise)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
@@ -137,6 +135,13 @@ final class ClientTimeoutHandler: ChannelDuplexHandler {
     private func fire(_ context: ChannelHandlerContext) {
         switch phase {
         case .waitingForHead(sawBytes: false):
+            let buffered = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+            if buffered > 0 && !responseStillLeaving {
+                // The last response has not left yet: its reader gets send_timeout more before the connection ends.
+                responseStillLeaving = true
+                arm(context, limits.sendTimeout)
+                return
+            }
             context.close(promise: nil)
         case .waitingForHead(sawBytes: true):
             FrontLog.info("client \(context.remoteAddress?.ipAddress ?? "?") timed out sending the request head (client_header_timeout): answered 408")
