@@ -20,7 +20,9 @@ final class PipelinedRequestQueue: ChannelDuplexHandler, RemovableChannelHandler
     private var receiving = false
     /// A request was passed on and its response has not ended.
     private var responding = false
-    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    /// Room for one part at first: most connections never pipeline, and the default 16 slots cost every idle
+    /// connection about 1 KiB (bench/idle.sh); it grows when a client does pipeline.
+    private var queued = CircularBuffer<HTTPServerRequestPart>(initialCapacity: 1)
     private var queuedHeads = 0
     private var readHeld = false
     private var quiescing = false
