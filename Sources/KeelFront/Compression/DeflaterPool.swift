@@ -1,4 +1,5 @@
 import CompressNIO
+import NIOCore
 
 /// Deflate states kept per event loop and reset between responses, as nginx reuses its gzip buffers: setting up a
 /// state (deflateInit2 allocates ~270 KiB at level 1) per response cost more than compressing a small one.
@@ -7,6 +8,8 @@ final class DeflaterPool {
     /// At most this many idle states per level: one per concurrently gzipped response, beyond that they are freed.
     static let maxIdlePerLevel = 16
     private var idle: [Int: [ZlibCompressor]] = [:]
+    /// The loop's buffer for reading file slices to compress (one response at a time uses it).
+    private var readBuffer: ByteBuffer?
 
     init() {}
 
@@ -23,4 +26,19 @@ final class DeflaterPool {
     }
 
     var idleCount: Int { idle.values.reduce(0) { $0 + $1.count } }
+
+    /// A cleared read buffer of at least `capacity`, to give back with `giveReadBuffer` (no 64 KiB allocation per
+    /// gzipped file).
+    func takeReadBuffer(capacity: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+        if var buffer = readBuffer {
+            readBuffer = nil
+            buffer.clear()
+            return buffer
+        }
+        return allocator.buffer(capacity: capacity)
+    }
+
+    func giveReadBuffer(_ buffer: ByteBuffer) {
+        readBuffer = buffer
+    }
 }

@@ -24,8 +24,15 @@ final class GzipStream {
 
     /// Compressed bytes for `input` (often none yet: zlib holds small inputs until a flush).
     func compress(_ input: ByteBuffer) throws -> ByteBuffer {
-        var input = input
         var output = allocator.buffer(capacity: max(Self.chunkSize, compressor.maxSize(from: input)))
+        try compress(input, into: &output)
+        return output
+    }
+
+    /// The same, appended to `output` (a file's slices go into one buffer, without a copy per piece).
+    func compress(_ input: ByteBuffer, into output: inout ByteBuffer) throws {
+        var input = input
+        output.reserveCapacity(minimumWritableBytes: compressor.maxSize(from: input))
         while input.readableBytes > 0 {
             if output.writableBytes == 0 { output.reserveCapacity(minimumWritableBytes: Self.chunkSize) }
             do {
@@ -34,27 +41,37 @@ final class GzipStream {
                 continue  // the output filled up: more room, same input
             }
         }
-        return output
     }
 
     /// Everything compressed so far, byte-aligned so the client can decode it now.
-    func flush() throws -> ByteBuffer { try drain(.sync) }
+    func flush() throws -> ByteBuffer {
+        var output = allocator.buffer(capacity: Self.chunkSize)
+        try drain(.sync, into: &output)
+        return output
+    }
+
+    /// The same, appended to `output`.
+    func flush(into output: inout ByteBuffer) throws { try drain(.sync, into: &output) }
 
     /// The rest of the stream and the gzip trailer.
-    func finish() throws -> ByteBuffer { try drain(.finish) }
-
-    private func drain(_ mode: CompressNIOFlush) throws -> ByteBuffer {
-        var empty = allocator.buffer(capacity: 0)
+    func finish() throws -> ByteBuffer {
         var output = allocator.buffer(capacity: Self.chunkSize)
+        try drain(.finish, into: &output)
+        return output
+    }
+
+    private func drain(_ mode: CompressNIOFlush, into output: inout ByteBuffer) throws {
+        var empty = allocator.buffer(capacity: 0)
+        if output.writableBytes == 0 { output.reserveCapacity(minimumWritableBytes: Self.chunkSize) }
         while true {
             let before = output.writerIndex
             do {
                 try compressor.deflate(from: &empty, to: &output, flush: mode)
                 // A sync flush that filled the buffer exactly may have more to give.
-                if mode == .finish || output.writableBytes > 0 { return output }
+                if mode == .finish || output.writableBytes > 0 { return }
             } catch let error as CompressNIOError where error == .bufferOverflow {
                 // zlib's "no progress possible" with room left: nothing more is pending.
-                if output.writableBytes > 0 && (mode == .sync || output.writerIndex == before) { return output }
+                if output.writableBytes > 0 && (mode == .sync || output.writerIndex == before) { return }
             }
             output.reserveCapacity(minimumWritableBytes: Self.chunkSize)
         }

@@ -42,11 +42,14 @@ final class ResponseCompressor {
         try stream!.compress(buffer)
     }
 
-    /// A file body is read here (as nginx's gzip reads it) instead of going out with sendfile.
-    func compressFile(_ region: FileRegion, allocator: ByteBufferAllocator) throws -> ByteBuffer {
+    /// A file body is read here (as nginx's gzip reads it) instead of going out with sendfile, then sync-flushed:
+    /// the whole slice compressed into one buffer, read through the loop's reused read buffer.
+    func compressFileAndFlush(_ region: FileRegion, allocator: ByteBufferAllocator) throws -> ByteBuffer {
+        let stream = stream!
         var output = allocator.buffer(capacity: 0)
+        var chunk = deflaters.takeReadBuffer(capacity: 64 * 1024, allocator: allocator)
+        defer { deflaters.giveReadBuffer(chunk) }
         var offset = region.readerIndex
-        var chunk = allocator.buffer(capacity: 64 * 1024)
         while offset < region.endIndex {
             chunk.clear()
             let wanted = min(64 * 1024, region.endIndex - offset)
@@ -57,9 +60,9 @@ final class ResponseCompressor {
             }
             if read == 0 { throw IOError(errnoCode: EIO, reason: "file shorter than announced") }
             offset += read
-            var compressed = try stream!.compress(chunk)
-            output.writeBuffer(&compressed)
+            try stream.compress(chunk, into: &output)
         }
+        try stream.flush(into: &output)
         return output
     }
 

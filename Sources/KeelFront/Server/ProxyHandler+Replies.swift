@@ -112,8 +112,7 @@ extension ProxyHandler: UpstreamExchange.Sink {
         if gzip.isCompressing {
             // Read and compressed here (as nginx's gzip reads files), sync-flushed like any flushed part.
             do {
-                var compressed = try gzip.compressFile(slice, allocator: context.channel.allocator)
-                if var pending = try gzip.flush() { compressed.writeBuffer(&pending) }
+                let compressed = try gzip.compressFileAndFlush(slice, allocator: context.channel.allocator)
                 context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(compressed))), promise: written)
             } catch {
                 written.fail(error)
