@@ -1,13 +1,13 @@
 internal import COpenSSL
 import NIOCore
 
-/// One TLS session over two memory BIOs: ciphertext from the socket goes in with `receive`, ciphertext for the
-/// socket comes out with `takeOutput`; plaintext goes through `readPlaintext` and `write`. No I/O of its own, so it
+/// One TLS session: ciphertext from the socket goes into a memory BIO with `receive`, ciphertext for the socket
+/// collects in a `CiphertextSink` and comes out with `takeOutput`; plaintext goes through `readPlaintext` and `write`. No I/O of its own, so it
 /// is driven by the channel handler and testable without one. Owns the `SSL*` (and with it both BIOs).
 final class TLSConnection {
     let ssl: OpaquePointer
     private let readBIO: OpaquePointer
-    private let writeBIO: OpaquePointer
+    private let output = CiphertextSink()
 
     enum HandshakeResult {
         case complete
@@ -24,7 +24,12 @@ final class TLSConnection {
 
     init?(context: OpaquePointer, isServer: Bool) {
         guard let ssl = SSL_new(context) else { return nil }
-        guard let readBIO = BIO_new(BIO_s_mem()), let writeBIO = BIO_new(BIO_s_mem()) else {
+        guard let readBIO = BIO_new(BIO_s_mem()) else {
+            SSL_free(ssl)
+            return nil
+        }
+        guard let writeBIO = CiphertextSink.makeBIO(output) else {
+            BIO_free(readBIO)
             SSL_free(ssl)
             return nil
         }
@@ -34,7 +39,6 @@ final class TLSConnection {
         if isServer { SSL_set_accept_state(ssl) } else { SSL_set_connect_state(ssl) }
         self.ssl = ssl
         self.readBIO = readBIO
-        self.writeBIO = writeBIO
     }
 
     deinit {
@@ -109,17 +113,11 @@ final class TLSConnection {
         ERR_clear_error()
     }
 
-    var hasOutput: Bool { BIO_ctrl_pending(writeBIO) > 0 }
+    var hasOutput: Bool { !output.isEmpty }
 
     /// The ciphertext waiting for the socket, in one buffer, or nil when there is none.
     func takeOutput(allocator: ByteBufferAllocator) -> ByteBuffer? {
-        let pending = Int(BIO_ctrl_pending(writeBIO))
-        guard pending > 0 else { return nil }
-        var buffer = allocator.buffer(capacity: pending)
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: pending) { space in
-            Int(max(0, BIO_read(writeBIO, space.baseAddress, Int32(pending))))
-        }
-        return buffer
+        output.take()
     }
 
     /// The ALPN protocol agreed on, if any.

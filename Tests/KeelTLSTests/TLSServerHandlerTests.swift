@@ -1,3 +1,4 @@
+import COpenSSL
 import NIOCore
 import NIOEmbedded
 import NIOTLS
@@ -182,5 +183,26 @@ import Testing
         #expect(Self.context.certificateIndex(forServerName: "a.wild.test") == 1)
         #expect(Self.context.certificateIndex(forServerName: "a.b.wild.test") == nil)
         #expect(Self.context.certificateIndex(forServerName: "unknown.test") == nil)
+    }
+}
+
+@Suite struct CiphertextSinkTests {
+    /// The BIO appends what OpenSSL writes, hands it over once, and releases its sink when OpenSSL frees it.
+    @Test func theBIOAppendsAndReleasesItsSink() throws {
+        weak var weakSink: CiphertextSink?
+        do {
+            let sink = CiphertextSink()
+            weakSink = sink
+            let bio = try #require(CiphertextSink.makeBIO(sink))
+            let bytes: [UInt8] = Array("record one|record two".utf8)
+            #expect(bytes[..<11].withUnsafeBytes { BIO_write(bio, $0.baseAddress, 11) } == 11)
+            #expect(bytes[11...].withUnsafeBytes { BIO_write(bio, $0.baseAddress, Int32($0.count)) } == Int32(bytes.count - 11))
+            #expect(BIO_ctrl(bio, BIO_CTRL_FLUSH, 0, nil) == 1)
+            var taken = try #require(sink.take())
+            #expect(taken.readString(length: taken.readableBytes) == "record one|record two")
+            #expect(sink.take() == nil, "taken once")
+            BIO_free(bio)
+        }
+        #expect(weakSink == nil, "the BIO's reference went with it")
     }
 }
