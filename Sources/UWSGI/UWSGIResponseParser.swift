@@ -381,7 +381,9 @@ public struct UWSGIResponseParser: Sendable {
 }
 
 extension Substring {
-    fileprivate var trimmingSpaces: Substring {
+    /// Without leading and trailing spaces and tabs (no Foundation on the hot path); the front's header parsing
+    /// uses it too.
+    package var trimmingSpaces: Substring {
         // On the UTF-8 view: dropFirst/dropLast on Characters would run grapheme breaking.
         let bytes = utf8
         guard let first = bytes.firstIndex(where: { $0 != 32 && $0 != 9 }),

@@ -1,3 +1,5 @@
+import UWSGI
+
 /// `Accept-Encoding` negotiation between gzip and identity (RFC 9110 §12.5.3), as nginx reads it: gzip (or "*" when gzip
 /// is not named) with a q above 0 is taken, "gzip;q=0" refuses it, and an identity the client ranks higher wins.
 enum AcceptEncoding {
@@ -33,14 +35,3 @@ enum AcceptEncoding {
     }
 }
 
-extension Substring {
-    /// Without leading and trailing spaces and tabs (no Foundation on the hot path).
-    var trimmingSpaces: Substring {
-        // On the UTF-8 view: dropFirst/dropLast on Characters would run grapheme breaking.
-        let bytes = utf8
-        guard let first = bytes.firstIndex(where: { $0 != 32 && $0 != 9 }),
-            let last = bytes.lastIndex(where: { $0 != 32 && $0 != 9 })
-        else { return self[endIndex...] }
-        return self[first..<bytes.index(after: last)]
-    }
-}

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import NIOCore
 import NIOHTTP1
+import UWSGI
 
 /// The gzip filter (nginx's `gzip` module) for one connection's responses, driven by ProxyHandler as it writes
 /// them (not a channel handler: passing every request and response part through one cost each request about 4 µs).

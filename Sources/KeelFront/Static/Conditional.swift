@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import NIOHTTP1
+import UWSGI
 
 /// Conditional requests on a file (RFC 9110 §13): If-None-Match before If-Modified-Since, weak comparison for
 /// If-None-Match, and If-Range deciding whether a Range header counts.
