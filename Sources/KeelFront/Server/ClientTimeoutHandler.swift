@@ -145,14 +145,7 @@ final class ClientTimeoutHandler: ChannelDuplexHandler {
             context.close(promise: nil)
         case .waitingForHead(sawBytes: true):
             FrontLog.info("client \(context.remoteAddress?.ipAddress ?? "?") timed out sending the request head (client_header_timeout): answered 408")
-            let body = ByteBuffer(string: "Request Timeout\n")
-            var head = HTTPResponseHead(
-                version: .http1_1, status: .requestTimeout,
-                headers: ["Connection": "close", "Content-Type": "text/plain", "Content-Length": String(body.readableBytes)])
-            stamp.apply(to: &head.headers)
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            stamp.answerAndClose(.requestTimeout, "Request Timeout\n", context: context)
         case .readingBody where requestsStarted - responsesFinished > 1:
             // A pipelined request's body, held back while an earlier one is answered: judge it once it is current.
             arm(context, limits.clientBodyTimeout)

@@ -278,15 +278,8 @@ final class ProxyHandler: ChannelInboundHandler {
             state = .responding(inFlight)
             send(.text(status, message, contentType: "text/plain"), context: context)
         case .idle:
-            var head = HTTPResponseHead(
-                version: .http1_1, status: status,
-                headers: ["Connection": "close", "Content-Type": "text/plain", "Content-Length": String(message.utf8.count)])
-            stamp.apply(to: &head.headers)
             state = .closed
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
-            context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: message)))), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-            context.close(promise: nil)
+            stamp.answerAndClose(status, message, context: context)
         case .responding, .closed:
             state = .closed
             context.close(promise: nil)

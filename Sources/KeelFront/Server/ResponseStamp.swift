@@ -1,3 +1,4 @@
+import NIOCore
 import NIOHTTP1
 
 /// The headers keel puts on every final response, whoever produced it (a route, an upstream, a malformed request's
@@ -22,6 +23,22 @@ struct ResponseStamp {
         if !headers.contains(name: "server") { headers.add(name: "Server", value: server) }
         if let hsts, !headers.contains(name: "strict-transport-security") {
             headers.add(name: "Strict-Transport-Security", value: hsts)
+        }
+    }
+}
+
+extension ResponseStamp {
+    /// keel's last word on a connection whose request never reached a route (a malformed head, a head that timed
+    /// out): a short text answer, stamped, then the connection closes once it has been written.
+    func answerAndClose(_ status: HTTPResponseStatus, _ message: String, context: ChannelHandlerContext) {
+        var head = HTTPResponseHead(
+            version: .http1_1, status: status,
+            headers: ["Connection": "close", "Content-Type": "text/plain", "Content-Length": String(message.utf8.count)])
+        apply(to: &head.headers)
+        context.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+        context.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(ByteBuffer(string: message)))), promise: nil)
+        context.writeAndFlush(NIOAny(HTTPServerResponsePart.end(nil))).assumeIsolated().whenComplete { _ in
+            context.close(promise: nil)
         }
     }
 }
