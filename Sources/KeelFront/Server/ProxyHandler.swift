@@ -186,8 +186,9 @@ final class ProxyHandler: ChannelInboundHandler {
             send(.redirect(HTTPResponseStatus(statusCode: status), Self.redirectTarget(location, route: route.route, request: inFlight.request)), context: context)
         case .staticFiles(let files):
             let source = StaticFileResponder.Source(
-                root: runtime.staticRoot(files.directory), cache: runtime.configuration.openFileCache == nil ? nil : loopLocal.openFiles,
-                cacheSettings: runtime.configuration.openFileCache, compression: runtime.configuration.compression,
+                root: runtime.staticRoot(files.directory),
+                openFiles: runtime.configuration.openFileCache.map { (loopLocal.openFiles, $0) },
+                compression: runtime.configuration.compression,
                 mimeTypes: runtime.configuration.mimeTypes, allocator: context.channel.allocator)
             let outcome = StaticFileResponder.respond(files, routePrefix: route.route.pathPrefix, request: inFlight.request, source: source)
             switch outcome {

@@ -19,8 +19,8 @@ enum StaticFileResponder {
     /// Where a route's files come from: its root (opened once per load) and, when configured, the loop's cache.
     struct Source {
         var root: StaticRoot
-        var cache: OpenFileCache?
-        var cacheSettings: FrontConfiguration.OpenFileCache?
+        /// The loop's open-file cache and its settings, when `[open_file_cache]` is configured.
+        var openFiles: (cache: OpenFileCache, settings: FrontConfiguration.OpenFileCache)?
         var compression: FrontConfiguration.Compression
         var mimeTypes: [String: String]
         var allocator: ByteBufferAllocator
@@ -81,8 +81,8 @@ enum StaticFileResponder {
     private static func open(
         _ relative: String, _ files: FrontConfiguration.StaticFiles, _ source: Source, now: NIODeadline, indexes: Bool = true
     ) -> Found {
-        let key = source.cache == nil ? "" : source.root.path + "\u{0}" + relative
-        if let cache = source.cache, let settings = source.cacheSettings, let file = cache.file(for: key, settings: settings, now: now) {
+        let key = source.openFiles == nil ? "" : source.root.path + "\u{0}" + relative
+        if let (cache, settings) = source.openFiles, let file = cache.file(for: key, settings: settings, now: now) {
             return .file(file)
         }
         var found: Found
@@ -105,7 +105,7 @@ enum StaticFileResponder {
         case .outside: return .outside
         case .failed(let code): return .failed(code)
         }
-        if case .file(let file) = found, let cache = source.cache, let settings = source.cacheSettings {
+        if case .file(let file) = found, let (cache, settings) = source.openFiles {
             cache.store(file, for: key, settings: settings, now: now)
         }
         return found
