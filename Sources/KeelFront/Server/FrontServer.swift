@@ -8,9 +8,10 @@ import KeelTLS
 import NIOTLS
 
 /// keel's listeners: one NIO server channel per `[[listen]]` on a shared event loop group, each connection getting
-/// the HTTP/1.1 pipeline (decoder limits → timeouts → pipelining → filters → protocol errors → proxy), behind the
-/// TLS handler on TLS listeners (HTTP is set up once ALPN has chosen it). Reload swaps the runtime (routes,
-/// upstreams, logs, certificates); shutdown quiesces: stop accepting, let in-flight requests finish, then close.
+/// the HTTP/1.1 pipeline (NIO's HTTP/1 codec with keel's limits → ProxyHandler, which owns timeouts, pipelining,
+/// filters and protocol errors as state), behind the TLS handler on TLS listeners (HTTP is set up once ALPN has
+/// chosen it). Reload swaps the runtime (routes, upstreams, logs, certificates); shutdown quiesces: stop accepting,
+/// let in-flight requests finish, then close.
 public final class FrontServer: Sendable {
     public struct StartError: Error, CustomStringConvertible {
         public var description: String
@@ -55,7 +56,6 @@ public final class FrontServer: Sendable {
     public var boundAddresses: [SocketAddress] { channels.all.compactMap(\.localAddress) }
 
     private func bootstrap(for listener: FrontConfiguration.Listener) -> ServerBootstrap {
-        let runtime = self.runtime
         let loopLocals = self.loopLocals
         let quiesce = quiesceBox.withLockedValue { $0! }
         let counter = self.counter
@@ -119,10 +119,9 @@ public final class FrontServer: Sendable {
         let stamp = ResponseStamp(
             clock: loopLocal.dateClock, serverTokens: current.configuration.serverTokens,
             hsts: isTLS ? current.configuration.tls?.hsts : nil)
-        try sync.addHandler(ClientTimeoutHandler(limits: limits, stamp: stamp))
-        try sync.addHandler(PipelinedRequestQueue())
-        // gzip, Date/Server/HSTS and the answers to malformed requests are ProxyHandler's own, not handlers of their
-        // own: each pass-through handler cost every request 1.5-4 µs (measured by leaving each out, fixed route).
+        // Timeouts, pipelining, gzip, Date/Server/HSTS and the answers to malformed requests are ProxyHandler's own,
+        // not handlers of their own: each pass-through handler cost every request 1.5-4 µs (measured by leaving each
+        // out, fixed route).
         try sync.addHandler(
             ProxyHandler(
                 loopLocal: loopLocal, stamp: stamp, compression: current.configuration.compression, isTLS: isTLS,

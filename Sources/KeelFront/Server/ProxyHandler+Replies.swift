@@ -142,11 +142,12 @@ extension ProxyHandler: UpstreamExchange.Sink {
             return gzipFailed(error, context: context)
         }
         logAccess(inFlight)
-        let keepAlive = inFlight.keepAlive
+        let keepAlive = responseEnding() && inFlight.keepAlive
         state = keepAlive ? .idle : .closed
         // A kept connection needs no word of the write: no promise (and no future) per request.
         guard !keepAlive else {
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            deliverQueued(context: context)
             return
         }
         let written = context.eventLoop.makePromise(of: Void.self)

@@ -3,12 +3,14 @@ import NIOCore
 import NIOHTTP1
 import UWSGI
 
-/// One client connection's requests, one at a time (PipelinedRequestQueue before it holds pipelined ones back):
-/// read the head, route it, buffer the body within the limits, answer from the route's action, log the outcome.
-/// Every request that reached this handler ends in a response or an access-log line saying why not (499, aborted).
-/// Writing the responses (filters, access log, keep-alive or lingering close) is in ProxyHandler+Replies.swift.
-final class ProxyHandler: ChannelInboundHandler {
+/// One client connection's requests, one at a time: read the head, route it, buffer the body within the limits,
+/// answer from the route's action, log the outcome. Every request that reached this handler ends in a response or an
+/// access-log line saying why not (499, aborted). Writing the responses (filters, access log, keep-alive or lingering
+/// close) is in ProxyHandler+Replies.swift; the connection's timeouts, pipelining and graceful stop, kept as state
+/// machines rather than handlers of their own, in ProxyHandler+Connection.swift.
+final class ProxyHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
     /// Internal (not private) for ProxyHandler+Replies.swift, the same handler's writing half.
@@ -47,6 +49,15 @@ final class ProxyHandler: ChannelInboundHandler {
     var state = State.idle
     private var requestsOnConnection = 0
     var context: ChannelHandlerContext?
+    /// nginx's client_header/body/keepalive/send timeouts (ProxyHandler+Connection.swift).
+    var timeouts: ClientTimeouts
+    /// One `LoopTimer` serves every client timeout: it is moved on each request, scheduled rarely.
+    var timer: LoopTimer?
+    /// send_timeout while the client stops reading (the socket is unwritable).
+    var sendTimer: Scheduled<Void>?
+    var pipeline = PipelinedRequests()
+    /// Queued requests are being handed on: a response finished meanwhile does not start a nested round.
+    var deliveringQueued = false
 
     init(
         loopLocal: LoopLocalState, stamp: ResponseStamp, compression: FrontConfiguration.Compression, isTLS: Bool = false,
@@ -58,20 +69,14 @@ final class ProxyHandler: ChannelInboundHandler {
         self.isTLS = isTLS
         self.httpsRedirectPort = httpsRedirectPort
         self.runtime = loopLocal.runtime
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
+        self.timeouts = ClientTimeouts(limits: loopLocal.runtime.limits)
     }
 
     // MARK: inbound
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+    /// One request part whose turn it is (ProxyHandler+Connection.swift queues pipelined ones until then).
+    func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head): receivedHead(head, context: context)
         case .body(let chunk): receivedBody(chunk, context: context)
         case .end: receivedEnd(context: context)
@@ -287,29 +292,20 @@ final class ProxyHandler: ChannelInboundHandler {
         }
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is ClientTimeoutHandler.BodyTimeoutEvent {
-            switch state {
-            case .receiving(var inFlight, _), .discardingBody(var inFlight, _):
-                inFlight.keepAlive = false
-                state = .discardingBody(inFlight, .plain(.requestTimeout, "Request Timeout\n"))
-                respondAndCloseEarly(context: context)
-            default:
-                break
-            }
-            return
+    /// client_body_timeout passed: the request's own answer, 408, and the connection closes.
+    func bodyTimedOut(context: ChannelHandlerContext) {
+        switch state {
+        case .receiving(var inFlight, _), .discardingBody(var inFlight, _):
+            inFlight.keepAlive = false
+            state = .discardingBody(inFlight, .plain(.requestTimeout, "Request Timeout\n"))
+            respondAndCloseEarly(context: context)
+        default:
+            break
         }
-        context.fireUserInboundEventTriggered(event)
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, case .responding(let inFlight) = state {
-            inFlight.exchange?.clientBecameWritable()
-        }
-        context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        stopTimers()
         switch state {
         case .receiving(var inFlight, _), .responding(var inFlight), .discardingBody(var inFlight, _):
             inFlight.exchange?.cancel()
@@ -329,7 +325,7 @@ final class ProxyHandler: ChannelInboundHandler {
     /// Computed once per connection: the addresses do not change between its requests.
     private var cachedConnectionInfo: ClientRequest.ConnectionInfo?
 
-    private func connectionInfo(_ context: ChannelHandlerContext) -> ClientRequest.ConnectionInfo {
+    func connectionInfo(_ context: ChannelHandlerContext) -> ClientRequest.ConnectionInfo {
         if let cachedConnectionInfo { return cachedConnectionInfo }
         let info = makeConnectionInfo(context)
         cachedConnectionInfo = info

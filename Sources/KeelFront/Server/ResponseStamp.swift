@@ -5,7 +5,7 @@ import NIOHTTP1
 /// 400, a timeout's 408): `Date` (RFC 9110 §6.6.1 asks it of an origin with a clock), `Server` (nginx's
 /// `server_tokens`), and on TLS listeners with `[tls] hsts` a `Strict-Transport-Security` (nginx's `add_header …
 /// always`). A value the upstream set itself is kept, as nginx's uwsgi module passes them. Applied where the head
-/// is made (ProxyHandler, ClientTimeoutHandler), not by a handler of its own: each pass-through handler cost
+/// is made (ProxyHandler), not by a handler of its own: each pass-through handler cost
 /// every request 1.5-2.5 µs (bench notes, issue 14).
 struct ResponseStamp {
     let clock: HTTPDateClock

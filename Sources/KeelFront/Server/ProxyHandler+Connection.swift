@@ -1,0 +1,124 @@
+import NIOCore
+import NIOHTTP1
+
+/// ProxyHandler's connection half: the client timeouts (`ClientTimeouts`), pipelined requests held until their turn
+/// (`PipelinedRequests`) and the graceful stop, carried out from what those state machines decide. They were two
+/// handlers in front of this one; as state here each request skips two pipeline hops (about 4 µs, issue 14).
+extension ProxyHandler {
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let timer = LoopTimer(loop: context.eventLoop)
+        timer.onFire = { [unowned self] in self.timerFired(context: context) }
+        self.timer = timer
+        if context.channel.isActive { apply(timeouts.connected()) }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        stopTimers()  // drops onFire, which holds the context
+        timer = nil
+        self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        apply(timeouts.connected())
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        // The timeouts see every part as it arrives, pipelined ones included, before the queue holds them back.
+        switch part {
+        case .head(let head):
+            let hasBody = head.headers.contains(name: "content-length") || head.headers.contains(name: "transfer-encoding")
+            apply(timeouts.receivedHead(hasBody: hasBody))
+        case .body: apply(timeouts.receivedBody())
+        case .end: apply(timeouts.receivedEnd())
+        }
+        guard pipeline.arrived(part) else { return }
+        handle(part, context: context)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        apply(timeouts.readComplete())
+        context.fireChannelReadComplete()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if pipeline.allowsRead() { context.read() }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ChannelShouldQuiesceEvent else { return context.fireUserInboundEventTriggered(event) }
+        if pipeline.quiesce() == .closeNow {
+            state = .closed
+            context.close(promise: nil)
+        }
+    }
+
+    /// A response's end is about to be written: the timeouts and the queue learn it. False when a graceful stop makes
+    /// it the connection's last.
+    func responseEnding() -> Bool {
+        apply(timeouts.responseEnded())
+        pipeline.responseEnded()
+        return !pipeline.quiescing
+    }
+
+    /// After a kept-alive response: the requests queued behind it go on (one may be answered, and the next handed
+    /// on, within this loop), then a read withheld while the queue was full is passed to the socket.
+    func deliverQueued(context: ChannelHandlerContext) {
+        guard !deliveringQueued else { return }
+        deliveringQueued = true
+        defer { deliveringQueued = false }
+        while let part = pipeline.nextDeliverable() { handle(part, context: context) }
+        if pipeline.owesRead() { context.read() }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            sendTimer?.cancel()
+            sendTimer = nil
+            if case .responding(let inFlight) = state { inFlight.exchange?.clientBecameWritable() }
+        } else if sendTimer == nil {
+            let timeout = timeouts.sendTimeout
+            sendTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+                FrontLog.info("client \(context.remoteAddress?.ipAddress ?? "?") did not read the response for \(timeout.prettySeconds) (send_timeout): connection closed")
+                context.close(promise: nil)
+            }
+        }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func stopTimers() {
+        timer?.stop()
+        sendTimer?.cancel()
+        sendTimer = nil
+    }
+
+    private func apply(_ action: ClientTimeouts.TimerAction) {
+        switch action {
+        case .arm(let delay): timer?.arm(in: delay)
+        case .cancel: timer?.cancel()
+        case .none: break
+        }
+    }
+
+    private func timerFired(context: ChannelHandlerContext) {
+        let unsent = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        switch timeouts.expired(unsentBytes: unsent) {
+        case .closeSilently:
+            state = .closed
+            context.close(promise: nil)
+        case .headTimedOut:
+            FrontLog.info("client \(connectionInfo(context).remoteAddress) timed out sending the request head (client_header_timeout): answered 408")
+            state = .closed
+            stamp.answerAndClose(.requestTimeout, "Request Timeout\n", context: context)
+        case .bodyTimedOut:
+            FrontLog.info("client \(connectionInfo(context).remoteAddress) timed out sending the request body (client_body_timeout): answered 408")
+            bodyTimedOut(context: context)
+        case .rearm(let delay):
+            timer?.arm(in: delay)
+        case .none:
+            break
+        }
+    }
+}
