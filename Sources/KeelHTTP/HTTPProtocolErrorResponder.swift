@@ -44,7 +44,7 @@ public final class HTTPProtocolErrorResponder: ChannelDuplexHandler, RemovableCh
             return
         }
         let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
-        let peer = context.remoteAddress?.description ?? "unknown peer"
+        let peer = context.channel.remoteAddress?.description ?? "unknown peer"
         log("malformed HTTP request from \(peer) (\(parserError)): answered \(status.code)")
         if !responseInProgress && !answeredEarly {
             let message = status == .requestHeaderFieldsTooLarge

@@ -81,7 +81,7 @@ extension ProxyHandler {
         } else if sendTimer == nil {
             let timeout = timeouts.sendTimeout
             sendTimer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
-                FrontLog.info("client \(context.remoteAddress?.ipAddress ?? "?") did not read the response for \(timeout.prettySeconds) (send_timeout): connection closed")
+                FrontLog.info("client \(context.channel.remoteAddress?.ipAddress ?? "?") did not read the response for \(timeout.prettySeconds) (send_timeout): connection closed")
                 context.close(promise: nil)
             }
         }

@@ -94,7 +94,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
             case .accepted(let accepted):
                 target = accepted
             case .refused(let status, let reason):
-                let peer = context.remoteAddress?.description ?? "unknown peer"
+                let peer = context.channel.remoteAddress?.description ?? "unknown peer"
                 WorkerLog.error("\(peer) sent \"\(head.method) \(head.uri)\": \(reason): \(status.code)")
                 state = .discarding
                 writeErrorAndClose(to: head, status: Int(status.code), "\(reason)\n")
@@ -169,9 +169,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
     private func dispatch(head: HTTPRequestHead, target: RequestTarget, body: ByteBuffer, context: ChannelHandlerContext) {
         begin(head)
         state = .running
+        // The channel's addresses are cached; ChannelHandlerContext.remoteAddress is a getpeername per call.
         let request = Request(
             vars: HTTPRequestVars.make(
-                head: head, target: target, bodyLength: body.readableBytes, remote: context.remoteAddress,
+                head: head, target: target, bodyLength: body.readableBytes, remote: context.channel.remoteAddress,
                 server: serverAddress),
             body: body)
         AppRunner.run(request, handler: configuration.handler, sink: self, scheduler: scheduler) {}
@@ -190,7 +191,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
         state = .streaming(head, body, received: 0)
         let request = Request(
             vars: HTTPRequestVars.make(
-                head: head, target: target, bodyLength: declaredLength, remote: context.remoteAddress,
+                head: head, target: target, bodyLength: declaredLength, remote: context.channel.remoteAddress,
                 server: serverAddress),
             bodyReader: body)
         // Off the loop even with one thread: the app's body reads wait for this loop to fill the queue.
@@ -291,7 +292,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
             context.close(promise: nil)
             return
         }
-        WorkerLog.error("http connection from \(context.remoteAddress?.description ?? "unknown peer"): \(error)")
+        WorkerLog.error("http connection from \(context.channel.remoteAddress?.description ?? "unknown peer"): \(error)")
         context.close(promise: nil)
     }
 
