@@ -47,6 +47,33 @@ struct HTTPSocketTests {
         try pool.stop()
     }
 
+    @Test func manyPipelinedRequestsWithBodiesAreAnsweredInOrderWhileReadsPause() throws {
+        // More than the 4 a connection queues before it stops reading, with bodies, on app threads.
+        let pool = try PoolUnderTest(["--app", "echo", "--threads", "4"])
+        let socket = try TestSocket(tcpPort: pool.httpPort!)
+        let requests = (1...12).map { "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nb\(String(format: "%03d", $0))" }
+        try socket.write(requests.joined())
+        let reader = HTTPResponseReader(socket)
+        for index in 1...12 {
+            let reply = try reader.next()
+            #expect(reply.status == 200)
+            #expect(reply.text == "b\(String(format: "%03d", index))")
+        }
+        try pool.stop()
+    }
+
+    @Test func aMalformedRequestPipelinedAfterGoodOnesEndsTheConnectionAfterTheirAnswers() throws {
+        let pool = try PoolUnderTest(["--app", "hello"])
+        let socket = try TestSocket(tcpPort: pool.httpPort!)
+        try socket.write("GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nBad Header\r\n\r\n")
+        let reader = HTTPResponseReader(socket)
+        #expect(try reader.next().status == 200)
+        #expect(try reader.next().status == 200)
+        #expect(try reader.next().status == 400)
+        try Harness.waitUntil("the log line") { pool.log.contains("malformed HTTP request from") }
+        try pool.stop()
+    }
+
     @Test func echoOfOneMebibyteIsByteExact() throws {
         let pool = try PoolUnderTest(["--app", "echo", "--threads", "2"])
         let body = testBytes(count: 1 << 20)

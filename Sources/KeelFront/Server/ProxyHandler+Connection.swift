@@ -1,4 +1,5 @@
 import NIOCore
+import KeelHTTP
 import NIOHTTP1
 
 /// ProxyHandler's connection half: the client timeouts (`ClientTimeouts`), pipelined requests held until their turn

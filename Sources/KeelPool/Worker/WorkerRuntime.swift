@@ -164,15 +164,13 @@ public enum WorkerRuntime {
         group: MultiThreadedEventLoopGroup,
         scheduler: NIOLoopBound<RequestScheduler>
     ) -> ClientBootstrap {
-        let timeout = TimeAmount.seconds(Int64(configuration.socketTimeout))
-        return ClientBootstrap(group: group)
+        ClientBootstrap(group: group)
             .channelOption(ChannelOptions.allowRemoteHalfClosure, value: false)
             .channelInitializer { channel in
                 do {
                     let sync = channel.pipeline.syncOperations
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: false)
-                    try sync.addHandler(HTTPProtocolErrorResponder(log: { WorkerLog.error($0) }))
-                    try sync.addHandler(IdleStateHandler(readTimeout: timeout))
+                    // Pipelining, --socket-timeout and malformed requests' answers are HTTPConnectionHandler's own.
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
                     let local = channel.localAddress
                     let server = (local?.ipAddress ?? "localhost", local?.port.map(String.init) ?? "")
                     try sync.addHandler(

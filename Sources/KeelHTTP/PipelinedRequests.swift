@@ -6,10 +6,13 @@ import NIOHTTP1
 /// withholds `read()` while any response is pending, so a keep-alive client waiting for an upstream's answer cost two
 /// `epoll_ctl` calls per request (about 16 µs of keel's CPU per proxied request). Here reads are held back only while
 /// pipelined requests queue up beyond a bound. Also the graceful stop: an idle connection closes at once, a busy one
-/// right after its response. A plain state machine ProxyHandler drives; a handler of its own cost 1.6 µs a request.
-struct PipelinedRequests {
+/// right after its response. A plain state machine that keel's ProxyHandler and keel-pool's HTTP connections drive;
+/// a handler of its own cost 1.6 µs a request.
+public struct PipelinedRequests {
+    public init() {}
+
     /// Pipelined requests queued before reads pause (a client may send this many ahead without waiting).
-    static let maxQueuedRequests = 4
+    public static let maxQueuedRequests = 4
 
     /// The current request's head was passed on and its end not yet.
     private var receiving = false
@@ -22,10 +25,10 @@ struct PipelinedRequests {
     /// A `read()` was withheld because the queue was full: it is owed once the queue drains.
     private var readHeld = false
     /// A graceful stop asked the connection to close after its response in flight.
-    private(set) var quiescing = false
+    public private(set) var quiescing = false
 
     /// A part from the decoder: true when the proxy takes it now, false when it was queued behind a response.
-    mutating func arrived(_ part: HTTPServerRequestPart) -> Bool {
+    public mutating func arrived(_ part: HTTPServerRequestPart) -> Bool {
         guard queued.isEmpty, passesNow(part) else {
             if case .head = part { queuedHeads += 1 }
             queued.append(part)
@@ -36,14 +39,14 @@ struct PipelinedRequests {
     }
 
     /// Whether a `read()` from the channel may go on to the socket (false: it is owed until the queue drains).
-    mutating func allowsRead() -> Bool {
+    public mutating func allowsRead() -> Bool {
         guard queuedHeads >= Self.maxQueuedRequests else { return true }
         readHeld = true
         return false
     }
 
     /// The response to the current request has ended.
-    mutating func responseEnded() {
+    public mutating func responseEnded() {
         responding = false
         if quiescing {
             // This response is the connection's last: what is queued is dropped, not answered half.
@@ -53,7 +56,7 @@ struct PipelinedRequests {
     }
 
     /// The next queued part the proxy may take now, if any; call until nil after a response ends.
-    mutating func nextDeliverable() -> HTTPServerRequestPart? {
+    public mutating func nextDeliverable() -> HTTPServerRequestPart? {
         guard !quiescing, let part = queued.first, passesNow(part) else { return nil }
         queued.removeFirst()
         if case .head = part { queuedHeads -= 1 }
@@ -62,19 +65,19 @@ struct PipelinedRequests {
     }
 
     /// After the queue drained: true once when a withheld `read()` is now owed to the socket.
-    mutating func owesRead() -> Bool {
+    public mutating func owesRead() -> Bool {
         guard readHeld, queuedHeads < Self.maxQueuedRequests else { return false }
         readHeld = false
         return true
     }
 
-    enum QuiesceAction: Equatable {
+    public enum QuiesceAction: Equatable {
         case closeNow
         case closeAfterResponse
     }
 
     /// A graceful stop: an idle connection closes at once; a busy one after its current response.
-    mutating func quiesce() -> QuiesceAction {
+    public mutating func quiesce() -> QuiesceAction {
         if !responding && !receiving && queued.isEmpty { return .closeNow }
         quiescing = true
         return .closeAfterResponse
