@@ -24,6 +24,23 @@ struct WSGIAppTests {
         try wsgi.pool.stop()
     }
 
+    @Test func aBodylessRequestReadsNothingEveryWayAndGetsAFreshEnviron() throws {
+        let wsgi = try WSGIPool("empty_body_reads", ["--processes", "1"])
+        for _ in 0..<2 {
+            let reply = try HTTPClient.get(port: wsgi.port, "/")
+            #expect(reply.status == 200)
+            let seen = try #require(try JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any])
+            for key in ["read", "read_all", "read_0", "read_5", "readline", "readline_3", "readlines", "iter"] {
+                #expect((seen[key] as? [Any])?.isEmpty == true, "\(key)")
+            }
+            #expect(seen["leaked"] as? Bool == false)
+        }
+        // wsgi.errors text without its newline still reaches the log once the request ends.
+        try Harness.waitUntil("the wsgi.errors line") { wsgi.log.contains("no newline after this") }
+        #expect(!wsgi.log.contains("AssertionError"))
+        try wsgi.pool.stop()
+    }
+
     @Test func environHasTheCGIVarsAndTruthfulWSGIKeys() throws {
         let wsgi = try WSGIPool("environ_app", ["--processes", "2", "--threads", "3"])
         let reply = try HTTPClient.request(

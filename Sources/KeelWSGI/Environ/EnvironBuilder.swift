@@ -4,20 +4,40 @@ import NIOCore
 
 /// Builds the PEP 3333 environ dict of one request. Every CGI var the front or the HTTP socket
 /// derived becomes a str holding its bytes as latin-1 (PEP 3333's "native strings"); the wsgi.* keys
-/// describe this worker truthfully. Call with the GIL held.
+/// describe this worker truthfully. Lean by measurement (issue 15): a copy of a per-worker base dict holds the
+/// constant wsgi.* entries, keys are interned once per worker (`EnvironKeys`), an empty body is one shared
+/// empty `wsgi.input`, and `wsgi.errors` is one stream per worker. Call with the GIL held.
 struct EnvironBuilder {
     let support: SupportObjects
-    let multithread: Bool
-    let multiprocess: Bool
+    /// wsgi.version, multithread, multiprocess, run_once, input_terminated, file_wrapper, errors.
+    let base: PythonObject
+    let keys = EnvironKeys()
 
-    /// The environ and its wsgi.errors stream (flushed by the caller when the request ends).
-    func make(for request: Request) -> (environ: PythonObject, errors: PythonObject)? {
-        guard let environ = PyOwned(PyDict_New()) else { return nil }
+    init(support: SupportObjects, multithread: Bool, multiprocess: Bool) {
+        self.support = support
+        let base = PyDict_New()!
+        PyDict_SetItemString(base, "wsgi.version", support.version.pointer)
+        PyDict_SetItemString(base, "wsgi.multithread", multithread ? keel_py_true() : keel_py_false())
+        PyDict_SetItemString(base, "wsgi.multiprocess", multiprocess ? keel_py_true() : keel_py_false())
+        PyDict_SetItemString(base, "wsgi.run_once", keel_py_false())
+        // Both inputs end at CONTENT_LENGTH, so reading to EOF is safe (a WSGI 1.0.1 extension).
+        PyDict_SetItemString(base, "wsgi.input_terminated", keel_py_true())
+        PyDict_SetItemString(base, "wsgi.file_wrapper", support.fileWrapperClass.pointer)
+        PyDict_SetItemString(base, "wsgi.errors", support.errors.pointer)
+        self.base = PythonObject(owned: base)
+    }
+
+    /// The environ, or nil with a Python exception set.
+    func make(for request: Request) -> PythonObject? {
+        guard let environ = PyOwned(PyDict_Copy(base.pointer)) else { return nil }
         let dict = environ.pointer
         var hasServerName = false
         var hasServerPort = false
         var hasScriptName = false
         var hasPathInfo = false
+        var hasQuery = false
+        var hasProtocol = false
+        var hasMethod = false
         var https = false
         for variable in request.vars {
             switch variable.name {
@@ -27,13 +47,17 @@ struct EnvironBuilder {
             case "SERVER_PORT": hasServerPort = true
             case "SCRIPT_NAME": hasScriptName = true
             case "PATH_INFO": hasPathInfo = true
+            case "QUERY_STRING": hasQuery = true
+            case "SERVER_PROTOCOL": hasProtocol = true
+            case "REQUEST_METHOD": hasMethod = true
             case "HTTPS": https = https || variable.value == "on" || variable.value == "1"
             case "REQUEST_SCHEME": https = https || variable.value == "https"
             case "UWSGI_SCHEME": https = https || variable.value == "https"
             default: break
             }
+            guard let key = keys.key(variable.name) else { return nil }
             // The first value wins, as the request's own lookup does.
-            if PyDict_GetItemString(dict, variable.name) != nil { continue }
+            if PyDict_GetItem(dict, key.pointer) != nil { continue }
             let value: PyOwned?
             if variable.name == "PATH_INFO", let raw = RawPath.bytes(of: variable.value, requestURI: request["REQUEST_URI"]) {
                 let made: PyPointer? = raw.withUnsafeBufferPointer { bytes in
@@ -44,19 +68,16 @@ struct EnvironBuilder {
             } else {
                 value = Py.latin1(variable.value)
             }
-            guard let value else { return nil }
-            Py.set(dict, variable.name, value)
+            guard let value, PyDict_SetItem(dict, key.pointer, value.pointer) == 0 else { return nil }
         }
-        if !hasServerName { Py.set(dict, "SERVER_NAME", Py.latin1("localhost")!) }
-        if !hasServerPort { Py.set(dict, "SERVER_PORT", Py.latin1(https ? "443" : "80")!) }
-        if !hasScriptName { Py.set(dict, "SCRIPT_NAME", Py.latin1("")!) }
-        if !hasPathInfo { Py.set(dict, "PATH_INFO", Py.latin1(request.path)!) }
-        if PyDict_GetItemString(dict, "QUERY_STRING") == nil { Py.set(dict, "QUERY_STRING", Py.latin1("")!) }
-        if PyDict_GetItemString(dict, "SERVER_PROTOCOL") == nil { Py.set(dict, "SERVER_PROTOCOL", Py.latin1("HTTP/1.1")!) }
-        if PyDict_GetItemString(dict, "REQUEST_METHOD") == nil { Py.set(dict, "REQUEST_METHOD", Py.latin1("GET")!) }
-
-        PyDict_SetItemString(dict, "wsgi.version", support.version.pointer)
-        Py.set(dict, "wsgi.url_scheme", Py.latin1(https ? "https" : "http")!)
+        if !hasServerName { setDefault(dict, "SERVER_NAME", "localhost") }
+        if !hasServerPort { setDefault(dict, "SERVER_PORT", https ? "443" : "80") }
+        if !hasScriptName { setDefault(dict, "SCRIPT_NAME", "") }
+        if !hasPathInfo { setDefault(dict, "PATH_INFO", request.path) }
+        if !hasQuery { setDefault(dict, "QUERY_STRING", "") }
+        if !hasProtocol { setDefault(dict, "SERVER_PROTOCOL", "HTTP/1.1") }
+        if !hasMethod { setDefault(dict, "REQUEST_METHOD", "GET") }
+        PyDict_SetItemString(dict, "wsgi.url_scheme", (https ? support.https : support.http).pointer)
         let input: PyOwned?
         if let reader = request.bodyReader {
             input = StreamedInput.make(reader, support: support)
@@ -65,27 +86,20 @@ struct EnvironBuilder {
         }
         guard let input else { return nil }
         Py.set(dict, "wsgi.input", input)
-        guard let errors = PyOwned(PyObject_CallNoArgs(support.errorStreamClass.pointer)) else { return nil }
-        PyDict_SetItemString(dict, "wsgi.errors", errors.pointer)
-        PyDict_SetItemString(dict, "wsgi.multithread", multithread ? keel_py_true() : keel_py_false())
-        PyDict_SetItemString(dict, "wsgi.multiprocess", multiprocess ? keel_py_true() : keel_py_false())
-        PyDict_SetItemString(dict, "wsgi.run_once", keel_py_false())
-        // Both inputs end at CONTENT_LENGTH, so reading to EOF is safe (a WSGI 1.0.1 extension).
-        PyDict_SetItemString(dict, "wsgi.input_terminated", keel_py_true())
-        PyDict_SetItemString(dict, "wsgi.file_wrapper", support.fileWrapperClass.pointer)
-        return (PythonObject(owned: environ.take()), PythonObject(owned: errors.take()))
+        return PythonObject(owned: environ.take())
+    }
+
+    private func setDefault(_ dict: PyPointer, _ name: String, _ value: String) {
+        guard let key = keys.key(name), let value = Py.latin1(value) else { return PyErr_Clear() }
+        PyDict_SetItem(dict, key.pointer, value.pointer)
     }
 
     /// wsgi.input of a buffered body: a BytesIO over exactly CONTENT_LENGTH bytes, so read(), readline(), readlines()
-    /// and iteration all behave as on a file and can never read past the body.
+    /// and iteration all behave as on a file and can never read past the body; no body: the worker's one empty input.
     private func makeInput(_ body: ByteBuffer) -> PyOwned? {
-        let made: PyPointer?
-        if body.readableBytes == 0 {
-            made = keel_py_new_ref(support.emptyBytes.pointer)
-        } else {
-            made = body.withUnsafeReadableBytes { raw in
-                PyBytes_FromStringAndSize(raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count)
-            }
+        guard body.readableBytes > 0 else { return PyOwned(keel_py_new_ref(support.emptyInput.pointer)) }
+        let made = body.withUnsafeReadableBytes { raw in
+            PyBytes_FromStringAndSize(raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count)
         }
         guard let bytes = PyOwned(made) else { return nil }
         return PyOwned(keel_py_call1(support.bytesIOClass.pointer, bytes.pointer))

@@ -90,6 +90,32 @@ class InputStream(io.RawIOBase):
         return self._readinto(buffer)
 
 
+class EmptyInput:
+    """wsgi.input of a request without a body: one per worker, stateless, so no object is made per request."""
+    __slots__ = ()
+
+    def read(self, size=-1):
+        return b''
+
+    def read1(self, size=-1):
+        return b''
+
+    def readline(self, size=-1):
+        return b''
+
+    def readlines(self, hint=-1):
+        return []
+
+    def readable(self):
+        return True
+
+    def __iter__(self):
+        return iter(())
+
+
+EMPTY_INPUT = EmptyInput()
+
+
 def make_input(readinto):
     """wsgi.input over a streamed body: a buffered reader gives read(), readline(), iteration."""
     return io.BufferedReader(InputStream(readinto), 65536)

@@ -14,6 +14,13 @@ final class SupportObjects: @unchecked Sendable {
     /// (1, 0), the value of wsgi.version.
     let version: PythonObject
     let emptyBytes: PythonObject
+    /// wsgi.input of every request without a body (stateless).
+    let emptyInput: PythonObject
+    /// wsgi.errors: one stream per worker, as uWSGI and gunicorn hand every request the same one.
+    let errors: PythonObject
+    /// wsgi.url_scheme's two values.
+    let http: PythonObject
+    let https: PythonObject
     let names: AttributeNames
 
     /// Interned attribute names, so a lookup per request does not build a str.
@@ -57,6 +64,13 @@ final class SupportObjects: @unchecked Sendable {
         PyTuple_SetItem(versionTuple, 1, PyLong_FromLong(0))
         version = PythonObject(owned: versionTuple)
         emptyBytes = PythonObject(owned: PyBytes_FromStringAndSize(nil, 0))
+        emptyInput = try attribute("EMPTY_INPUT")
+        guard let errors = PyObject_CallNoArgs(errorStreamClass.pointer) else {
+            throw AppLoadError("the WSGI support module cannot make wsgi.errors")
+        }
+        self.errors = PythonObject(owned: errors)
+        http = PythonObject(owned: PyUnicode_InternFromString("http"))
+        https = PythonObject(owned: PyUnicode_InternFromString("https"))
         names = AttributeNames()
     }
 
