@@ -18,6 +18,10 @@ static inline PyObject *keel_py_exc_os_error(void) { return PyExc_OSError; }
 static inline PyObject *keel_py_exc_runtime_error(void) { return PyExc_RuntimeError; }
 static inline PyObject *keel_py_exc_type_error(void) { return PyExc_TypeError; }
 static inline PyObject *keel_py_new_ref(PyObject *o) { Py_INCREF(o); return o; }
+static inline PyObject *keel_py_exc_assertion_error(void) { return PyExc_AssertionError; }
+static inline int keel_py_unicode_check_exact(PyObject *o) { return PyUnicode_CheckExact(o); }
+static inline int keel_py_bytes_check_exact(PyObject *o) { return PyBytes_CheckExact(o); }
+static inline int keel_py_is_true(PyObject *o) { return PyObject_IsTrue(o); }
 
 static inline int keel_py_bytes_check(PyObject *o) { return PyBytes_Check(o); }
 static inline int keel_py_unicode_check(PyObject *o) { return PyUnicode_Check(o); }

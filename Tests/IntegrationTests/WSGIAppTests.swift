@@ -128,6 +128,33 @@ struct WSGIAppTests {
         try wsgi.pool.stop()
     }
 
+    @Test func startResponseAndWriteRefuseMisuseAsPEP3333Says() throws {
+        let wsgi = try WSGIPool("start_response_rules")
+        let reply = try HTTPClient.get(port: wsgi.port, "/")
+        #expect(reply.status == 200)
+        let seen = try #require(try JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: String])
+        #expect(seen["status_bytes"] == "TypeError: start_response(): status must be str, not bytes")
+        #expect(seen["headers_tuple"] == "TypeError: start_response(): headers must be a list, not tuple")
+        #expect(seen["header_int"] == "TypeError: start_response(): each header must be a (str, str) tuple, not ('A', 1)")
+        #expect(seen["header_triple"]?.hasPrefix("TypeError: start_response(): each header must be") == true)
+        #expect(seen["unknown_keyword"] == "TypeError: start_response() got an unexpected keyword argument 'colour'")
+        #expect(seen["no_headers"]?.hasPrefix("TypeError") == true)
+        #expect(seen["second_call"] == "AssertionError: start_response() called a second time without exc_info")
+        #expect(seen["write_str"] == "TypeError: write() takes bytes, not str")
+        #expect(seen["exc_info_none_second"]?.hasPrefix("AssertionError") == true, "exc_info=None is no exc_info")
+        try wsgi.pool.stop()
+    }
+
+    @Test func headersThatAreNotStrPairsGive500WithTheReasonLogged() throws {
+        let wsgi = try WSGIPool("bad_header_value")
+        let reply = try HTTPClient.get(port: wsgi.port, "/")
+        #expect(reply.status == 500)
+        try Harness.waitUntil("the reason in the log") {
+            wsgi.log.contains("each header must be a (str, str) tuple, not ('X-Count', 3)")
+        }
+        try wsgi.pool.stop()
+    }
+
     @Test func excInfoBeforeTheHeadReplacesTheStatus() throws {
         let wsgi = try WSGIPool("exc_info")
         let reply = try HTTPClient.get(port: wsgi.port, "/")

@@ -37,10 +37,7 @@ public final class WSGIHandler: Handler, @unchecked Sendable {
     private func call(_ request: Request, exchange: WSGIExchange) throws(AppFailure) -> Response? {
         guard let environ = environ.make(for: request) else { throw raised("cannot build the environ") }
         defer { flush(support.errors) }
-        guard let hook = exchange.makeWriteHook(),
-            let startResponse = PyOwned(keel_py_call1(support.startResponseClass.pointer, hook.pointer))
-        else { throw raised("cannot make start_response") }
-        exchange.startResponse = startResponse.pointer
+        guard let startResponse = StartResponse.make(for: exchange) else { throw raised("cannot make start_response") }
         guard let result = PyOwned(keel_py_call2(app.pointer, environ.pointer, startResponse.pointer)) else {
             throw raised("the app raised")
         }

@@ -1,5 +1,6 @@
 /// The Python half of the WSGI glue: small classes whose behaviour PEP 3333 spells out in Python
-/// terms (start_response, wsgi.errors, wsgi.file_wrapper) and the app loader. Compiled once per
+/// terms (wsgi.errors, wsgi.input's file shapes, wsgi.file_wrapper) and the app loader; start_response and write()
+/// are Swift builtins (`StartResponse`). Compiled once per
 /// worker into the module `_keel_wsgi`; the per-request path (environ, the call, the body) is Swift.
 enum SupportModule {
     static let name = "_keel_wsgi"
@@ -35,45 +36,6 @@ class ErrorStream:
         if self._pending:
             _log(self._pending)
             self._pending = ''
-
-
-class StartResponse:
-    """start_response with PEP 3333's exc_info rules; write() sends its bytes before it returns."""
-    __slots__ = ('status', 'headers', 'committed', '_send')
-
-    def __init__(self, send):
-        self.status = None
-        self.headers = None
-        self.committed = False  # set by the server once the head is on its way to the client
-        self._send = send  # the worker's: sends the head (the first time), then the bytes
-
-    def __call__(self, status, headers, exc_info=None):
-        if exc_info:
-            try:
-                if self.committed:
-                    raise exc_info[1].with_traceback(exc_info[2])
-            finally:
-                exc_info = None
-        elif self.status is not None:
-            raise AssertionError('start_response() called a second time without exc_info')
-        if type(status) is not str:
-            raise TypeError('start_response(): status must be str, not %s' % type(status).__name__)
-        if type(headers) is not list:
-            raise TypeError('start_response(): headers must be a list, not %s' % type(headers).__name__)
-        for header in headers:
-            if type(header) is not tuple or len(header) != 2 or type(header[0]) is not str \
-                    or type(header[1]) is not str:
-                raise TypeError('start_response(): each header must be a (str, str) tuple, not %r' % (header,))
-        self.status = status
-        self.headers = headers
-        return self.write
-
-    def write(self, data):
-        if self.status is None:
-            raise AssertionError('write() called before start_response()')
-        if type(data) is not bytes:
-            raise TypeError('write() takes bytes, not %s' % type(data).__name__)
-        self._send(data)
 
 
 class InputStream(io.RawIOBase):

@@ -5,7 +5,6 @@ import KeelApp
 /// Immutable after load and only touched with the GIL held.
 final class SupportObjects: @unchecked Sendable {
     let module: PythonObject
-    let startResponseClass: PythonObject
     let errorStreamClass: PythonObject
     let fileWrapperClass: PythonObject
     let makeInput: PythonObject
@@ -25,18 +24,12 @@ final class SupportObjects: @unchecked Sendable {
 
     /// Interned attribute names, so a lookup per request does not build a str.
     struct AttributeNames {
-        let status: PythonObject
-        let headers: PythonObject
-        let committed: PythonObject
         let close: PythonObject
         let flush: PythonObject
         let sendable: PythonObject
 
         init() {
             func intern(_ name: String) -> PythonObject { PythonObject(owned: PyUnicode_InternFromString(name)) }
-            status = intern("status")
-            headers = intern("headers")
-            committed = intern("committed")
             close = intern("close")
             flush = intern("flush")
             sendable = intern("sendable")
@@ -51,7 +44,6 @@ final class SupportObjects: @unchecked Sendable {
             }
             return PythonObject(owned: value)
         }
-        startResponseClass = try attribute("StartResponse")
         errorStreamClass = try attribute("ErrorStream")
         fileWrapperClass = try attribute("FileWrapper")
         makeInput = try attribute("make_input")

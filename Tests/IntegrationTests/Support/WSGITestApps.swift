@@ -17,6 +17,34 @@ def _hello(environ, start_response):
 hello = validator(_hello)
 
 
+def start_response_rules(environ, start_response):
+    # Not under the validator (it would stop at the first misuse): each misuse of start_response and write()
+    # raises what PEP 3333 and the old Python class raised, and the request still gets its answer.
+    seen = {}
+    def attempt(name, call):
+        try:
+            call()
+            seen[name] = 'no error'
+        except Exception as error:
+            seen[name] = type(error).__name__ + ': ' + str(error)
+    attempt('status_bytes', lambda: start_response(b'200 OK', []))
+    attempt('headers_tuple', lambda: start_response('200 OK', (('A', 'b'),)))
+    attempt('header_int', lambda: start_response('200 OK', [('A', 1)]))
+    attempt('header_triple', lambda: start_response('200 OK', [('A', 'b', 'c')]))
+    attempt('unknown_keyword', lambda: start_response('200 OK', [], colour='red'))
+    attempt('no_headers', lambda: start_response('200 OK'))
+    write = start_response('200 OK', [('Content-Type', 'application/json')], exc_info=None)
+    attempt('second_call', lambda: start_response('200 OK', []))
+    attempt('write_str', lambda: write('text'))
+    attempt('exc_info_none_second', lambda: start_response('201 Created', [], None))
+    return [json.dumps(seen).encode()]
+
+
+def bad_header_value(environ, start_response):
+    start_response('200 OK', [('X-Count', 3)])
+    return [b'never']
+
+
 def empty_body_reads(environ, start_response):
     # Not under the validator, which allows read() only with a size. A request without a body: every way of reading wsgi.input gives nothing, as on an empty file; the environ
     # is the request's own (a key left by an earlier request's app must not be there).
