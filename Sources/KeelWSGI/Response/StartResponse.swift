@@ -6,8 +6,6 @@ import CPython
 /// `exc_info` raises `AssertionError`; with `exc_info` after the head went out, the app's exception is re-raised;
 /// the status must be a `str` and the headers a `list` of `(str, str)` tuples (`TypeError` otherwise).
 enum StartResponse {
-    nonisolated(unsafe) private static let capsuleName = UnsafePointer(strdup("keel.start_response")!)
-
     /// `start_response(status, headers, exc_info=None)`.
     nonisolated(unsafe) private static let callDefinition: UnsafeMutablePointer<PyMethodDef> = {
         typealias FastCall = @convention(c) (PyPointer?, UnsafePointer<PyPointer?>?, Py_ssize_t, PyPointer?) -> PyPointer?
@@ -39,23 +37,12 @@ enum StartResponse {
 
     /// The request's start_response; the capsule keeps `exchange` alive while Python holds either builtin.
     static func make(for exchange: WSGIExchange) -> PyOwned? {
-        let box = Unmanaged.passRetained(exchange).toOpaque()
-        guard
-            let capsule = PyOwned(
-                PyCapsule_New(box, capsuleName) { capsule in
-                    guard let capsule, let raw = PyCapsule_GetPointer(capsule, StartResponse.capsuleName) else { return }
-                    Unmanaged<WSGIExchange>.fromOpaque(raw).release()
-                })
-        else {
-            Unmanaged<WSGIExchange>.fromOpaque(box).release()
-            return nil
-        }
+        guard let capsule = SwiftCapsule.make(retaining: exchange) else { return nil }
         return PyOwned(PyCMethod_New(callDefinition, capsule.pointer, nil, nil))
     }
 
     private static func exchange(of capsule: PyPointer?) -> WSGIExchange? {
-        guard let capsule, let raw = PyCapsule_GetPointer(capsule, capsuleName) else { return nil }
-        return Unmanaged<WSGIExchange>.fromOpaque(raw).takeUnretainedValue()
+        SwiftCapsule.object(of: capsule, as: WSGIExchange.self)
     }
 
     private static func start(

@@ -12,8 +12,6 @@ enum PyClosure {
         init(_ body: @escaping Body) { self.body = body }
     }
 
-    nonisolated(unsafe) private static let capsuleName = UnsafePointer(strdup("keel.closure")!)
-
     /// One method definition shared by every closure: the capsule passed as `self` tells them apart.
     nonisolated(unsafe) private static let definition: UnsafeMutablePointer<PyMethodDef> = {
         let definition = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: 1)
@@ -21,27 +19,15 @@ enum PyClosure {
             to: PyMethodDef(
                 ml_name: UnsafePointer(strdup("keel_hook")),
                 ml_meth: { capsule, argument in
-                    guard let capsule, let argument,
-                        let raw = PyCapsule_GetPointer(capsule, PyClosure.capsuleName)
-                    else { return nil }
-                    return Unmanaged<Box>.fromOpaque(raw).takeUnretainedValue().body(argument)
+                    guard let argument, let box = SwiftCapsule.object(of: capsule, as: Box.self) else { return nil }
+                    return box.body(argument)
                 },
                 ml_flags: METH_O, ml_doc: nil))
         return definition
     }()
 
     static func make(_ body: @escaping Body) -> PyOwned? {
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
-        guard
-            let capsule = PyOwned(
-                PyCapsule_New(box, capsuleName) { capsule in
-                    guard let capsule, let raw = PyCapsule_GetPointer(capsule, PyClosure.capsuleName) else { return }
-                    Unmanaged<Box>.fromOpaque(raw).release()
-                })
-        else {
-            Unmanaged<Box>.fromOpaque(box).release()
-            return nil
-        }
+        guard let capsule = SwiftCapsule.make(retaining: Box(body)) else { return nil }
         return PyOwned(PyCMethod_New(definition, capsule.pointer, nil, nil))
     }
 
@@ -49,5 +35,32 @@ enum PyClosure {
     static func raise(_ type: PyPointer, _ message: String) -> PyPointer? {
         PyErr_SetString(type, message)
         return nil
+    }
+}
+
+/// A capsule that keeps a Swift object alive as long as Python holds it: the `self` of keel's builtins
+/// (`PyClosure`, `StartResponse`), released by the capsule's destructor. Call with the GIL held.
+enum SwiftCapsule {
+    nonisolated(unsafe) private static let name = UnsafePointer(strdup("keel.object")!)
+
+    static func make(retaining object: AnyObject) -> PyOwned? {
+        let retained = Unmanaged.passRetained(object).toOpaque()
+        guard
+            let capsule = PyOwned(
+                PyCapsule_New(retained, name) { capsule in
+                    guard let capsule, let raw = PyCapsule_GetPointer(capsule, SwiftCapsule.name) else { return }
+                    Unmanaged<AnyObject>.fromOpaque(raw).release()
+                })
+        else {
+            Unmanaged<AnyObject>.fromOpaque(retained).release()
+            return nil
+        }
+        return capsule
+    }
+
+    /// The object a capsule made by `make` holds, if it is a `T`.
+    static func object<T: AnyObject>(of capsule: PyPointer?, as type: T.Type) -> T? {
+        guard let capsule, let raw = PyCapsule_GetPointer(capsule, name) else { return nil }
+        return Unmanaged<AnyObject>.fromOpaque(raw).takeUnretainedValue() as? T
     }
 }
