@@ -40,6 +40,15 @@ def start_response_rules(environ, start_response):
     return [json.dumps(seen).encode()]
 
 
+def leak_probe(environ, start_response):
+    # Every per-request object the worker makes for Python: the environ and its keys, wsgi.input (empty or not),
+    # start_response, write(), the head and a list body.
+    body = environ['wsgi.input'].read()
+    write = start_response('200 OK', [('Content-Type', 'text/plain'), ('X-Agent', environ.get('HTTP_USER_AGENT', ''))])
+    write(b'w')
+    return [b'ok', body]
+
+
 def bad_header_value(environ, start_response):
     start_response('200 OK', [('X-Count', 3)])
     return [b'never']
