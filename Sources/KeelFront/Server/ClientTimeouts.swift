@@ -38,7 +38,7 @@ struct ClientTimeouts {
     let keepaliveTimeout: TimeAmount
     let sendTimeout: TimeAmount
 
-    private(set) var phase = Phase.waitingForHead(sawBytes: false)
+    private var phase = Phase.waitingForHead(sawBytes: false)
     private var requestsStarted = 0
     private var responsesFinished = 0
     /// A response was finished during the current read: the bytes of that read belonged to the answered request.

@@ -22,15 +22,14 @@ extension HTTPConnectionHandler {
     }
 
     /// After a kept-alive response: the requests queued behind it go on (one may be answered, and the next handed
-    /// on, within this loop), then a read withheld while the queue was full is passed on.
+    /// on, within this loop), then a read withheld while the queue was full is passed on (unless the body queue
+    /// holds it back in turn).
     func deliverQueued(context: ChannelHandlerContext) {
         guard !deliveringQueued else { return }
         deliveringQueued = true
         defer { deliveringQueued = false }
         while let part = pipeline.nextDeliverable() { handle(part, context: context) }
-        if pipeline.owesRead() {
-            if readingPaused { readHeldBack = true } else { context.read() }
-        }
+        if pipeline.owesRead() { read(context: context) }
     }
 
     // MARK: --socket-timeout
@@ -103,7 +102,7 @@ extension HTTPConnectionHandler {
         let unknownRequest = HTTPRequestHead(version: .http1_1, method: .GET, uri: "")
         switch state {
         case .idle, .receiving:
-            guard !responseInProgress else { return context.close(promise: nil) }
+            // No response is under way in these states: every early answer moves to .discarding first.
             state = .discarding
             writeErrorAndClose(to: unknownRequest, status: status, message)
         case .streaming(_, let body, _):

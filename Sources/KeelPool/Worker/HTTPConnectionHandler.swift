@@ -46,8 +46,6 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
     private var servedRequests = 0
     /// The current response's head has been written (a late 413 can then only close the connection).
     var responseStarted = false
-    /// A head was written and its end not yet: a malformed request after it cannot get an answer of its own.
-    var responseInProgress = false
     /// The streamed body's queue is full: `read` waits until the app makes room.
     var readingPaused = false
     var readHeldBack = false
@@ -302,7 +300,6 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
         var head = HTTPResponseHead(version: responseVersion, status: code)
         head.headers = fields
         responseStarted = true
-        responseInProgress = true
         context.write(wrapOutboundOut(.head(head)), promise: nil)
     }
 
@@ -335,7 +332,6 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
     func endResponse() {
         giveSlot()
         servedRequests += 1
-        responseInProgress = false
         pipeline.responseEnded()
         var close = !keepAlive || draining
         switch state {

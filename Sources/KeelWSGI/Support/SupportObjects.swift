@@ -12,7 +12,6 @@ final class SupportObjects: @unchecked Sendable {
     let formatException: PythonObject
     /// (1, 0), the value of wsgi.version.
     let version: PythonObject
-    let emptyBytes: PythonObject
     /// wsgi.input of every request without a body (stateless).
     let emptyInput: PythonObject
     /// wsgi.errors: one stream per worker, as uWSGI and gunicorn hand every request the same one.
@@ -55,7 +54,6 @@ final class SupportObjects: @unchecked Sendable {
         PyTuple_SetItem(versionTuple, 0, PyLong_FromLong(1))
         PyTuple_SetItem(versionTuple, 1, PyLong_FromLong(0))
         version = PythonObject(owned: versionTuple)
-        emptyBytes = PythonObject(owned: PyBytes_FromStringAndSize(nil, 0))
         emptyInput = try attribute("EMPTY_INPUT")
         guard let errors = PyObject_CallNoArgs(errorStreamClass.pointer) else {
             throw AppLoadError("the WSGI support module cannot make wsgi.errors")
