@@ -11,6 +11,10 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+// faulthandler's async-signal-safe dumper of every thread's Python stack: exported by libpython but declared only
+// in an internal header; it reads the thread states without the GIL, so a worker stuck holding the GIL still reports.
+extern const char *_Py_DumpTracebackThreads(int fd, PyInterpreterState *interp, PyThreadState *current_tstate);
+
 static inline PyObject *keel_py_none(void) { return Py_None; }
 static inline PyObject *keel_py_true(void) { return Py_True; }
 static inline PyObject *keel_py_false(void) { return Py_False; }

@@ -70,7 +70,8 @@ struct KeelPoolCommand: ParsableCommand {
         func run() throws {
             signal(SIGPIPE, SIG_IGN)
             do {
-                let wsgi = try options.wsgiConfiguration()
+                var wsgi = try options.wsgiConfiguration()
+                if let statusFD { wsgi?.autoreloadReport = { WorkerRuntime.reportChangedSource($0, statusFD: statusFD) } }
                 let loadApp: (() throws -> any Handler)? = wsgi.map { wsgi in { try WSGIAppLoader.load(wsgi) } }
                 WorkerRuntime.run(try configuration(), loadApp: loadApp)
             } catch {

@@ -136,6 +136,19 @@ struct PoolOptions: ParsableArguments {
     var harakiri: Int = 0
 
     @Option(
+        name: .customLong("py-autoreload"),
+        help: ArgumentHelp(
+            "Development: every N seconds, check the loaded Python modules' files; a change reloads the workers as HUP "
+                + "does (0 = off).", valueName: "SECONDS"))
+    var pyAutoreload: Int = 0
+
+    @Flag(name: .customLong("reload"), help: "gunicorn's name for --py-autoreload 1.")
+    var reload = false
+
+    /// --py-autoreload's interval, with gunicorn's --reload as 1 second.
+    var autoreloadSeconds: Int { pyAutoreload > 0 ? pyAutoreload : (reload ? 1 : 0) }
+
+    @Option(
         name: .customLong("stats"),
         help: ArgumentHelp(
             "Serve one JSON document of the pool's state per connection here (read it with `keel-pool stats ADDR`).",
@@ -195,6 +208,7 @@ struct PoolOptions: ParsableArguments {
         for (flag, value) in [
             ("--max-requests", maxRequests), ("--max-requests-jitter", maxRequestsJitter),
             ("--max-worker-lifetime", maxWorkerLifetime), ("--reload-on-rss", reloadOnRSS), ("--harakiri", harakiri),
+            ("--py-autoreload", pyAutoreload),
         ] where value < 0 {
             throw ValidationError("\(flag) \(value): give 0 (off) or a positive number")
         }
@@ -203,6 +217,7 @@ struct PoolOptions: ParsableArguments {
         for (flag, value) in [
             ("--harakiri", harakiri), ("--max-worker-lifetime", maxWorkerLifetime),
             ("--graceful-timeout", gracefulTimeout), ("--socket-timeout", socketTimeout),
+            ("--py-autoreload", pyAutoreload),
         ] where value > tenYears {
             throw ValidationError("\(flag) \(value): at most \(tenYears) seconds (ten years)")
         }
@@ -295,7 +310,7 @@ struct PoolOptions: ParsableArguments {
         case (nil, nil):
             for (flag, given) in [
                 ("--callable", callable != nil), ("--chdir", chdir != nil), ("--pythonpath", !pythonPath.isEmpty),
-                ("--virtualenv", virtualenv != nil),
+                ("--virtualenv", virtualenv != nil), ("--py-autoreload", pyAutoreload > 0), ("--reload", reload),
             ] where given {
                 throw ValidationError("\(flag) is for WSGI apps: give --wsgi MODULE[:CALLABLE] or --wsgi-file FILE too")
             }
@@ -321,10 +336,12 @@ struct PoolOptions: ParsableArguments {
             }
             return (String(entry[..<equals]), String(entry[entry.index(after: equals)...]))
         }
-        return WSGIConfiguration(
+        var configuration = WSGIConfiguration(
             source: source, callable: callableName, chdir: chdir, pythonPath: pythonPath, virtualenv: virtualenv,
             environment: environment, multithread: threads > 1, multiprocess: processes > 1,
             log: { WorkerRuntime.log($0) })
+        configuration.autoreloadSeconds = autoreloadSeconds
+        return configuration
     }
 
     func handler() throws -> any Handler {

@@ -39,10 +39,10 @@ extension PoolMaster {
     }
 
     /// HUP: a new generation of workers starts; each one that becomes ready retires an old one.
-    func reload() {
+    func reload(because reason: String = "HUP") {
         guard case .running = phase else { return }
         generation += 1
-        MasterLog.info("HUP: graceful reload, starting generation \(generation) (\(targetProcesses) workers)")
+        MasterLog.info("\(reason): graceful reload, starting generation \(generation) (\(targetProcesses) workers)")
         // Older workers not serving yet are superseded now; serving ones leave as new ones become ready.
         for index in slots.indices where slots[index].generation < generation && slots[index].isLive {
             if !slots[index].isReady { stopSlot(index, reason: "superseded by generation \(generation)") }

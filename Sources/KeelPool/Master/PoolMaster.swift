@@ -25,6 +25,8 @@ public final class PoolMaster {
     var statsServer: StatsServer?
     var phase = Phase.running
     var startupFailuresInARow = 0
+    /// The file stamps --py-autoreload already reloaded for ("PATH MTIME_NS SIZE").
+    var autoreloadSeen: Set<String> = []
     var exitCode: Int32 = 0
     /// The current reload generation; HUP increments it.
     var generation = 0
@@ -279,6 +281,12 @@ public final class PoolMaster {
             if let oldest = older.min(by: { slots[$0].generation < slots[$1].generation }) {
                 stopSlot(oldest, reason: "replaced by generation \(generation)")
             }
+        } else if line.hasPrefix("autoreload ") {
+            // Every worker watches, so one edit arrives once per worker: reload once per distinct file stamp.
+            let change = line.dropFirst(11)
+            guard autoreloadSeen.insert(String(change)).inserted else { return }
+            let path = change.split(separator: " ").dropLast(2).joined(separator: " ")
+            reload(because: "--py-autoreload: \(path) changed")
         } else if line == "recycle" {
             recycle(index, reason: "reached --max-requests", signalWorker: false, now: now)
         } else if line.hasPrefix("error: ") {

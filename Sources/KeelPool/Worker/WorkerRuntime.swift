@@ -88,9 +88,9 @@ public enum WorkerRuntime {
             case SIGINT, SIGQUIT:
                 exit(0)
             case WorkerSignal.harakiri:
-                // The master logged the request; other threads may be stuck in the app, so no drain.
-                WorkerLog.error("harakiri: a request ran over --harakiri; exiting now")
-                _exit(3)  // no atexit work: other threads may be stuck holding anything
+                // Other threads may be stuck in the app holding anything, so no drain and no atexit work.
+                reportStuck(configuration)
+                _exit(3)
             case WorkerSignal.reopenLogs:
                 // The master's USR1 ("reopen logs"), forwarded as HUP (see SignalSet.workerSignals).
                 if let path = configuration.logTo { LogFile.reopen(path) { WorkerLog.error($0) } }
@@ -102,6 +102,17 @@ public enum WorkerRuntime {
                 exit(0)
             }
         }
+    }
+
+    /// Harakiri's report before exiting: the requests this worker is running, then where the app's threads are.
+    private static func reportStuck(_ configuration: WorkerConfiguration) {
+        var running = ""
+        if let scoreboard = configuration.scoreboard {
+            let lines = scoreboard.board.read(scoreboard.record).threads.filter { $0.startedAt != nil }.map(\.requestLine)
+            running = lines.isEmpty ? "" : " (running " + lines.map(\.debugDescription).joined(separator: ", ") + ")"
+        }
+        WorkerLog.error("harakiri: a request ran over --harakiri\(running); the app's stacks follow, then exiting")
+        configuration.handler.reportStuckThreads(to: STDERR_FILENO)
     }
 
     /// The HTTP side: an acceptor thread gated by the thread slots, one NIO event loop, the app threads.
@@ -199,6 +210,11 @@ public enum WorkerRuntime {
 
     /// A line for the pool's log from app code (wsgi.errors, WSGI tracebacks), prefixed like the worker's own.
     public static func log(_ message: String) { WorkerLog.info(message) }
+
+    /// --py-autoreload saw `change` ("PATH MTIME_NS SIZE"): the master reloads the pool, once per distinct change.
+    public static func reportChangedSource(_ change: String, statusFD: Int32) {
+        writeAll(statusFD, "autoreload \(change.replacingNewlines)\n")
+    }
 
     static func startupFailed(_ message: String, _ configuration: WorkerConfiguration) -> Never {
         startupFailed(message, statusFD: configuration.statusFD)

@@ -18,6 +18,9 @@ public enum WSGIAppLoader {
         ErrorLog.sink = configuration.log
         let support = try SupportObjects.make()
         let app = try importApp(configuration, support: support)
+        if configuration.autoreloadSeconds > 0, let report = configuration.autoreloadReport {
+            try ModuleWatcher(support: support, interval: configuration.autoreloadSeconds, report: report).start()
+        }
         return WSGIHandler(app: app, support: support, configuration: configuration)
     }
 

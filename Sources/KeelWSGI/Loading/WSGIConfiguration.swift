@@ -28,6 +28,10 @@ public struct WSGIConfiguration: Sendable {
     public var multiprocess: Bool
     /// Where `wsgi.errors` and app tracebacks go (the pool's log), one record per call.
     public var log: @Sendable (String) -> Void
+    /// --py-autoreload: seconds between looks at the loaded modules' files (0 = off).
+    public var autoreloadSeconds = 0
+    /// Where a changed file is reported ("PATH MTIME_NS SIZE"): the worker's status pipe to the master.
+    public var autoreloadReport: (@Sendable (String) -> Void)?
 
     public init(
         source: Source, callable: String = "application", chdir: String? = nil, pythonPath: [String] = [],

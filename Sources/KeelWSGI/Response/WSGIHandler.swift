@@ -20,6 +20,15 @@ public final class WSGIHandler: Handler, @unchecked Sendable {
     /// wsgi.input reads the connection where the worker offers it (uwsgi sockets).
     public var streamsRequestBody: Bool { true }
 
+    /// faulthandler's dumper, from the main thread without the GIL: a thread stuck in Python (even holding the GIL)
+    /// still shows where, which `faulthandler.dump_traceback` called through the GIL could not.
+    public func reportStuckThreads(to fd: Int32) {
+        if let failure = _Py_DumpTracebackThreads(fd, PyInterpreterState_Main(), nil) {
+            let text = "(the Python stacks could not be read: \(String(cString: failure)))\n"
+            _ = text.withCString { write(fd, $0, strlen($0)) }
+        }
+    }
+
     /// The head is only known once the app writes or yields its first bytes: the app runs inside the
     /// response, which sends as it goes (a failure before the head is a 500, after it a cut connection).
     public func handle(_ request: Request) throws -> Response {

@@ -155,6 +155,25 @@ def load(module_name, file_path, callable_name, flag):
     return app
 
 
+def module_files():
+    """The source files of the loaded modules, for --py-autoreload (modules without a .py file are skipped)."""
+    files = []
+    for module in list(sys.modules.values()):
+        path = getattr(module, '__file__', None)
+        if isinstance(path, str) and path.endswith('.py'):
+            files.append(path)
+    return files
+
+
+def forget_bytecode(path):
+    """Removes a changed file's cached bytecode: a .pyc is checked by the source's mtime in whole seconds and its
+    size, so an edit within the same second that keeps the size would otherwise load the old code."""
+    try:
+        os.unlink(importlib.util.cache_from_source(path))
+    except (OSError, NotImplementedError, ValueError):
+        pass
+
+
 def prepare(directory, pythonpath):
     """sys.path as gunicorn and uWSGI set it: --pythonpath entries first, then the app's directory."""
     for entry in reversed(pythonpath):

@@ -364,6 +364,23 @@ threading.Thread(target=_tick, daemon=True).start()
 def ticks(environ, start_response):
     start_response('200 OK', [('Content-Type', 'text/plain')])
     return [str(_ticks[0]).encode()]
+
+
+def stuck_in_report():
+    time.sleep(60)
+
+def stuck_holding_the_gil():
+    import re
+    # Catastrophic backtracking: the re engine never lets the GIL go, for far longer than any test waits.
+    return re.match(r'(a+)+$', 'a' * 40 + 'b')
+
+def stuck(environ, start_response):
+    if environ['PATH_INFO'] == '/gil':
+        stuck_holding_the_gil()
+    else:
+        stuck_in_report()
+    start_response('200 OK', [])
+    return [b'unreachable']
 """#
 
     static let flaskSource = #"""
