@@ -8,6 +8,8 @@ let package = Package(
     products: [
         .executable(name: "keel", targets: ["keel"]),
         .executable(name: "keel-pool", targets: ["keel-pool"]),
+        // keel-pool's worker runtime as a Python extension module, loaded by the app's own interpreter.
+        .library(name: "KeelPoolWorker", type: .dynamic, targets: ["KeelPoolWorker"]),
         .library(name: "UWSGI", targets: ["UWSGI"]),
         .library(name: "KeelApp", targets: ["KeelApp"]),
         .library(name: "KeelPool", targets: ["KeelPool"]),
@@ -51,8 +53,10 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        // Debian's libpython3.11 (pkg-config python3-embed); only KeelWSGI imports it (its module map clashes with COpenSSL's).
-        .systemLibrary(name: "CPython", pkgConfig: "python3-embed", providers: [.apt(["libpython3.11-dev"])]),
+        // CPython's C API, compiled against Debian's 3.11 headers but linked by no library target: the worker library
+        // takes it from the interpreter that loads it (3.9 to 3.13), keel-pool and the tests link libpython3.11.
+        // Only KeelWSGI imports it (its module map clashes with COpenSSL's).
+        .systemLibrary(name: "CPython", providers: [.apt(["libpython3.11-dev"])]),
         // WSGI apps on embedded CPython: interpreter start, app loading, environ, responses, the GIL.
         .target(
             name: "KeelWSGI",
@@ -89,14 +93,32 @@ let package = Package(
             dependencies: [
                 "KeelFront", "keel-pool",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            // Linking keel-pool's module in (the dependency above) brings its embedded-Python fallback along.
+            linkerSettings: [.linkedLibrary("python3.11")]
+        ),
+        // keel-pool's flags (uWSGI's names), the worker command, and the choice of the interpreter that hosts workers.
+        .target(
+            name: "KeelPoolCLI",
+            dependencies: [
+                "KeelPool", "KeelApp", "KeelWSGI", "KeelSystem", "CKeelSys",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        // The extension module `keel_pool_worker` (libKeelPoolWorker.so): a WSGI worker inside the app's interpreter.
+        // Its C API symbols stay undefined until the interpreter that loads it resolves them (SwiftPM links with -z defs).
+        .target(
+            name: "KeelPoolWorker", dependencies: ["KeelPoolCLI", "CPython"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--allow-shlib-undefined", "-Xlinker", "--unresolved-symbols=ignore-all"])]
         ),
         .executableTarget(
             name: "keel-pool",
             dependencies: [
-                "KeelPool", "KeelApp", "KeelWSGI",
+                "KeelPoolCLI", "KeelPool", "KeelApp",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            // The embedded fallback: WSGI on Debian's libpython3.11 when libKeelPoolWorker.so is not beside keel-pool.
+            linkerSettings: [.linkedLibrary("python3.11")]
         ),
         .testTarget(
             name: "UWSGITests",
@@ -115,7 +137,9 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
             ]
         ),
-        .testTarget(name: "KeelWSGITests", dependencies: ["KeelWSGI", "KeelApp"]),
+        .testTarget(
+            name: "KeelWSGITests", dependencies: ["KeelWSGI", "KeelApp"], linkerSettings: [.linkedLibrary("python3.11")]
+        ),
         .testTarget(
             name: "KeelPoolTests",
             dependencies: ["KeelPool", "KeelApp", .product(name: "NIOEmbedded", package: "swift-nio")]

@@ -171,10 +171,12 @@ free_port() {
 
 # wait_ready URL [FILE] : polls until URL answers 200 with the hello body (with FILE: a body equal to
 # FILE byte for byte), or fails with the servers' logs.
-wait_ready() {
+wait_ready() {   # wait_ready URL [FILE|200]: the body is EXPECTED_BODY, FILE's bytes, or any 2xx body
     local url=$1 file=${2:-} deadline=$((SECONDS + READY_TIMEOUT)) body entry
     while :; do
-        if [ -n "$file" ]; then
+        if [ "$file" = 200 ]; then
+            curl -kfsS --max-time 2 -o /dev/null "$url" 2>/dev/null && return 0
+        elif [ -n "$file" ]; then
             if curl -kfsS --max-time 2 -o "$TMP/ready.body" "$url" 2>/dev/null && cmp -s "$TMP/ready.body" "$file"; then
                 return 0
             fi

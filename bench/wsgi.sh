@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# WSGI benchmark (issue 7): the same WSGI hello app, 2 processes each, one wrk run per row on
-# loopback: keel-pool --http-socket vs granian vs uWSGI --http11-socket vs gunicorn; nginx → uWSGI
-# vs keel → keel-pool (uwsgi over a unix socket); and the seed's sleep app (0.1 s) at 64
-# connections with --threads 32. See bench/README.md.
+# WSGI benchmark (issues 7 and 15): each app on keel-pool --http-socket, granian, uWSGI --http11-socket and
+# gunicorn, 2 processes × 1 thread each, one wrk run per row on loopback. The apps: the WSGI hello, a Flask
+# JSON route and a Flask template page, a Django ORM view (bench/apps; Flask and Django from PyPI into
+# bench/.venv). Then nginx → uWSGI vs keel → keel-pool (uwsgi over a unix socket), and the seed's sleep app
+# (0.1 s) at 64 connections with --threads 32. See bench/README.md.
 #
 #   bench/wsgi.sh
 #   KEEL=... KEEL_POOL=... bench/wsgi.sh      # prebuilt binaries: no release build
+#   ROW_APPS="flask-json django" bench/wsgi.sh # some of: hello flask-json flask-template django
 set -euo pipefail
 
 KEEL=${KEEL:-}
 KEEL_POOL=${KEEL_POOL:-}
-WSGI_BENCH_PACKAGES=${WSGI_BENCH_PACKAGES:-"granian gunicorn"}   # pip installs these into bench/.venv
+WSGI_BENCH_PACKAGES=${WSGI_BENCH_PACKAGES:-"granian gunicorn flask django"}   # pip installs these into bench/.venv
 SLEEP_SECONDS=${SLEEP_SECONDS:-0.1}
 OUT_PREFIX="wsgi-"
 
@@ -25,7 +27,7 @@ INVOCATION="DURATION=$DURATION CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS
 install_wsgi_servers() {
     install_tools
     [ -x "$UWSGI" ] && [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || apt_install uwsgi-core uwsgi-plugin-python3
-    if [ ! -x "$VENV/bin/granian" ] || [ ! -x "$VENV/bin/gunicorn" ]; then
+    if [ ! -x "$VENV/bin/granian" ] || [ ! -x "$VENV/bin/gunicorn" ] || ! "$VENV/bin/python" -c "import flask, django" 2>/dev/null; then
         log "pip install $WSGI_BENCH_PACKAGES into $VENV (a venv of $SYS_PYTHON)"
         [ -x "$VENV/bin/python" ] || "$SYS_PYTHON" -m venv "$VENV"
         # shellcheck disable=SC2086
@@ -66,33 +68,35 @@ serve_and_measure() {   # serve_and_measure KEY LABEL PATH STOP_SIGNAL CMD... (C
     local -a cmd=("${@//PORT/$port}")
     start "wsgi-$key" "$signal" "${cmd[@]}"
     local sid=$LAST_PID
-    wait_ready "http://127.0.0.1:$port/"
+    if [ "$path" = / ]; then wait_ready "http://127.0.0.1:$port/"; else wait_ready "http://127.0.0.1:$port$path" 200; fi
     measure "$key" "$label" "http://127.0.0.1:$port$path" "$sid"
     stop_servers
 }
 
-row_keel_http() {
-    serve_and_measure K "keel-pool --http-socket" / TERM \
-        "$KEEL_POOL" --http-socket 127.0.0.1:PORT --processes 2 --threads 1 --wsgi-file "$APPS/hello_wsgi.py" --allow-root
-}
-
-row_granian() {
-    serve_and_measure G "granian (wsgi, 2 workers)" / TERM \
+# app_rows PREFIX NAME PATH MODULE: one app on the four servers, 2 processes × 1 thread each. The hello app
+# (PREFIX "") is a file run by Debian's python3; the framework apps are modules of bench/apps using bench/.venv.
+app_rows() {
+    local p=$1 name=$2 path=$3 module=$4
+    local -a keel_app uwsgi_app
+    if [ -z "$p" ]; then
+        keel_app=(--wsgi-file "$APPS/hello_wsgi.py")
+        uwsgi_app=(--wsgi-file "$APPS/hello_wsgi.py")
+    else
+        keel_app=(--chdir "$APPS" --wsgi "$module" --virtualenv "$VENV")
+        uwsgi_app=(--chdir "$APPS" --virtualenv "$VENV" --module "$module")
+    fi
+    serve_and_measure "${p}K" "${name}keel-pool --http-socket" "$path" TERM \
+        "$KEEL_POOL" --http-socket 127.0.0.1:PORT --processes 2 --threads 1 "${keel_app[@]}" --allow-root
+    serve_and_measure "${p}G" "${name}granian (wsgi, 2 workers)" "$path" TERM \
         "$VENV/bin/granian" --interface wsgi --host 127.0.0.1 --port PORT --workers 2 --no-ws \
-        --log-level warning --working-dir "$APPS" hello_wsgi:application
-}
-
-row_uwsgi_http11() {
+        --log-level warning --working-dir "$APPS" "$module"
     # --http11-socket keeps connections alive, and a worker thread then holds one until it closes:
     # with 2 × 1 threads, 62 of wrk's 64 connections would starve. Connection: close lets them take turns.
-    serve_and_measure U "uWSGI --http11-socket (Debian 2.0.21)" / INT \
+    serve_and_measure "${p}U" "${name}uWSGI --http11-socket (Debian 2.0.21)" "$path" INT \
         "$UWSGI" --plugin python3 --master --processes 2 --threads 1 --http11-socket 127.0.0.1:PORT \
-        --add-header "Connection: close" --wsgi-file "$APPS/hello_wsgi.py" --disable-logging
-}
-
-row_gunicorn() {
-    serve_and_measure N "gunicorn (sync, 2 workers)" / TERM \
-        "$VENV/bin/gunicorn" --workers 2 --bind 127.0.0.1:PORT --chdir "$APPS" --log-level warning hello_wsgi:application
+        --add-header "Connection: close" "${uwsgi_app[@]}" --disable-logging
+    serve_and_measure "${p}N" "${name}gunicorn (sync, 2 workers)" "$path" TERM \
+        "$VENV/bin/gunicorn" --workers 2 --bind 127.0.0.1:PORT --chdir "$APPS" --log-level warning "$module"
 }
 
 row_nginx_uwsgi() {
@@ -150,9 +154,18 @@ report() {
     echo
     echo "| ratio | requests/s |"
     echo "| --- | ---: |"
-    ratio "keel-pool ÷ granian (compass: ≥ 1.2)" K G
-    ratio "keel-pool ÷ uWSGI --http11-socket" K U
-    ratio "keel-pool ÷ gunicorn" K N
+    ratio "hello: keel-pool ÷ granian (goal ≥ 1.2)" K G
+    ratio "hello: keel-pool ÷ uWSGI --http11-socket" K U
+    ratio "hello: keel-pool ÷ gunicorn" K N
+    ratio "Flask JSON: keel-pool ÷ granian (goal ≥ 1.1)" FK FG
+    ratio "Flask JSON: keel-pool ÷ uWSGI" FK FU
+    ratio "Flask JSON: keel-pool ÷ gunicorn" FK FN
+    ratio "Flask template: keel-pool ÷ granian" TK TG
+    ratio "Flask template: keel-pool ÷ uWSGI" TK TU
+    ratio "Flask template: keel-pool ÷ gunicorn" TK TN
+    ratio "Django ORM: keel-pool ÷ granian (goal ≥ 1.05)" DK DG
+    ratio "Django ORM: keel-pool ÷ uWSGI" DK DU
+    ratio "Django ORM: keel-pool ÷ gunicorn" DK DN
     ratio "keel → keel-pool ÷ nginx → uWSGI (the bundle; goal ≥ 1.5)" KK NU
     ratio "sleep app: keel-pool ÷ uWSGI" SK SU
     local ideal
@@ -166,10 +179,20 @@ build_keel
 nginx_conf_dir
 prepare_out
 
-row_keel_http
-row_granian
-row_uwsgi_http11
-row_gunicorn
+# The Django app's SQLite file, made once for the run; every server's workers read it.
+export DJBENCH_DB="$TMP/djbench.sqlite3"
+(cd "$APPS" && "$VENV/bin/python" -m djbench.make_db)
+
+ROW_APPS=${ROW_APPS:-"hello flask-json flask-template django"}
+for app in $ROW_APPS; do
+    case $app in
+        hello) app_rows "" "" / hello_wsgi:application ;;
+        flask-json) app_rows F "Flask JSON: " "/users/42?x=1" flask_bench:app ;;
+        flask-template) app_rows T "Flask template: " /page flask_bench:app ;;
+        django) app_rows D "Django ORM: " /items djbench.wsgi:application ;;
+        *) echo "ROW_APPS: unknown app $app (hello, flask-json, flask-template, django)" >&2; exit 2 ;;
+    esac
+done
 row_nginx_uwsgi
 row_keel_keel_pool
 row_sleep_keel

@@ -9,11 +9,8 @@
 #include <sys/select.h>
 #include <sys/time.h>
 #define PY_SSIZE_T_CLEAN
-#include <Python.h>
-
-// faulthandler's async-signal-safe dumper of every thread's Python stack: exported by libpython but declared only
-// in an internal header; it reads the thread states without the GIL, so a worker stuck holding the GIL still reports.
-extern const char *_Py_DumpTracebackThreads(int fd, PyInterpreterState *interp, PyThreadState *current_tstate);
+// By path, not through pkg-config: nothing that imports this module links libpython (see module.modulemap).
+#include <python3.11/Python.h>
 
 static inline PyObject *keel_py_none(void) { return Py_None; }
 static inline PyObject *keel_py_true(void) { return Py_True; }
@@ -42,6 +39,13 @@ static inline char *keel_py_bytes_data(PyObject *o) { return PyBytes_AS_STRING(o
 static inline Py_ssize_t keel_py_bytes_size(PyObject *o) { return PyBytes_GET_SIZE(o); }
 static inline int keel_py_type_is(PyObject *o, PyObject *type) { return (PyObject *)Py_TYPE(o) == type; }
 static inline const char *keel_py_type_name(PyObject *o) { return Py_TYPE(o)->tp_name; }
+
+/// A module for PyInit_*: PyModuleDef_HEAD_INIT is a macro. `definition` must live as long as the process.
+static inline PyObject *keel_py_module_create(PyModuleDef *definition, const char *name, PyMethodDef *methods) {
+    PyModuleDef made = {PyModuleDef_HEAD_INIT, name, NULL, -1, methods, NULL, NULL, NULL, NULL};
+    *definition = made;
+    return PyModule_Create(definition);
+}
 
 static inline PyObject *keel_py_call2(PyObject *callable, PyObject *a, PyObject *b) {
     return PyObject_CallFunctionObjArgs(callable, a, b, NULL);

@@ -26,8 +26,13 @@ public struct PoolConfiguration: Sendable {
     public var maxWorkerLifetime: Int = 0
     /// Recycle a worker whose resident memory exceeds this many MiB (0 = never).
     public var reloadOnRSS: Int = 0
-    /// Arguments each worker gets after the executable: `_worker` and the pool's own flags.
+    /// Arguments each worker gets after the executable: `_worker` and the pool's own flags (or the interpreter's
+    /// bootstrap, then the pool's flags).
     public var workerArguments: [String]
+    /// What workers are spawned from: nil = this executable; a WSGI app's interpreter otherwise.
+    public var workerExecutable: String?
+    /// Which Python runs the app, for the start-up line (nil = no Python).
+    public var pythonHost: String?
 
     public init(
         uwsgiSockets: [ListenAddress], httpSockets: [ListenAddress], backlog: Int, chmodSocket: mode_t?,

@@ -64,11 +64,12 @@ public final class PoolMaster {
             return 1
         }
         spawner = WorkerSpawner(
-            executable: currentExecutablePath(), baseArguments: configuration.workerArguments,
+            executable: configuration.workerExecutable ?? currentExecutablePath(), baseArguments: configuration.workerArguments,
             listeners: sockets.map { ($0.fd, $0.wire) }, scoreboard: scoreboard)
         MasterLog.info(
             "keel-pool starting: app \(configuration.appName), \(configuration.processes) processes × "
-                + "\(configuration.threads) threads, master pid \(getpid())")
+                + "\(configuration.threads) threads, master pid \(getpid())"
+                + (configuration.pythonHost.map { ", Python: \($0)" } ?? ""))
         slots = (1...configuration.processes).map { WorkerSlot(id: $0) }
 
         var lastHealthCheck: Int64 = 0

@@ -66,7 +66,7 @@ func moveAbove(_ fd: Int32, _ floor: Int32) -> Int32 {
 }
 
 /// This process's own executable, for spawning workers of the same build.
-func currentExecutablePath() -> String {
+public func currentExecutablePath() -> String {
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
     let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
     guard count > 0 else { return CommandLine.arguments[0] }

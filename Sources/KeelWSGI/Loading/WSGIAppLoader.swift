@@ -13,10 +13,15 @@ public enum WSGIAppLoader {
         if let chdir = configuration.chdir, Glibc.chdir(chdir) != 0 {
             throw AppLoadError("--chdir \(chdir): \(String(cString: strerror(errno)))")
         }
-        try PythonInterpreter.start(virtualenv: configuration.virtualenv)
+        // Hosted (the app's interpreter loaded the worker library and holds the GIL here), or embedded.
+        if Py_IsInitialized() == 0 { try PythonInterpreter.start(virtualenv: configuration.virtualenv) }
         defer { _ = PyEval_SaveThread() }  // the main thread only waits for signals from now on
         ErrorLog.sink = configuration.log
         let support = try SupportObjects.make()
+        guard let arm = Py.attribute(support.module.pointer, "arm_stack_dump"),
+            let signal = PyOwned(PyLong_FromLong(Int(WSGIHandler.stackDumpSignal))),
+            PyOwned(keel_py_call1(arm.pointer, signal.pointer)) != nil
+        else { throw support.failure("cannot prepare --harakiri's stack dump") }
         let app = try importApp(configuration, support: support)
         if configuration.autoreloadSeconds > 0, let report = configuration.autoreloadReport {
             try ModuleWatcher(support: support, interval: configuration.autoreloadSeconds, report: report).start()

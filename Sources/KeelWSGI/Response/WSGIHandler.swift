@@ -2,6 +2,10 @@ import CPython
 import KeelApp
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A loaded WSGI app as a keel-pool handler. Runs on the worker's app threads: each call holds the
 /// GIL for the Python work only and releases it whenever it waits on the connection (sending a
 /// write() or a chunk, reading wsgi.input), so a `time.sleep` or a slow client stalls no other request.
@@ -20,13 +24,12 @@ public final class WSGIHandler: Handler, @unchecked Sendable {
     /// wsgi.input reads the connection where the worker offers it (uwsgi sockets).
     public var streamsRequestBody: Bool { true }
 
-    /// faulthandler's dumper, from the main thread without the GIL: a thread stuck in Python (even holding the GIL)
-    /// still shows where, which `faulthandler.dump_traceback` called through the GIL could not.
+    /// The signal `arm_stack_dump` gave faulthandler: no worker thread blocks it, and raising it on the main thread
+    /// runs the dump there at once, without the GIL (CPython exports its dumper itself only in some versions).
+    static let stackDumpSignal = __libc_current_sigrtmin() + 4
+
     public func reportStuckThreads(to fd: Int32) {
-        if let failure = _Py_DumpTracebackThreads(fd, PyInterpreterState_Main(), nil) {
-            let text = "(the Python stacks could not be read: \(String(cString: failure)))\n"
-            _ = text.withCString { write(fd, $0, strlen($0)) }
-        }
+        raise(Self.stackDumpSignal)
     }
 
     /// The head is only known once the app writes or yields its first bytes: the app runs inside the

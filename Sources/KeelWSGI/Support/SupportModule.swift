@@ -165,6 +165,13 @@ def module_files():
     return files
 
 
+def arm_stack_dump(signum):
+    """--harakiri's report: faulthandler dumps every thread's stack from a signal handler, without the GIL, so a
+    thread stuck holding it still shows where (the worker raises `signum` on its main thread before exiting)."""
+    import faulthandler
+    faulthandler.register(signum, file=sys.stderr, all_threads=True, chain=False)
+
+
 def forget_bytecode(path):
     """Removes a changed file's cached bytecode: a .pyc is checked by the source's mtime in whole seconds and its
     size, so an edit within the same second that keeps the size would otherwise load the old code."""

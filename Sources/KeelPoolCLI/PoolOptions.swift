@@ -8,7 +8,9 @@ import Glibc
 #endif
 
 /// The pool's flags, named as uWSGI names them (gunicorn's names where uWSGI has none).
-struct PoolOptions: ParsableArguments {
+public struct PoolOptions: ParsableArguments {
+    public init() {}
+
     @Option(
         name: [.customLong("socket"), .customShort("s")],
         help: ArgumentHelp(
@@ -76,8 +78,15 @@ struct PoolOptions: ParsableArguments {
 
     @Option(
         name: [.customLong("virtualenv"), .customShort("H"), .customLong("venv"), .customLong("home")],
-        help: ArgumentHelp("Virtualenv (made by /usr/bin/python3 -m venv) whose packages the app uses.", valueName: "DIR"))
+        help: ArgumentHelp("Virtualenv whose interpreter (CPython 3.9 to 3.13) and packages run the app.", valueName: "DIR"))
     var virtualenv: String?
+
+    @Option(
+        name: .customLong("python"),
+        help: ArgumentHelp(
+            "Interpreter that runs the WSGI app (CPython 3.9 to 3.13; default: the --virtualenv's, else /usr/bin/python3).",
+            valueName: "PATH"))
+    var python: String?
 
     @Option(name: .customLong("env"), help: ArgumentHelp("Environment variable for the app. Repeatable.", valueName: "KEY=VALUE"))
     var env: [String] = []
@@ -193,8 +202,9 @@ struct PoolOptions: ParsableArguments {
         maxRequests == 0 ? 0 : maxRequests + (maxRequestsJitter > 0 ? Int.random(in: 0...maxRequestsJitter) : 0)
     }
 
-    /// Checks every value and names the flag to fix; nothing is bound here.
-    func validated(workerArguments: [String]) throws -> PoolConfiguration {
+    /// Checks every value and names the flag to fix; nothing is bound here. `arguments` are the pool's own flags,
+    /// which every worker is given again.
+    public func validated(arguments: [String]) throws -> PoolConfiguration {
         guard (1...1024).contains(processes) else {
             throw ValidationError("--processes \(processes): give a number of workers from 1 to 1024")
         }
@@ -261,7 +271,12 @@ struct PoolOptions: ParsableArguments {
             var configuration = PoolConfiguration(
                 uwsgiSockets: uwsgi, httpSockets: http, backlog: listen, chmodSocket: mode, processes: processes,
                 threads: threads, appName: appName, pidfile: pidfile, gracefulTimeout: gracefulTimeout,
-                workerArguments: workerArguments)
+                workerArguments: ["_worker"] + arguments)
+            if try wsgiConfiguration() != nil {
+                let host = try PythonHost.resolve(python: python, virtualenv: virtualenv, besides: currentExecutablePath())
+                (configuration.workerExecutable, configuration.workerArguments) = host.workerCommand(poolArguments: arguments)
+                configuration.pythonHost = host.description
+            }
             configuration.maxWorkerLifetime = maxWorkerLifetime
             configuration.harakiri = harakiri
             configuration.logTo = logTo
@@ -286,7 +301,7 @@ struct PoolOptions: ParsableArguments {
     }
 
     /// `--uid` / `--gid` resolved to numbers (nil when neither is given).
-    func identity() throws -> (uid: uid_t?, gid: gid_t?)? {
+    public func identity() throws -> (uid: uid_t?, gid: gid_t?)? {
         guard uid != nil || gid != nil else { return nil }
         do {
             return (try uid.map(Privileges.userID), try gid.map(Privileges.groupID))
@@ -296,21 +311,22 @@ struct PoolOptions: ParsableArguments {
     }
 
     /// What the logs call the app.
-    var appName: String {
+    public var appName: String {
         if let wsgi { return "wsgi \(wsgi)" }
         if let wsgiFile { return "wsgi-file \(wsgiFile)" }
         return app ?? "?"
     }
 
     /// The WSGI app's flags, or nil when a built-in app is served.
-    func wsgiConfiguration() throws -> WSGIConfiguration? {
+    public func wsgiConfiguration() throws -> WSGIConfiguration? {
         let source: WSGIConfiguration.Source
         var callableName = callable ?? "application"
         switch (wsgi, wsgiFile) {
         case (nil, nil):
             for (flag, given) in [
                 ("--callable", callable != nil), ("--chdir", chdir != nil), ("--pythonpath", !pythonPath.isEmpty),
-                ("--virtualenv", virtualenv != nil), ("--py-autoreload", pyAutoreload > 0), ("--reload", reload),
+                ("--virtualenv", virtualenv != nil), ("--python", python != nil), ("--py-autoreload", pyAutoreload > 0),
+                ("--reload", reload),
             ] where given {
                 throw ValidationError("\(flag) is for WSGI apps: give --wsgi MODULE[:CALLABLE] or --wsgi-file FILE too")
             }
@@ -344,7 +360,7 @@ struct PoolOptions: ParsableArguments {
         return configuration
     }
 
-    func handler() throws -> any Handler {
+    public func handler() throws -> any Handler {
         if try wsgiConfiguration() != nil {
             // Imported in each worker (WorkerRuntime's loadApp); the master runs no app code.
             return ClosureHandler { _ in Response(status: 503, "The WSGI app is not loaded\n") }

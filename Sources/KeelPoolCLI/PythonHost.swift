@@ -1,0 +1,164 @@
+import ArgumentParser
+import CKeelSys
+import KeelPool
+import KeelSystem
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Which Python runs a WSGI app's workers, decided in the master before anything starts. A worker is the app's own
+/// interpreter (`--python`, the `--virtualenv`'s, else Debian's /usr/bin/python3) running keel-pool's worker
+/// runtime, `libKeelPoolWorker.so`, as an extension module, as granian does: any CPython 3.9 to 3.13, at that
+/// interpreter's own speed. Without the library beside keel-pool, a 3.11 app falls back to the libpython3.11
+/// keel-pool embeds.
+public enum PythonHost: Equatable, Sendable {
+    case hosted(interpreter: String, library: String)
+    case embedded
+
+    public static let oldest = (3, 9)
+    public static let newest = (3, 13)
+    static var supported: String { "CPython \(oldest.0).\(oldest.1) to \(newest.0).\(newest.1)" }
+    public static let libraryName = "libKeelPoolWorker.so"
+
+    /// What the interpreter runs: load the worker library from argv[1] and hand it the worker's arguments.
+    public static let bootstrap = """
+        # keel-pool worker
+        import sys
+        from importlib.machinery import ExtensionFileLoader
+        from importlib.util import module_from_spec, spec_from_loader
+        loader = ExtensionFileLoader('keel_pool_worker', sys.argv[1])
+        worker = module_from_spec(spec_from_loader('keel_pool_worker', loader))
+        loader.exec_module(worker)
+        arguments = sys.argv[2:]
+        sys.argv = ['keel-pool']
+        worker.run(arguments)
+        """
+
+    /// For the master's start-up line.
+    public var description: String {
+        switch self {
+        case .hosted(let interpreter, _): return interpreter
+        case .embedded: return "the embedded libpython3.11 (no \(Self.libraryName) beside keel-pool)"
+        }
+    }
+
+    /// The executable and the arguments before the pool's flags for a worker of this host.
+    public func workerCommand(poolArguments: [String]) -> (executable: String?, arguments: [String]) {
+        switch self {
+        case .hosted(let interpreter, let library):
+            return (interpreter, ["-u", "-c", Self.bootstrap, library] + poolArguments)
+        case .embedded:
+            return (nil, ["_worker"] + poolArguments)
+        }
+    }
+
+    /// Picks and checks the interpreter; every problem is one line naming the flag, the interpreter and its version.
+    public static func resolve(python: String?, virtualenv: String?, besides executable: String) throws -> PythonHost {
+        let (interpreter, flag) = try choose(python: python, virtualenv: virtualenv)
+        let version = try PythonVersion.probe(interpreter, flag: flag)
+        let name = "\(version.implementation) \(version.text) (\(interpreter))"
+        guard version.implementation == "CPython" else {
+            throw ValidationError("\(flag): \(name) cannot host keel-pool's workers; give a \(supported)")
+        }
+        guard version.minor >= oldest, version.minor <= newest else {
+            throw ValidationError("\(flag): \(name) is not supported; keel-pool hosts \(supported)")
+        }
+        guard !version.freeThreaded else {
+            throw ValidationError("\(flag): \(name) is a free-threaded build; keel-pool hosts \(supported) with the GIL")
+        }
+        let directory = String(executable[..<(executable.lastIndex(of: "/") ?? executable.startIndex)])
+        let library = directory + "/" + libraryName
+        if access(library, R_OK) == 0 { return .hosted(interpreter: interpreter, library: library) }
+        guard version.minor == (3, 11) else {
+            throw ValidationError(
+                "\(flag): \(name) needs keel-pool's worker library \(library) (build it: swift build --product "
+                    + "KeelPoolWorker); without it only 3.11 runs, on the libpython3.11 keel-pool embeds")
+        }
+        return .embedded
+    }
+
+    static func choose(python: String?, virtualenv: String?) throws -> (path: String, flag: String) {
+        if let python {
+            guard virtualenv == nil else {
+                throw ValidationError("--python and --virtualenv both choose the interpreter; give one of them")
+            }
+            guard access(python, X_OK) == 0 else { throw ValidationError("--python \(python): no such interpreter") }
+            return (python, "--python \(python)")
+        }
+        if let virtualenv {
+            let base = virtualenv.hasSuffix("/") ? String(virtualenv.dropLast()) : virtualenv
+            for name in ["python3", "python"] where access(base + "/bin/" + name, X_OK) == 0 {
+                return (base + "/bin/" + name, "--virtualenv \(virtualenv)")
+            }
+            throw ValidationError("--virtualenv \(virtualenv): no bin/python3 in it; make it with python3 -m venv DIR")
+        }
+        if access("/usr/bin/python3", X_OK) == 0 { return ("/usr/bin/python3", "the default interpreter") }
+        let path = getenv("PATH").map { String(cString: $0) } ?? ""
+        for directory in path.split(separator: ":") where access("\(directory)/python3", X_OK) == 0 {
+            return ("\(directory)/python3", "the default interpreter")
+        }
+        throw ValidationError("no python3 found (neither /usr/bin/python3 nor one on PATH): give --python PATH")
+    }
+}
+
+/// An interpreter's answer to "what are you": asked by running it, since the master runs no Python itself.
+struct PythonVersion {
+    var implementation: String
+    var text: String
+    var minor: (Int, Int)
+    var freeThreaded: Bool
+
+    static let question = """
+        import sys, sysconfig
+        name = {'cpython': 'CPython', 'pypy': 'PyPy'}.get(sys.implementation.name, sys.implementation.name)
+        print(name, '%d.%d.%d' % sys.version_info[:3], int(bool(sysconfig.get_config_var('Py_GIL_DISABLED'))))
+        """
+
+    static func probe(_ interpreter: String, flag: String) throws -> PythonVersion {
+        let (status, output) = try run(interpreter, ["-c", question], flag: flag)
+        let words = output.split(separator: "\n").last?.split(separator: " ") ?? []
+        guard status == 0, words.count == 3 else {
+            let said = output.split(separator: "\n").last.map { ": \($0)" } ?? ""
+            throw ValidationError("\(flag): \(interpreter) did not answer like a Python 3 interpreter\(said)")
+        }
+        let numbers = words[1].split(separator: ".").compactMap { Int($0) }
+        guard numbers.count == 3 else { throw ValidationError("\(flag): \(interpreter) gave the version \(words[1])") }
+        return PythonVersion(
+            implementation: String(words[0]), text: String(words[1]), minor: (numbers[0], numbers[1]),
+            freeThreaded: words[2] == "1")
+    }
+
+    /// Runs the interpreter with stdout and stderr on one pipe, for at most 10 seconds.
+    static func run(_ executable: String, _ arguments: [String], flag: String) throws -> (Int32, String) {
+        var fds: [Int32] = [-1, -1]
+        guard keel_pipe2(&fds, O_CLOEXEC) == 0 else { throw ValidationError("\(flag): cannot make a pipe") }
+        let pid: pid_t
+        do {
+            pid = try ProcessSpawner.spawn(
+                executable, arguments: arguments, moving: [(fds[1], 1), (fds[1], 2)], closeFrom: 3, defaultSignals: [])
+        } catch {
+            close(fds[0])
+            close(fds[1])
+            throw ValidationError("\(flag): cannot run \(executable): \(error)")
+        }
+        close(fds[1])
+        defer { close(fds[0]) }
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let deadline = monotonicMilliseconds() + 10_000
+        var ended = false
+        while !ended && monotonicMilliseconds() < deadline {
+            var poller = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
+            if poll(&poller, 1, 100) <= 0 { continue }
+            let count = read(fds[0], &buffer, buffer.count)
+            if count > 0 { output += buffer[..<count] } else if count == 0 || errno != EINTR { ended = true }
+        }
+        var status: Int32 = 0
+        if !ended { kill(pid, SIGKILL) }
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        guard ended else { throw ValidationError("\(flag): \(executable) did not say its version within 10 s") }
+        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        return (code, String(decoding: output, as: UTF8.self))
+    }
+}
