@@ -40,7 +40,7 @@ build_keel_pool() {
         require_executable KEEL_POOL "$KEEL_POOL"
         return
     fi
-    release_build "" keel-pool
+    release_build "" keel-pool KeelPoolWorker
     KEEL_POOL="$BIN_DIR/keel-pool"
 }
 

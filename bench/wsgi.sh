@@ -41,7 +41,7 @@ build_keel() {
         require_executable KEEL_POOL "$KEEL_POOL"
         return
     fi
-    release_build "$ROOT/.build-bench" keel-pool keel
+    release_build "$ROOT/.build-bench" keel-pool keel KeelPoolWorker
     KEEL=${KEEL:-$BIN_DIR/keel}
     KEEL_POOL=${KEEL_POOL:-$BIN_DIR/keel-pool}
 }

@@ -22,11 +22,26 @@ public enum WSGIAppLoader {
             let signal = PyOwned(PyLong_FromLong(Int(WSGIHandler.stackDumpSignal))),
             PyOwned(keel_py_call1(arm.pointer, signal.pointer)) != nil
         else { throw support.failure("cannot prepare --harakiri's stack dump") }
+        try setEnvironment(configuration.environment, support: support)
         let app = try importApp(configuration, support: support)
         if configuration.autoreloadSeconds > 0, let report = configuration.autoreloadReport {
             try ModuleWatcher(support: support, interval: configuration.autoreloadSeconds, report: report).start()
         }
         return WSGIHandler(app: app, support: support, configuration: configuration)
+    }
+
+    /// `os.environ` too: a hosting interpreter copied the environment before `setenv` ran.
+    private static func setEnvironment(_ variables: [(name: String, value: String)], support: SupportObjects)
+        throws(AppLoadError)
+    {
+        guard !variables.isEmpty else { return }
+        guard let set = Py.attribute(support.module.pointer, "set_environment"), let pairs = PyOwned(PyDict_New())
+        else { throw support.failure("cannot set --env") }
+        for variable in variables {
+            guard let value = Py.string(variable.value) else { throw support.failure("cannot set --env") }
+            Py.set(pairs.pointer, variable.name, value)
+        }
+        guard PyOwned(keel_py_call1(set.pointer, pairs.pointer)) != nil else { throw support.failure("cannot set --env") }
     }
 
     private static func importApp(_ configuration: WSGIConfiguration, support: SupportObjects) throws(AppLoadError)

@@ -82,7 +82,7 @@ public struct WSGIConfiguration: Sendable {
             guard Self.isDirectory(virtualenv) else { throw AppLoadError("--virtualenv \(virtualenv): no such directory") }
             guard access(virtualenv + "/pyvenv.cfg", R_OK) == 0 else {
                 throw AppLoadError(
-                    "--virtualenv \(virtualenv): not a virtualenv (no pyvenv.cfg); make one with /usr/bin/python3 -m venv DIR")
+                    "--virtualenv \(virtualenv): not a virtualenv (no pyvenv.cfg); make one with python3 -m venv DIR")
             }
         }
     }

@@ -181,6 +181,11 @@ def forget_bytecode(path):
         pass
 
 
+def set_environment(pairs):
+    """--env: the worker set them in the C environment; os.environ was copied when the interpreter started."""
+    os.environ.update(pairs)
+
+
 def prepare(directory, pythonpath):
     """sys.path as gunicorn and uWSGI set it: --pythonpath entries first, then the app's directory."""
     for entry in reversed(pythonpath):

@@ -96,6 +96,8 @@ def _environ(environ, start_response):
     with open('/proc/thread-self/status') as status:
         shown['blocked_signals'] = [int(line.split()[1], 16) for line in status if line.startswith('SigBlk:')][0]
     shown['sys.prefix'] = sys.prefix
+    shown['python_version'] = '%d.%d' % sys.version_info[:2]
+    shown['os.environ KEEL_TEST_ENV'] = os.environ.get('KEEL_TEST_ENV')
     shown['HAS_EMPTY_CONTENT_LENGTH'] = environ.get('CONTENT_LENGTH') == ''
     body = json.dumps(shown).encode()
     start_response('200 OK', [('Content-Type', 'application/json'), ('Content-Length', str(len(body)))])
@@ -364,6 +366,12 @@ threading.Thread(target=_tick, daemon=True).start()
 def ticks(environ, start_response):
     start_response('200 OK', [('Content-Type', 'text/plain')])
     return [str(_ticks[0]).encode()]
+
+
+def by_path(environ, start_response):
+    """/NAME/... runs this module's callable NAME: one worker serves several of the apps above."""
+    name = environ['PATH_INFO'].split('/')[1]
+    return globals()[name](environ, start_response)
 
 
 def stuck_in_report():
