@@ -18,6 +18,8 @@ static inline PyObject *keel_py_false(void) { return Py_False; }
 static inline PyObject *keel_py_exc_os_error(void) { return PyExc_OSError; }
 static inline PyObject *keel_py_exc_runtime_error(void) { return PyExc_RuntimeError; }
 static inline PyObject *keel_py_exc_type_error(void) { return PyExc_TypeError; }
+static inline PyObject *keel_py_exc_value_error(void) { return PyExc_ValueError; }
+static inline PyObject *keel_py_type_of(PyObject *o) { return (PyObject *)Py_TYPE(o); }
 static inline PyObject *keel_py_new_ref(PyObject *o) { Py_INCREF(o); return o; }
 static inline PyObject *keel_py_exc_assertion_error(void) { return PyExc_AssertionError; }
 static inline int keel_py_unicode_check_exact(PyObject *o) { return PyUnicode_CheckExact(o); }
@@ -46,6 +48,14 @@ static inline PyObject *keel_py_module_create(PyModuleDef *definition, const cha
     *definition = made;
     return PyModule_Create(definition);
 }
+
+/// wsgi.input's instances: the object header and the Swift state it owns.
+typedef struct {
+    PyObject_HEAD
+    void *state;
+} KeelInputObject;
+static inline void **keel_input_state(PyObject *o) { return &((KeelInputObject *)o)->state; }
+static inline int keel_input_basic_size(void) { return (int)sizeof(KeelInputObject); }
 
 static inline PyObject *keel_py_call2(PyObject *callable, PyObject *a, PyObject *b) {
     return PyObject_CallFunctionObjArgs(callable, a, b, NULL);

@@ -49,6 +49,32 @@ struct WSGIRequestBodyTests {
         try wsgi.pool.stop()
     }
 
+    /// wsgi.input (a Swift type) answers every call as `io.BufferedReader` does over the same bytes, on both sockets.
+    @Test(arguments: [false, true]) func inputFollowsIOsSemantics(uwsgi: Bool) throws {
+        let body = Array(String(repeating: "first line\nsecond\n\nfourth line is longer\nx", count: 3000).utf8)
+        for app in ["input_semantics", "input_readinto"] {
+            let wsgi = try WSGIPool(app, uwsgi: uwsgi, ["--threads", "2"])
+            let reply: HTTPReply
+            if uwsgi {
+                let raw = try UWSGIClient.exchange(
+                    path: wsgi.pool.socketPath!,
+                    vars: UWSGIClient.vars(method: "POST", uri: "/", contentLength: body.count), body: body)
+                reply = try UWSGIClient.parse(raw)
+            } else {
+                reply = try HTTPClient.request(port: wsgi.port, method: "POST", "/", body: body)
+            }
+            #expect(reply.status == 200)
+            if app == "input_semantics" {
+                let seen = try #require(try JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any])
+                #expect(seen["same"] as? Bool == true, "\(seen)")
+            } else {
+                #expect(reply.text == "same")
+            }
+            #expect(!wsgi.log.contains("AssertionError"))
+            try wsgi.pool.stop()
+        }
+    }
+
     @Test func aFastUploadToASlowAppDoesNotGrowTheWorker() throws {
         let wsgi = try WSGIPool("slow_reader", ["--threads", "2"])
         #expect(try HTTPClient.request(port: wsgi.port, method: "POST", "/warm", body: testBytes(count: 1 << 20)).status == 200)

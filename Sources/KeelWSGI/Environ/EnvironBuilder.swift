@@ -80,9 +80,11 @@ struct EnvironBuilder {
         PyDict_SetItemString(dict, "wsgi.url_scheme", (https ? support.https : support.http).pointer)
         let input: PyOwned?
         if let reader = request.bodyReader {
-            input = StreamedInput.make(reader, support: support)
+            input = InputObject.make(InputObject.State(streaming: reader))
+        } else if request.body.readableBytes > 0 {
+            input = InputObject.make(InputObject.State(buffered: request.body))
         } else {
-            input = makeInput(request.body)
+            input = PyOwned(keel_py_new_ref(support.emptyInput.pointer))
         }
         guard let input else { return nil }
         Py.set(dict, "wsgi.input", input)
@@ -94,14 +96,4 @@ struct EnvironBuilder {
         PyDict_SetItem(dict, key.pointer, value.pointer)
     }
 
-    /// wsgi.input of a buffered body: a BytesIO over exactly CONTENT_LENGTH bytes, so read(), readline(), readlines()
-    /// and iteration all behave as on a file and can never read past the body; no body: the worker's one empty input.
-    private func makeInput(_ body: ByteBuffer) -> PyOwned? {
-        guard body.readableBytes > 0 else { return PyOwned(keel_py_new_ref(support.emptyInput.pointer)) }
-        let made = body.withUnsafeReadableBytes { raw in
-            PyBytes_FromStringAndSize(raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count)
-        }
-        guard let bytes = PyOwned(made) else { return nil }
-        return PyOwned(keel_py_call1(support.bytesIOClass.pointer, bytes.pointer))
-    }
 }

@@ -1,6 +1,6 @@
 /// The Python half of the WSGI glue: small classes whose behaviour PEP 3333 spells out in Python
-/// terms (wsgi.errors, wsgi.input's file shapes, wsgi.file_wrapper) and the app loader; start_response and write()
-/// are Swift builtins (`StartResponse`). Compiled once per
+/// terms (wsgi.errors, the empty wsgi.input, wsgi.file_wrapper) and the app loader; start_response, write() and
+/// wsgi.input are implemented in Swift (`StartResponse`, `InputObject`). Compiled once per
 /// worker into the module `_keel_wsgi`; the per-request path (environ, the call, the body) is Swift.
 enum SupportModule {
     static let name = "_keel_wsgi"
@@ -38,20 +38,6 @@ class ErrorStream:
             self._pending = ''
 
 
-class InputStream(io.RawIOBase):
-    """The raw side of wsgi.input on a uwsgi socket: the worker fills the buffer from the connection,
-    never past CONTENT_LENGTH, and returns 0 at the end of the body."""
-
-    def __init__(self, readinto):
-        self._readinto = readinto
-
-    def readable(self):
-        return True
-
-    def readinto(self, buffer):
-        return self._readinto(buffer)
-
-
 class EmptyInput:
     """wsgi.input of a request without a body: one per worker, stateless, so no object is made per request."""
     __slots__ = ()
@@ -76,11 +62,6 @@ class EmptyInput:
 
 
 EMPTY_INPUT = EmptyInput()
-
-
-def make_input(readinto):
-    """wsgi.input over a streamed body: a buffered reader gives read(), readline(), iteration."""
-    return io.BufferedReader(InputStream(readinto), 65536)
 
 
 class FileWrapper:

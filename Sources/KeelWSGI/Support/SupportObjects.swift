@@ -7,8 +7,6 @@ final class SupportObjects: @unchecked Sendable {
     let module: PythonObject
     let errorStreamClass: PythonObject
     let fileWrapperClass: PythonObject
-    let makeInput: PythonObject
-    let bytesIOClass: PythonObject
     let formatException: PythonObject
     /// (1, 0), the value of wsgi.version.
     let version: PythonObject
@@ -45,16 +43,13 @@ final class SupportObjects: @unchecked Sendable {
         }
         errorStreamClass = try attribute("ErrorStream")
         fileWrapperClass = try attribute("FileWrapper")
-        makeInput = try attribute("make_input")
         formatException = try attribute("format_exception")
-        let io = PyImport_ImportModule("io")!
-        bytesIOClass = PythonObject(owned: PyObject_GetAttrString(io, "BytesIO"))
-        Py_DecRef(io)
         let versionTuple = PyTuple_New(2)!
         PyTuple_SetItem(versionTuple, 0, PyLong_FromLong(1))
         PyTuple_SetItem(versionTuple, 1, PyLong_FromLong(0))
         version = PythonObject(owned: versionTuple)
         emptyInput = try attribute("EMPTY_INPUT")
+        guard InputObject.type != nil else { throw AppLoadError("cannot make the wsgi.input type") }
         guard let errors = PyObject_CallNoArgs(errorStreamClass.pointer) else {
             throw AppLoadError("the WSGI support module cannot make wsgi.errors")
         }

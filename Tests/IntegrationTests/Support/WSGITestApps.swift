@@ -368,6 +368,46 @@ def ticks(environ, start_response):
     return [str(_ticks[0]).encode()]
 
 
+INPUT_BODY = b'first line\nsecond\n\nfourth line is longer\nx' * 3000
+
+
+def input_semantics(environ, start_response):
+    # The same calls on wsgi.input and on io's buffered reader over the same bytes: the results must agree (not
+    # under the validator, which only allows read() with a size).
+    import io
+    def run(stream):
+        results = []
+        for name, argument in [('read', 0), ('readline', 3), ('readline', -1), ('read', 2), ('readline', None),
+                               ('readline', 0), ('read', 7), ('readlines', 30), ('read', 70000), ('readline', 5)]:
+            results.append(repr(getattr(stream, name)(argument)))
+        results.append(repr(stream.readline()))
+        results.append(repr(list(stream)[:3]))
+        results.append(repr(stream.read()))
+        results.append(repr(stream.read(-1)))
+        results.append(repr(stream.readline()))
+        return results
+    ours = run(environ['wsgi.input'])
+    theirs = run(io.BufferedReader(io.BytesIO(INPUT_BODY)))
+    body = json.dumps({'same': ours == theirs, 'ours': ours[:8], 'io': theirs[:8]}).encode()
+    start_response('200 OK', [('Content-Type', 'application/json')])
+    return [body]
+
+def input_readinto(environ, start_response):
+    # readinto() and read1() (werkzeug and others use them) deliver the whole body, in order.
+    stream = environ['wsgi.input']
+    buffer = bytearray(1000)
+    parts = []
+    while True:
+        count = stream.readinto(buffer)
+        if not count:
+            break
+        parts.append(bytes(buffer[:count]))
+        part = stream.read1(333)
+        parts.append(part)
+    start_response('200 OK', [('Content-Type', 'text/plain')])
+    return [b'same' if b''.join(parts) == INPUT_BODY else b'different']
+
+
 def by_path(environ, start_response):
     """/NAME/... runs this module's callable NAME: one worker serves several of the apps above."""
     name = environ['PATH_INFO'].split('/')[1]
