@@ -49,13 +49,13 @@ static inline PyObject *keel_py_module_create(PyModuleDef *definition, const cha
     return PyModule_Create(definition);
 }
 
-/// wsgi.input's instances: the object header and the Swift state it owns.
+/// Instances of keel's Swift-made types (wsgi.input, wsgi.errors): the object header and the Swift object owned.
 typedef struct {
     PyObject_HEAD
     void *state;
-} KeelInputObject;
-static inline void **keel_input_state(PyObject *o) { return &((KeelInputObject *)o)->state; }
-static inline int keel_input_basic_size(void) { return (int)sizeof(KeelInputObject); }
+} KeelSwiftObject;
+static inline void **keel_swift_object_state(PyObject *o) { return &((KeelSwiftObject *)o)->state; }
+static inline int keel_swift_object_basic_size(void) { return (int)sizeof(KeelSwiftObject); }
 
 static inline PyObject *keel_py_call2(PyObject *callable, PyObject *a, PyObject *b) {
     return PyObject_CallFunctionObjArgs(callable, a, b, NULL);

@@ -239,10 +239,13 @@ struct WSGIAppTests {
 
     @Test func wsgiErrorsGoesToThePoolLogLineByLine() throws {
         let wsgi = try WSGIPool("errors_log")
-        #expect(try HTTPClient.get(port: wsgi.port, "/").status == 200)
+        let reply = try HTTPClient.get(port: wsgi.port, "/")
+        #expect(reply.status == 200)
+        #expect(reply.text == "wsgi.errors.write() takes str, not bytes", "PEP 3333: wsgi.errors takes text")
         try Harness.waitUntil("the lines in the log") {
             let log = wsgi.log
             return log.contains("first line from wsgi.errors\n") && log.contains("second line\n")
+                && log.contains("from writelines, one line\n") && log.contains("a lone surrogate \\udc80 is escaped\n")
                 && log.contains("unterminated tail\n")
         }
         try wsgi.pool.stop()

@@ -77,23 +77,12 @@ enum InputObject {
     }
 
     /// The type, made once per worker. Call with the GIL held.
-    nonisolated(unsafe) static let type: PyPointer? = makeType()
+    nonisolated(unsafe) static let type: SwiftObjectType? = makeType()
 
     /// A new `wsgi.input` owning `state`. Call with the GIL held.
-    static func make(_ state: State) -> PyOwned? {
-        guard let type, let object = PyType_GenericAlloc(UnsafeMutableRawPointer(type).assumingMemoryBound(to: PyTypeObject.self), 0)
-        else { return nil }
-        keel_input_state(object).pointee = Unmanaged.passRetained(state).toOpaque()
-        return PyOwned(object)
-    }
+    static func make(_ state: State) -> PyOwned? { type?.make(state) }
 
-    private static func state(_ object: PyPointer?) -> State? {
-        guard let object, let raw = keel_input_state(object).pointee else {
-            PyErr_SetString(keel_py_exc_value_error(), "wsgi.input is not open")
-            return nil
-        }
-        return Unmanaged<State>.fromOpaque(raw).takeUnretainedValue()
-    }
+    private static func state(_ object: PyPointer?) -> State? { SwiftObjectType.state(of: object, as: State.self) }
 
     /// The optional size argument: absent or None is -1 (all).
     private static func size(_ args: UnsafePointer<PyPointer?>?, _ count: Int, _ method: String) -> Int? {
@@ -117,7 +106,7 @@ enum InputObject {
 
     private typealias FastCall = @convention(c) (PyPointer?, UnsafePointer<PyPointer?>?, Py_ssize_t) -> PyPointer?
 
-    private static func makeType() -> PyPointer? {
+    private static func makeType() -> SwiftObjectType? {
         let read: FastCall = { object, args, count in
             guard let state = InputObject.state(object), let size = InputObject.size(args, count, "read") else { return nil }
             return InputObject.reading { try state.read(size) }
@@ -167,24 +156,6 @@ enum InputObject {
             }
         }
         let readable: @convention(c) (PyPointer?, PyPointer?) -> PyPointer? = { _, _ in keel_py_new_ref(keel_py_true()) }
-        let methods = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: 7)
-        let fast = METH_FASTCALL
-        methods[0] = PyMethodDef(ml_name: UnsafePointer(strdup("read")), ml_meth: unsafeBitCast(read, to: PyCFunction.self), ml_flags: fast, ml_doc: nil)
-        methods[1] = PyMethodDef(ml_name: UnsafePointer(strdup("readline")), ml_meth: unsafeBitCast(readline, to: PyCFunction.self), ml_flags: fast, ml_doc: nil)
-        methods[2] = PyMethodDef(ml_name: UnsafePointer(strdup("readlines")), ml_meth: unsafeBitCast(readlines, to: PyCFunction.self), ml_flags: fast, ml_doc: nil)
-        methods[3] = PyMethodDef(ml_name: UnsafePointer(strdup("readinto")), ml_meth: readinto, ml_flags: METH_O, ml_doc: nil)
-        methods[4] = PyMethodDef(ml_name: UnsafePointer(strdup("readable")), ml_meth: readable, ml_flags: METH_NOARGS, ml_doc: nil)
-        methods[5] = PyMethodDef(ml_name: UnsafePointer(strdup("read1")), ml_meth: unsafeBitCast(read1, to: PyCFunction.self), ml_flags: fast, ml_doc: nil)
-        methods[6] = PyMethodDef(ml_name: nil, ml_meth: nil, ml_flags: 0, ml_doc: nil)
-
-        let dealloc: @convention(c) (PyPointer?) -> Void = { object in
-            guard let object else { return }
-            if let raw = keel_input_state(object).pointee { Unmanaged<State>.fromOpaque(raw).release() }
-            let type = keel_py_type_of(object)
-            PyObject_Free(object)
-            Py_DecRef(type)
-        }
-        let iterate: @convention(c) (PyPointer?) -> PyPointer? = { object in keel_py_new_ref(object) }
         let next: @convention(c) (PyPointer?) -> PyPointer? = { object in
             guard let state = InputObject.state(object), let line = InputObject.reading({ try state.readline(-1) }) else {
                 return nil
@@ -195,17 +166,17 @@ enum InputObject {
             }
             return line
         }
-        let slots = UnsafeMutablePointer<PyType_Slot>.allocate(capacity: 5)
-        slots[0] = PyType_Slot(slot: Py_tp_dealloc, pfunc: unsafeBitCast(dealloc, to: UnsafeMutableRawPointer.self))
-        slots[1] = PyType_Slot(slot: Py_tp_iter, pfunc: unsafeBitCast(iterate, to: UnsafeMutableRawPointer.self))
-        slots[2] = PyType_Slot(slot: Py_tp_iternext, pfunc: unsafeBitCast(next, to: UnsafeMutableRawPointer.self))
-        slots[3] = PyType_Slot(slot: Py_tp_methods, pfunc: UnsafeMutableRawPointer(methods))
-        slots[4] = PyType_Slot(slot: 0, pfunc: nil)
-        let spec = UnsafeMutablePointer<PyType_Spec>.allocate(capacity: 1)
-        spec.initialize(
-            to: PyType_Spec(
-                name: UnsafePointer(strdup("keel_pool.Input")), basicsize: keel_input_basic_size(), itemsize: 0,
-                flags: UInt32(Py_TPFLAGS_DEFAULT), slots: slots))
-        return PyType_FromSpec(spec)
+        let fast = METH_FASTCALL
+        return SwiftObjectType(
+            name: "keel_pool.Input",
+            methods: [
+                ("read", unsafeBitCast(read, to: PyCFunction.self), fast),
+                ("read1", unsafeBitCast(read1, to: PyCFunction.self), fast),
+                ("readline", unsafeBitCast(readline, to: PyCFunction.self), fast),
+                ("readlines", unsafeBitCast(readlines, to: PyCFunction.self), fast),
+                ("readinto", readinto, METH_O),
+                ("readable", readable, METH_NOARGS),
+            ],
+            iterate: next)
     }
 }

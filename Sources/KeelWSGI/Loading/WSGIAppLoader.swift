@@ -84,21 +84,7 @@ public enum WSGIAppLoader {
     }
 }
 
-/// `wsgi.errors` and the support module's `_log`: a Swift function Python calls with one line.
+/// Where `wsgi.errors` lines go: the pool's log.
 enum ErrorLog {
     nonisolated(unsafe) static var sink: (@Sendable (String) -> Void)?
-
-    /// The builtin `_keel_wsgi._log(line)` (METH_O), made once per worker.
-    static func makeFunction() -> PyPointer? {
-        let definition = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: 1)
-        definition.initialize(
-            to: PyMethodDef(
-                ml_name: UnsafePointer(strdup("_log")),
-                ml_meth: { _, argument in
-                    if let argument, let line = Py.text(argument) { ErrorLog.sink?(line) }
-                    return keel_py_new_ref(Py.none)
-                },
-                ml_flags: METH_O, ml_doc: nil))
-        return PyCMethod_New(definition, nil, nil, nil)
-    }
 }

@@ -48,7 +48,7 @@ public final class WSGIHandler: Handler, @unchecked Sendable {
 
     private func call(_ request: Request, exchange: WSGIExchange) throws(AppFailure) -> Response? {
         guard let environ = environ.make(for: request) else { throw raised("cannot build the environ") }
-        defer { flush(support.errors) }
+        defer { ErrorsObject.flush(support.errors.pointer) }
         guard let startResponse = StartResponse.make(for: exchange) else { throw raised("cannot make start_response") }
         guard let result = PyOwned(keel_py_call2(app.pointer, environ.pointer, startResponse.pointer)) else {
             throw raised("the app raised")
@@ -56,15 +56,6 @@ public final class WSGIHandler: Handler, @unchecked Sendable {
         let body = WSGIResult(
             result: PythonObject(owned: result.take()), support: support, requestLine: request.requestLine)
         return try body.deliver(exchange)
-    }
-
-    /// wsgi.errors may hold a line without its newline: it still reaches the log.
-    private func flush(_ errors: PythonObject) {
-        if let flushed = PyObject_CallMethodNoArgs(errors.pointer, support.names.flush.pointer) {
-            Py_DecRef(flushed)
-        } else {
-            PyErr_Clear()
-        }
     }
 
     /// The pending Python exception as a failure whose text is the traceback.

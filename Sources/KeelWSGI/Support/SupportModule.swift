@@ -1,41 +1,12 @@
 /// The Python half of the WSGI glue: small classes whose behaviour PEP 3333 spells out in Python
-/// terms (wsgi.errors, the empty wsgi.input, wsgi.file_wrapper) and the app loader; start_response, write() and
-/// wsgi.input are implemented in Swift (`StartResponse`, `InputObject`). Compiled once per
+/// terms (the empty wsgi.input, wsgi.file_wrapper) and the app loader; start_response, write(), wsgi.input and
+/// wsgi.errors are implemented in Swift (`StartResponse`, `InputObject`, `ErrorsObject`). Compiled once per
 /// worker into the module `_keel_wsgi`; the per-request path (environ, the call, the body) is Swift.
 enum SupportModule {
     static let name = "_keel_wsgi"
 
     static let source = #"""
 import sys, io, os, traceback, importlib, importlib.util
-
-_log = None  # set by the worker: writes one line to the pool's log
-
-
-class ErrorStream:
-    """wsgi.errors: text written here goes to the pool's log, one record per line."""
-    __slots__ = ('_pending',)
-
-    def __init__(self):
-        self._pending = ''
-
-    def write(self, text):
-        if not isinstance(text, str):
-            raise TypeError('wsgi.errors.write() takes str, not %s' % type(text).__name__)
-        pending = self._pending + text
-        while '\n' in pending:
-            line, _, pending = pending.partition('\n')
-            _log(line)
-        self._pending = pending
-        return len(text)
-
-    def writelines(self, lines):
-        for line in lines:
-            self.write(line)
-
-    def flush(self):
-        if self._pending:
-            _log(self._pending)
-            self._pending = ''
 
 
 class EmptyInput:

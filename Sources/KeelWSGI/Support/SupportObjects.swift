@@ -5,7 +5,6 @@ import KeelApp
 /// Immutable after load and only touched with the GIL held.
 final class SupportObjects: @unchecked Sendable {
     let module: PythonObject
-    let errorStreamClass: PythonObject
     let fileWrapperClass: PythonObject
     let formatException: PythonObject
     /// (1, 0), the value of wsgi.version.
@@ -22,13 +21,11 @@ final class SupportObjects: @unchecked Sendable {
     /// Interned attribute names, so a lookup per request does not build a str.
     struct AttributeNames {
         let close: PythonObject
-        let flush: PythonObject
         let sendable: PythonObject
 
         init() {
             func intern(_ name: String) -> PythonObject { PythonObject(owned: PyUnicode_InternFromString(name)) }
             close = intern("close")
-            flush = intern("flush")
             sendable = intern("sendable")
         }
     }
@@ -41,7 +38,6 @@ final class SupportObjects: @unchecked Sendable {
             }
             return PythonObject(owned: value)
         }
-        errorStreamClass = try attribute("ErrorStream")
         fileWrapperClass = try attribute("FileWrapper")
         formatException = try attribute("format_exception")
         let versionTuple = PyTuple_New(2)!
@@ -50,16 +46,14 @@ final class SupportObjects: @unchecked Sendable {
         version = PythonObject(owned: versionTuple)
         emptyInput = try attribute("EMPTY_INPUT")
         guard InputObject.type != nil else { throw AppLoadError("cannot make the wsgi.input type") }
-        guard let errors = PyObject_CallNoArgs(errorStreamClass.pointer) else {
-            throw AppLoadError("the WSGI support module cannot make wsgi.errors")
-        }
-        self.errors = PythonObject(owned: errors)
+        guard let errors = ErrorsObject.make() else { throw AppLoadError("cannot make wsgi.errors") }
+        self.errors = PythonObject(owned: errors.take())
         http = PythonObject(owned: PyUnicode_InternFromString("http"))
         https = PythonObject(owned: PyUnicode_InternFromString("https"))
         names = AttributeNames()
     }
 
-    /// Compiles and imports `_keel_wsgi` and wires its `_log` to the pool's log.
+    /// Compiles and imports `_keel_wsgi`.
     static func make() throws(AppLoadError) -> SupportObjects {
         guard let code = PyOwned(Py_CompileString(SupportModule.source, "<keel-wsgi>", Py_file_input)),
             let module = PyImport_ExecCodeModule(SupportModule.name, code.pointer)
@@ -67,12 +61,7 @@ final class SupportObjects: @unchecked Sendable {
             let text = Py.takeErrorText(formatter: nil) ?? "unknown error"
             throw AppLoadError("cannot start the WSGI support code: \(text)")
         }
-        let owner = PythonObject(owned: module)
-        if let log = ErrorLog.makeFunction() {
-            PyObject_SetAttrString(module, "_log", log)
-            Py_DecRef(log)
-        }
-        return try SupportObjects(module: owner)
+        return try SupportObjects(module: PythonObject(owned: module))
     }
 
     /// The pending Python exception as a startup failure.

@@ -238,11 +238,20 @@ file_wrapper = validator(_file_wrapper)
 
 
 def errors_log(environ, start_response):
-    environ['wsgi.errors'].write('first line from wsgi.errors\nsecond ')
-    environ['wsgi.errors'].write('line\n')
-    environ['wsgi.errors'].write('unterminated tail')
+    errors = environ['wsgi.errors']
+    errors.write('first line from wsgi.errors\nsecond ')
+    errors.write('line\n')
+    errors.writelines(['from writelines, ', 'one line\n'])
+    try:
+        errors.write(b'bytes')
+        refused = 'no error'
+    except TypeError as error:
+        refused = str(error)
+    errors.write('a lone surrogate \udc80 is escaped\n')
+    errors.flush()
+    errors.write('unterminated tail')
     start_response('200 OK', [('Content-Type', 'text/plain')])
-    return [b'logged\n']
+    return [refused.encode()]
 
 
 def _write_then_wait(environ, start_response):
