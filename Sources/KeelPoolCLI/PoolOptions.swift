@@ -274,7 +274,8 @@ public struct PoolOptions: ParsableArguments {
                 workerArguments: ["_worker"] + arguments)
             if try wsgiConfiguration() != nil {
                 let host = try PythonHost.resolve(python: python, virtualenv: virtualenv, besides: currentExecutablePath())
-                (configuration.workerExecutable, configuration.workerArguments) = host.workerCommand(poolArguments: arguments)
+                (configuration.workerExecutable, configuration.workerArguments) = host.workerCommand(
+                    poolArguments: arguments, dropTo: try identity())
                 configuration.pythonHost = host.description
             }
             configuration.maxWorkerLifetime = maxWorkerLifetime

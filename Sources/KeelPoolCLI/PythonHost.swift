@@ -43,11 +43,18 @@ public enum PythonHost: Equatable, Sendable {
         }
     }
 
-    /// The executable and the arguments before the pool's flags for a worker of this host.
-    public func workerCommand(poolArguments: [String]) -> (executable: String?, arguments: [String]) {
+    /// The executable and the arguments before the pool's flags for a worker of this host. With `--uid`/`--gid`, a
+    /// hosted worker starts as keel-pool's `_exec-as`, which drops privileges and then execs the interpreter: Python's
+    /// start-up (site-packages, `.pth` files) never runs as root.
+    public func workerCommand(poolArguments: [String], dropTo identity: (uid: uid_t?, gid: gid_t?)?)
+        -> (executable: String?, arguments: [String])
+    {
         switch self {
         case .hosted(let interpreter, let library):
-            return (interpreter, ["-u", "-c", Self.bootstrap, library] + poolArguments)
+            let command = [interpreter, "-u", "-c", Self.bootstrap, library] + poolArguments
+            guard let identity else { return (interpreter, Array(command.dropFirst())) }
+            let ids = (identity.uid.map { ["--to-uid", "\($0)"] } ?? []) + (identity.gid.map { ["--to-gid", "\($0)"] } ?? [])
+            return (nil, ["_exec-as"] + ids + ["--"] + command)
         case .embedded:
             return (nil, ["_worker"] + poolArguments)
         }

@@ -78,6 +78,33 @@ struct PythonVersionsTests {
         try wsgi.pool.stop()
     }
 
+    /// With --uid/--gid the interpreter starts as that user (keel-pool's `_exec-as` drops before the exec), so
+    /// Python's start-up and the app's import never run as root.
+    @Test(.enabled(if: getuid() == 0, "dropping privileges needs root"))
+    func aHostedWorkerStartsAsTheGivenUser() throws {
+        // A .pth file in the venv runs during Python's own start-up and records who that was.
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        chmod(directory, 0o755)
+        let venv = directory + "/venv"
+        let made = try ManagedProcess("/usr/bin/python3", ["-m", "venv", "--without-pip", venv], logPath: directory + "/venv.log")
+        #expect(try made.waitForExit(seconds: 60) == 0)
+        let sitePackages = venv + "/lib/python3.11/site-packages"
+        try "import os; os.environ['KEEL_TEST_STARTED_AS'] = str(os.getuid())\n"
+            .write(toFile: sitePackages + "/keel_probe.pth", atomically: true, encoding: .utf8)
+        let wsgi = try WSGIPool("whoami", ["--uid", "nobody", "--gid", "nogroup", "--virtualenv", venv], readableByAll: true)
+        let seen = try #require(
+            try JSONSerialization.jsonObject(with: Data(HTTPClient.get(port: wsgi.port, "/").body)) as? [String: Any])
+        #expect(seen["started_as"] as? String == "65534", "Python's start-up ran as nobody, not root")
+        #expect(seen["imported_as"] as? [Int] == [65534, 65534, 65534])
+        #expect(seen["runs_as"] as? [Int] == [65534, 65534, 65534])
+        let worker = try #require(wsgi.pool.workers.first)
+        let status = try String(contentsOfFile: "/proc/\(worker)/status", encoding: .utf8)
+        #expect(status.contains("Uid:\t65534\t65534\t65534\t65534"))
+        #expect(status.contains("Name:\tpython3"), "the worker is the interpreter itself")
+        try wsgi.pool.stop()
+    }
+
     @Test(.enabled(if: interpreter(minor: 8) != nil, "\(missing(8))")) func anUnsupportedVersionIsOneLine() throws {
         let python = Self.interpreter(minor: 8)!
         let (code, output) = try CLITests.run(["--wsgi", "app", "--python", python, "--http-socket", "127.0.0.1:1"])

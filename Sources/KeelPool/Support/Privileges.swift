@@ -18,7 +18,9 @@ public enum Privileges {
 
     /// Switches this process to `gid` then `uid` (group first: after setuid it may no longer change groups),
     /// dropping supplementary groups; throws with the fix if the system refuses.
-    static func drop(uid: uid_t?, gid: gid_t?) throws(PoolError) {
+    public static func drop(uid: uid_t?, gid: gid_t?) throws(PoolError) {
+        // Already done (a hosted WSGI worker drops before its interpreter starts): only root may call setgroups.
+        if geteuid() != 0, uid.map({ $0 == getuid() }) ?? true, gid.map({ $0 == getgid() }) ?? true { return }
         if let gid {
             var groups = [gid]
             guard setgroups(1, &groups) == 0, setgid(gid) == 0 else {

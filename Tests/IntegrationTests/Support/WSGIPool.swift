@@ -5,8 +5,12 @@ final class WSGIPool: @unchecked Sendable {
     let appDirectory: String
     let pool: PoolUnderTest
 
-    init(_ callable: String, http: Bool = true, uwsgi: Bool = false, _ arguments: [String] = []) throws {
+    /// `readableByAll`: the app directory opened to every user, for workers that drop to `--uid nobody`.
+    init(
+        _ callable: String, http: Bool = true, uwsgi: Bool = false, _ arguments: [String] = [], readableByAll: Bool = false
+    ) throws {
         appDirectory = try WSGITestApps.makeDirectory()
+        if readableByAll { chmod(appDirectory, 0o755) }
         pool = try PoolUnderTest(
             http: http, uwsgi: uwsgi,
             ["--wsgi", "\(WSGITestApps.module):\(callable)", "--pythonpath", appDirectory] + arguments)

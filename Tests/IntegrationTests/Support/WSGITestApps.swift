@@ -417,6 +417,17 @@ def input_readinto(environ, start_response):
     return [b'same' if b''.join(parts) == INPUT_BODY else b'different']
 
 
+IMPORTED_AS = (os.getuid(), os.geteuid(), os.getgid())
+
+
+def whoami(environ, start_response):
+    """Who imported this module and who runs the request: --uid/--gid must hold for both."""
+    body = json.dumps({'imported_as': IMPORTED_AS, 'runs_as': (os.getuid(), os.geteuid(), os.getgid()),
+                       'started_as': os.environ.get('KEEL_TEST_STARTED_AS')}).encode()
+    start_response('200 OK', [('Content-Type', 'application/json')])
+    return [body]
+
+
 def by_path(environ, start_response):
     """/NAME/... runs this module's callable NAME: one worker serves several of the apps above."""
     name = environ['PATH_INFO'].split('/')[1]
