@@ -105,6 +105,37 @@ struct PythonVersionsTests {
         try wsgi.pool.stop()
     }
 
+    /// keel-pool without its worker library beside it (what `swift run` builds) embeds libpython3.11: 3.11 apps
+    /// still run, in keel-pool's own worker process, and another version is refused with the command that builds it.
+    @Test func withoutTheWorkerLibraryKeelPoolEmbedsPython3_11() throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let alone = directory + "/keel-pool"
+        try FileManager.default.copyItem(atPath: Harness.keelPoolPath, toPath: alone)
+        let apps = try WSGITestApps.makeDirectory()
+        defer { try? FileManager.default.removeItem(atPath: apps) }
+        let port = try Harness.freePort()
+        let process = try ManagedProcess(
+            alone, ["--http-socket", "127.0.0.1:\(port)", "--wsgi", "\(WSGITestApps.module):by_path", "--pythonpath", apps],
+            logPath: directory + "/pool.log")
+        try Harness.waitUntil("the embedded worker", seconds: 20) { (try? HTTPClient.get(port: port, "/hello").status) == 200 }
+        let reply = try HTTPClient.get(port: port, "/environ_app/")
+        let environ = try #require(try JSONSerialization.jsonObject(with: Data(reply.body)) as? [String: Any])
+        #expect(environ["python_version"] as? String == "3.11")
+        #expect(process.log.contains("Python: the embedded libpython3.11 (no libKeelPoolWorker.so beside keel-pool)"))
+        let worker = try #require(Harness.children(of: process.pid).first)
+        let status = try String(contentsOfFile: "/proc/\(worker)/status", encoding: .utf8)
+        #expect(status.contains("Name:\tkeel-pool"), "the worker is keel-pool's own process")
+        _ = try process.stop(signal: SIGTERM)
+        if let python = Self.interpreter(minor: 12) {
+            let refused = try ManagedProcess(
+                alone, ["--http-socket", "127.0.0.1:1", "--wsgi", "app", "--python", python], logPath: directory + "/refused.log")
+            #expect(try refused.waitForExit(seconds: 20) != 0)
+            #expect(refused.log.contains("needs keel-pool's worker library \(directory)/libKeelPoolWorker.so"), "\(refused.log)")
+            #expect(refused.log.contains("swift build --product KeelPoolWorker"))
+        }
+    }
+
     @Test(.enabled(if: interpreter(minor: 8) != nil, "\(missing(8))")) func anUnsupportedVersionIsOneLine() throws {
         let python = Self.interpreter(minor: 8)!
         let (code, output) = try CLITests.run(["--wsgi", "app", "--python", python, "--http-socket", "127.0.0.1:1"])
