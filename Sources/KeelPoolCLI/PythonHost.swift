@@ -123,10 +123,14 @@ struct PythonVersion {
         """
 
     static func probe(_ interpreter: String, flag: String) throws -> PythonVersion {
-        let (status, output) = try run(interpreter, ["-c", question], flag: flag)
+        // -I -S: no site-packages, .pth files or PYTHON* variables: the master (root, maybe) runs no code of the app's.
+        let (status, output) = try run(interpreter, ["-I", "-S", "-c", question], flag: flag)
         let words = output.split(separator: "\n").last?.split(separator: " ") ?? []
         guard status == 0, words.count == 3 else {
-            let said = output.split(separator: "\n").last.map { ": \($0)" } ?? ""
+            // The line that says what went wrong: an error's, an "Unknown option" (Python 2), else the last one.
+            let lines = output.split(separator: "\n")
+            let telling = lines.first { $0.contains("Error") || $0.contains("Unknown option") } ?? lines.last
+            let said = telling.map { ": \($0)" } ?? ""
             throw ValidationError("\(flag): \(interpreter) did not answer like a Python 3 interpreter\(said)")
         }
         let numbers = words[1].split(separator: ".").compactMap { Int($0) }

@@ -90,7 +90,12 @@ struct PythonVersionsTests {
         let made = try ManagedProcess("/usr/bin/python3", ["-m", "venv", "--without-pip", venv], logPath: directory + "/venv.log")
         #expect(try made.waitForExit(seconds: 60) == 0)
         let sitePackages = venv + "/lib/python3.11/site-packages"
-        try "import os; os.environ['KEEL_TEST_STARTED_AS'] = str(os.getuid())\n"
+        // Each interpreter start leaves a marker named by its uid: the master's version probe must start none.
+        let markers = directory + "/markers"
+        try FileManager.default.createDirectory(atPath: markers, withIntermediateDirectories: false)
+        chmod(markers, 0o777)
+        try ("import os; os.environ['KEEL_TEST_STARTED_AS'] = str(os.getuid()); "
+            + "open('\(markers)/started-as-%d' % os.getuid(), 'w').close()\n")
             .write(toFile: sitePackages + "/keel_probe.pth", atomically: true, encoding: .utf8)
         let wsgi = try WSGIPool("whoami", ["--uid", "nobody", "--gid", "nogroup", "--virtualenv", venv], readableByAll: true)
         let seen = try #require(
@@ -98,6 +103,8 @@ struct PythonVersionsTests {
         #expect(seen["started_as"] as? String == "65534", "Python's start-up ran as nobody, not root")
         #expect(seen["imported_as"] as? [Int] == [65534, 65534, 65534])
         #expect(seen["runs_as"] as? [Int] == [65534, 65534, 65534])
+        let started = try FileManager.default.contentsOfDirectory(atPath: markers)
+        #expect(started == ["started-as-65534"], "no interpreter ran the venv's site-packages as root: \(started)")
         let worker = try #require(wsgi.pool.workers.first)
         let status = try String(contentsOfFile: "/proc/\(worker)/status", encoding: .utf8)
         #expect(status.contains("Uid:\t65534\t65534\t65534\t65534"))
