@@ -150,7 +150,9 @@ enum InputObject {
             return InputObject.reading {
                 if state.pending.readableBytes == 0 { _ = try state.fill() }
                 let count = min(view.len, state.pending.readableBytes)
-                state.pending.withUnsafeReadableBytes { raw in view.buf?.copyMemory(from: raw.baseAddress!, byteCount: count) }
+                if count > 0 {
+                    state.pending.withUnsafeReadableBytes { raw in view.buf?.copyMemory(from: raw.baseAddress!, byteCount: count) }
+                }
                 state.pending.moveReaderIndex(forwardBy: count)
                 return PyLong_FromSsize_t(count)
             }
