@@ -19,6 +19,7 @@ static inline PyObject *keel_py_exc_os_error(void) { return PyExc_OSError; }
 static inline PyObject *keel_py_exc_runtime_error(void) { return PyExc_RuntimeError; }
 static inline PyObject *keel_py_exc_type_error(void) { return PyExc_TypeError; }
 static inline PyObject *keel_py_exc_value_error(void) { return PyExc_ValueError; }
+static inline PyObject *keel_py_exc_overflow_error(void) { return PyExc_OverflowError; }
 static inline PyObject *keel_py_type_of(PyObject *o) { return (PyObject *)Py_TYPE(o); }
 static inline PyObject *keel_py_new_ref(PyObject *o) { Py_INCREF(o); return o; }
 static inline PyObject *keel_py_exc_assertion_error(void) { return PyExc_AssertionError; }

@@ -246,7 +246,7 @@ struct WSGIAppTests {
             let log = wsgi.log
             return log.contains("first line from wsgi.errors\n") && log.contains("second line\n")
                 && log.contains("from writelines, one line\n") && log.contains("a lone surrogate \\udc80 is escaped\n")
-                && log.contains("unterminated tail\n")
+                && log.contains("a CRLF line\n") && log.contains("after it\n") && log.contains("unterminated tail\n")
         }
         try wsgi.pool.stop()
     }

@@ -12,6 +12,8 @@ enum InputObject {
         var pending: ByteBuffer
         let reader: (any BodyReader)?
         var ended: Bool
+        /// A read is under way (it may have let the GIL go): a second thread's read is refused, not interleaved.
+        var busy = false
         static let readSize = 65536
 
         init(buffered body: ByteBuffer) {
@@ -45,7 +47,7 @@ enum InputObject {
             let made = pending.withUnsafeReadableBytes { raw in
                 PyBytes_FromStringAndSize(raw.baseAddress?.assumingMemoryBound(to: CChar.self), min(count, raw.count))
             }
-            pending.moveReaderIndex(forwardBy: min(count, pending.readableBytes))
+            if made != nil { pending.moveReaderIndex(forwardBy: min(count, pending.readableBytes)) }
             return made
         }
 
@@ -60,7 +62,7 @@ enum InputObject {
 
         /// At most `size` bytes with at most one wait for the connection (`io`'s read1).
         func read1(_ size: Int) throws -> PyPointer? {
-            if pending.readableBytes == 0 { _ = try fill() }
+            if pending.readableBytes == 0 && size != 0 { _ = try fill() }
             return take(size < 0 ? pending.readableBytes : size)
         }
 
@@ -84,20 +86,33 @@ enum InputObject {
 
     private static func state(_ object: PyPointer?) -> State? { SwiftObjectType.state(of: object, as: State.self) }
 
-    /// The optional size argument: absent or None is -1 (all).
-    private static func size(_ args: UnsafePointer<PyPointer?>?, _ count: Int, _ method: String) -> Int? {
+    /// The optional size argument: absent or None is -1 (all); any integer-like (`__index__`) is taken. `read` and
+    /// `read1` refuse sizes below -1 as `io` does; `readline` and `readlines` take any negative as "no limit".
+    private static func size(
+        _ args: UnsafePointer<PyPointer?>?, _ count: Int, _ method: String, negativeMeansAll: Bool = true
+    ) -> Int? {
         guard count <= 1 else {
             PyErr_SetString(keel_py_exc_type_error(), "wsgi.input.\(method)() takes at most one argument")
             return nil
         }
         guard count == 1, let argument = args?[0], argument != Py.none else { return -1 }
-        let value = PyLong_AsSsize_t(argument)
+        let value = PyNumber_AsSsize_t(argument, keel_py_exc_overflow_error())
         if value == -1, PyErr_Occurred() != nil { return nil }
+        if value < -1 && !negativeMeansAll {
+            PyErr_SetString(keel_py_exc_value_error(), "read length must be non-negative or -1")
+            return nil
+        }
         return value
     }
 
-    /// Runs a read, turning a connection failure into `OSError`.
-    private static func reading(_ body: () throws -> PyPointer?) -> PyPointer? {
+    /// Runs a read, one at a time per object, turning a connection failure into `OSError`.
+    private static func reading(_ state: State, _ body: () throws -> PyPointer?) -> PyPointer? {
+        guard !state.busy else {
+            PyErr_SetString(keel_py_exc_runtime_error(), "wsgi.input is being read by another thread")
+            return nil
+        }
+        state.busy = true
+        defer { state.busy = false }
         do { return try body() } catch {
             PyErr_SetString(keel_py_exc_os_error(), "wsgi.input: \(error)")
             return nil
@@ -108,18 +123,20 @@ enum InputObject {
 
     private static func makeType() -> SwiftObjectType? {
         let read: FastCall = { object, args, count in
-            guard let state = InputObject.state(object), let size = InputObject.size(args, count, "read") else { return nil }
-            return InputObject.reading { try state.read(size) }
+            guard let state = InputObject.state(object), let size = InputObject.size(args, count, "read", negativeMeansAll: false)
+            else { return nil }
+            return InputObject.reading(state) { try state.read(size) }
         }
         let read1: FastCall = { object, args, count in
-            guard let state = InputObject.state(object), let size = InputObject.size(args, count, "read1") else { return nil }
-            return InputObject.reading { try state.read1(size) }
+            guard let state = InputObject.state(object), let size = InputObject.size(args, count, "read1", negativeMeansAll: false)
+            else { return nil }
+            return InputObject.reading(state) { try state.read1(size) }
         }
         let readline: FastCall = { object, args, count in
             guard let state = InputObject.state(object), let limit = InputObject.size(args, count, "readline") else {
                 return nil
             }
-            return InputObject.reading { try state.readline(limit) }
+            return InputObject.reading(state) { try state.readline(limit) }
         }
         let readlines: FastCall = { object, args, count in
             guard let state = InputObject.state(object), let hint = InputObject.size(args, count, "readlines"),
@@ -127,7 +144,7 @@ enum InputObject {
             else { return nil }
             var total = 0
             while true {
-                guard let line = InputObject.reading({ try state.readline(-1) }) else {
+                guard let line = InputObject.reading(state, { try state.readline(-1) }) else {
                     Py_DecRef(lines)
                     return nil
                 }
@@ -136,8 +153,12 @@ enum InputObject {
                     Py_DecRef(line)
                     return lines
                 }
-                PyList_Append(lines, line)
+                let appended = PyList_Append(lines, line)
                 Py_DecRef(line)
+                guard appended == 0 else {
+                    Py_DecRef(lines)
+                    return nil
+                }
                 total += length
                 if hint > 0 && total >= hint { return lines }
             }
@@ -147,8 +168,9 @@ enum InputObject {
             var view = Py_buffer()
             guard PyObject_GetBuffer(target, &view, PyBUF_WRITABLE) == 0 else { return nil }
             defer { PyBuffer_Release(&view) }
-            return InputObject.reading {
-                if state.pending.readableBytes == 0 { _ = try state.fill() }
+            return InputObject.reading(state) {
+                // As BufferedReader.readinto: fill the buffer unless the body ends first.
+                while state.pending.readableBytes < view.len, try state.fill() {}
                 let count = min(view.len, state.pending.readableBytes)
                 if count > 0 {
                     state.pending.withUnsafeReadableBytes { raw in view.buf?.copyMemory(from: raw.baseAddress!, byteCount: count) }
@@ -159,7 +181,8 @@ enum InputObject {
         }
         let readable: @convention(c) (PyPointer?, PyPointer?) -> PyPointer? = { _, _ in keel_py_new_ref(keel_py_true()) }
         let next: @convention(c) (PyPointer?) -> PyPointer? = { object in
-            guard let state = InputObject.state(object), let line = InputObject.reading({ try state.readline(-1) }) else {
+            guard let state = InputObject.state(object), let line = InputObject.reading(state, { try state.readline(-1) })
+            else {
                 return nil
             }
             if keel_py_bytes_size(line) == 0 {

@@ -9,9 +9,12 @@ enum ErrorsObject {
 
         func write(_ text: String) {
             pending += text
-            while let newline = pending.firstIndex(of: "\n") {
-                ErrorLog.sink?(String(pending[..<newline]))
-                pending.removeSubrange(...newline)
+            // By byte, not Character: "\r\n" is one Character and would never match "\n".
+            while let newline = pending.utf8.firstIndex(of: UInt8(ascii: "\n")) {
+                var line = Substring(pending.utf8[..<newline])
+                if line.utf8.last == UInt8(ascii: "\r") { line = Substring(line.utf8.dropLast()) }
+                ErrorLog.sink?(String(line))
+                pending = String(pending.utf8[pending.utf8.index(after: newline)...])!
             }
         }
 

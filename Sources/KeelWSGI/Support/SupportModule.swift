@@ -25,6 +25,9 @@ class EmptyInput:
     def readlines(self, hint=-1):
         return []
 
+    def readinto(self, buffer):
+        return 0
+
     def readable(self):
         return True
 

@@ -248,6 +248,7 @@ def errors_log(environ, start_response):
     except TypeError as error:
         refused = str(error)
     errors.write('a lone surrogate \udc80 is escaped\n')
+    errors.write('a CRLF line\r\nafter it\n')
     errors.flush()
     errors.write('unterminated tail')
     start_response('200 OK', [('Content-Type', 'text/plain')])
@@ -390,6 +391,15 @@ def input_semantics(environ, start_response):
                                ('readline', 0), ('read', 7), ('readlines', 30), ('read', 70000), ('readline', 5)]:
             results.append(repr(getattr(stream, name)(argument)))
         results.append(repr(stream.readline()))
+        results.append(repr(stream.read1(0)))
+        target = bytearray(25)
+        count = stream.readinto(target)
+        results.append(repr((count, bytes(target[:count]))))
+        try:
+            stream.read(-2)
+            results.append('read(-2) accepted')
+        except ValueError as error:
+            results.append('ValueError: %s' % error)
         results.append(repr(list(stream)[:3]))
         results.append(repr(stream.read()))
         results.append(repr(stream.read(-1)))
