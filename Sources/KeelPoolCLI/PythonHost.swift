@@ -71,6 +71,9 @@ public enum PythonHost: Equatable, Sendable {
         guard version.minor >= oldest, version.minor <= newest else {
             throw ValidationError("\(flag): \(name) is not supported; keel-pool hosts \(supported)")
         }
+        guard !version.debugBuild else {
+            throw ValidationError("\(flag): \(name) is a debug (Py_DEBUG) build; keel-pool hosts release builds of \(supported)")
+        }
         guard !version.freeThreaded else {
             throw ValidationError("\(flag): \(name) is a free-threaded build; keel-pool hosts \(supported) with the GIL")
         }
@@ -115,18 +118,21 @@ struct PythonVersion {
     var text: String
     var minor: (Int, Int)
     var freeThreaded: Bool
+    /// A `Py_DEBUG` build: its objects carry two more pointers, so the library's struct offsets do not hold.
+    var debugBuild: Bool
 
     static let question = """
         import sys, sysconfig
         name = {'cpython': 'CPython', 'pypy': 'PyPy'}.get(sys.implementation.name, sys.implementation.name)
-        print(name, '%d.%d.%d' % sys.version_info[:3], int(bool(sysconfig.get_config_var('Py_GIL_DISABLED'))))
+        print(name, '%d.%d.%d' % sys.version_info[:3], int(bool(sysconfig.get_config_var('Py_GIL_DISABLED'))),
+              int(hasattr(sys, 'gettotalrefcount')))
         """
 
     static func probe(_ interpreter: String, flag: String) throws -> PythonVersion {
         // -I -S: no site-packages, .pth files or PYTHON* variables: the master (root, maybe) runs no code of the app's.
         let (status, output) = try run(interpreter, ["-I", "-S", "-c", question], flag: flag)
         let words = output.split(separator: "\n").last?.split(separator: " ") ?? []
-        guard status == 0, words.count == 3 else {
+        guard status == 0, words.count == 4 else {
             // The line that says what went wrong: an error's, an "Unknown option" (Python 2), else the last one.
             let lines = output.split(separator: "\n")
             let telling = lines.first { $0.contains("Error") || $0.contains("Unknown option") } ?? lines.last
@@ -137,7 +143,7 @@ struct PythonVersion {
         guard numbers.count == 3 else { throw ValidationError("\(flag): \(interpreter) gave the version \(words[1])") }
         return PythonVersion(
             implementation: String(words[0]), text: String(words[1]), minor: (numbers[0], numbers[1]),
-            freeThreaded: words[2] == "1")
+            freeThreaded: words[2] == "1", debugBuild: words[3] == "1")
     }
 
     /// Runs the interpreter with stdout and stderr on one pipe, for at most 10 seconds.

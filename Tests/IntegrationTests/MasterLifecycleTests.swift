@@ -153,6 +153,18 @@ struct MasterLifecycleTests {
         try pool.stop()
     }
 
+    /// --uid alone takes the user's own group and drops root's groups, supplementary ones included.
+    @Test(.enabled(if: getuid() == 0, "dropping privileges needs root"))
+    func uidAloneTakesTheUsersGroupAndNoneOfRoots() throws {
+        let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello", "--uid", "nobody"])
+        let worker = try #require(pool.workers.first)
+        let status = try String(contentsOfFile: "/proc/\(worker)/status", encoding: .utf8)
+        #expect(status.contains("Uid:\t65534\t65534\t65534\t65534"))
+        #expect(status.contains("Gid:\t65534\t65534\t65534\t65534"))
+        #expect(status.contains("Groups:\t65534"), "\(status)")
+        try pool.stop()
+    }
+
     @Test(.enabled(if: getuid() == 0, "changing a file's owner needs root"))
     func chownSocketSetsTheOwner() throws {
         let pool = try PoolUnderTest(http: false, uwsgi: true, ["--app", "hello", "--chown-socket", "nobody:nogroup"])

@@ -157,10 +157,18 @@ struct PythonVersionsTests {
         try "#!/bin/sh\necho not python\n".write(toFile: directory + "/fake", atomically: true, encoding: .utf8)
         chmod(directory + "/fake", 0o755)
         try "home = /usr/bin\n".write(toFile: directory + "/pyvenv.cfg", atomically: true, encoding: .utf8)
+        // Interpreters that answer the master's question as builds keel-pool cannot host would.
+        for (name, answer) in [("debug", "CPython 3.11.2 0 1"), ("freethreaded", "CPython 3.13.0 1 0"), ("pypy", "PyPy 3.10.14 0 0")] {
+            try "#!/bin/sh\necho \(answer)\n".write(toFile: directory + "/" + name, atomically: true, encoding: .utf8)
+            chmod(directory + "/" + name, 0o755)
+        }
         for (arguments, message) in [
             (["--python", "/nonexistent/python3"], "--python /nonexistent/python3: no such interpreter"),
             (["--python", directory + "/fake"], "--python \(directory)/fake: \(directory)/fake did not answer like a Python 3 interpreter: not python"),
             (["--python", "/usr/bin/python3", "--virtualenv", directory], "--python and --virtualenv both choose the interpreter"),
+            (["--python", directory + "/debug"], "CPython 3.11.2 (\(directory)/debug) is a debug (Py_DEBUG) build; keel-pool hosts release builds of CPython 3.9 to 3.13"),
+            (["--python", directory + "/freethreaded"], "is a free-threaded build; keel-pool hosts CPython 3.9 to 3.13 with the GIL"),
+            (["--python", directory + "/pypy"], "PyPy 3.10.14 (\(directory)/pypy) cannot host keel-pool's workers; give a CPython 3.9 to 3.13"),
         ] {
             let (code, output) = try CLITests.run(["--wsgi", "app", "--http-socket", "127.0.0.1:1"] + arguments)
             #expect(code != 0)

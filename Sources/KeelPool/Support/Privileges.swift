@@ -18,7 +18,9 @@ public enum Privileges {
 
     /// Switches this process to `gid` then `uid` (group first: after setuid it may no longer change groups),
     /// dropping supplementary groups; throws with the fix if the system refuses.
-    public static func drop(uid: uid_t?, gid: gid_t?) throws(PoolError) {
+    public static func drop(uid: uid_t?, gid given: gid_t?) throws(PoolError) {
+        // --uid alone: the user's own group, and none of root's (gid 0 and its supplementary groups would stay).
+        let gid = given ?? uid.flatMap { getpwuid($0)?.pointee.pw_gid }
         // Already done (a hosted WSGI worker drops before its interpreter starts): only root may call setgroups.
         if geteuid() != 0, uid.map({ $0 == getuid() }) ?? true, gid.map({ $0 == getgid() }) ?? true { return }
         if let gid {
