@@ -24,12 +24,20 @@ public enum PythonHost: Equatable, Sendable {
     /// What the interpreter runs: load the worker library from argv[1] and hand it the worker's arguments.
     public static let bootstrap = """
         # keel-pool worker
-        import sys
+        import os, sys
         from importlib.machinery import ExtensionFileLoader
         from importlib.util import module_from_spec, spec_from_loader
-        loader = ExtensionFileLoader('keel_pool_worker', sys.argv[1])
-        worker = module_from_spec(spec_from_loader('keel_pool_worker', loader))
-        loader.exec_module(worker)
+        try:
+            loader = ExtensionFileLoader('keel_pool_worker', sys.argv[1])
+            worker = module_from_spec(spec_from_loader('keel_pool_worker', loader))
+            loader.exec_module(worker)
+        except BaseException as error:
+            # One line for the master (it stops the pool rather than respawn workers that fail the same way).
+            line = 'cannot load %s into %s: %s' % (sys.argv[1], sys.executable, error)
+            print('keel-pool worker: ' + line, file=sys.stderr)
+            if '--status-fd' in sys.argv:
+                os.write(int(sys.argv[sys.argv.index('--status-fd') + 1]), ('fatal: ' + line.replace('\\n', ' ') + '\\n').encode())
+            sys.exit(1)
         arguments = sys.argv[2:]
         sys.argv = ['keel-pool']
         worker.run(arguments)

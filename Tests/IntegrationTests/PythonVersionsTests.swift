@@ -143,6 +143,24 @@ struct PythonVersionsTests {
         }
     }
 
+    /// A worker library the interpreter cannot load stops the pool with one line, not a respawn loop.
+    @Test func anUnloadableWorkerLibraryStopsThePoolWithOneLine() throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.copyItem(atPath: Harness.keelPoolPath, toPath: directory + "/keel-pool")
+        try "not a library\n".write(toFile: directory + "/libKeelPoolWorker.so", atomically: true, encoding: .utf8)
+        let apps = try WSGITestApps.makeDirectory()
+        defer { try? FileManager.default.removeItem(atPath: apps) }
+        let process = try ManagedProcess(
+            directory + "/keel-pool",
+            ["--http-socket", "127.0.0.1:\(try Harness.freePort())", "--wsgi", "\(WSGITestApps.module):hello", "--pythonpath", apps],
+            logPath: directory + "/pool.log")
+        #expect(try process.waitForExit(seconds: 20) == 1)
+        #expect(process.log.contains(
+            "the app cannot be loaded, stopping (fix it and start again): cannot load \(directory)/libKeelPoolWorker.so into"))
+        #expect(!process.log.contains("respawning"))
+    }
+
     @Test(.enabled(if: interpreter(minor: 8) != nil, "\(missing(8))")) func anUnsupportedVersionIsOneLine() throws {
         let python = Self.interpreter(minor: 8)!
         let (code, output) = try CLITests.run(["--wsgi", "app", "--python", python, "--http-socket", "127.0.0.1:1"])
