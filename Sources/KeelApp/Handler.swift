@@ -5,14 +5,14 @@ public protocol Handler: Sendable {
     /// True if the handler reads `request.bodyReader` where the connection offers one (WSGI's
     /// `wsgi.input`); false has the body read in full into `request.body` first.
     var streamsRequestBody: Bool { get }
-    /// Writes where the app's threads are (for --harakiri) to `fd`. Called on the worker's main thread while app
-    /// threads may be stuck holding any lock: it must take none (no GIL, no allocator-heavy work).
-    func reportStuckThreads(to fd: Int32)
+    /// Writes where the app's threads are (for --harakiri) to the log (stderr). Called on the worker's main thread
+    /// while app threads may be stuck holding any lock: it must take none (no GIL, no allocator-heavy work).
+    func reportStuckThreads()
 }
 
 extension Handler {
     public var streamsRequestBody: Bool { false }
-    public func reportStuckThreads(to fd: Int32) {}
+    public func reportStuckThreads() {}
 }
 
 /// A handler made from a closure, for tests and small apps.

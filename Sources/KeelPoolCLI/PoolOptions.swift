@@ -240,7 +240,8 @@ public struct PoolOptions: ParsableArguments {
             throw ValidationError("--max-requests-jitter needs --max-requests: the jitter is added to it")
         }
         _ = try handler()
-        if let wsgi = try wsgiConfiguration() {
+        let wsgi = try wsgiConfiguration()
+        if let wsgi {
             do { try wsgi.validate() } catch { throw ValidationError(error.description) }
         }
         // Workers run the app: as root, that takes a decision (--uid to drop, or --allow-root to keep it).
@@ -272,7 +273,7 @@ public struct PoolOptions: ParsableArguments {
                 uwsgiSockets: uwsgi, httpSockets: http, backlog: listen, chmodSocket: mode, processes: processes,
                 threads: threads, appName: appName, pidfile: pidfile, gracefulTimeout: gracefulTimeout,
                 workerArguments: ["_worker"] + arguments)
-            if try wsgiConfiguration() != nil {
+            if wsgi != nil {
                 let host = try PythonHost.resolve(python: python, virtualenv: virtualenv, besides: currentExecutablePath())
                 (configuration.workerExecutable, configuration.workerArguments) = host.workerCommand(
                     poolArguments: arguments, dropTo: try identity())

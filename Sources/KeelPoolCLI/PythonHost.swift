@@ -154,7 +154,8 @@ struct PythonVersion {
             freeThreaded: words[2] == "1", debugBuild: words[3] == "1")
     }
 
-    /// Runs the interpreter with stdout and stderr on one pipe, for at most 10 seconds.
+    /// Runs the interpreter with stdout and stderr on one pipe, for at most 10 seconds; its raw wait status (0: it
+    /// exited with 0) and what it printed.
     static func run(_ executable: String, _ arguments: [String], flag: String) throws -> (Int32, String) {
         var fds: [Int32] = [-1, -1]
         guard keel_pipe2(&fds, O_CLOEXEC) == 0 else { throw ValidationError("\(flag): cannot make a pipe") }
@@ -183,7 +184,6 @@ struct PythonVersion {
         if !ended { kill(pid, SIGKILL) }
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         guard ended else { throw ValidationError("\(flag): \(executable) did not say its version within 10 s") }
-        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return (code, String(decoding: output, as: UTF8.self))
+        return (status, String(decoding: output, as: UTF8.self))
     }
 }

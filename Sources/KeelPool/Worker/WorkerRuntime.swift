@@ -112,7 +112,7 @@ public enum WorkerRuntime {
             running = lines.isEmpty ? "" : " (running " + lines.map(\.debugDescription).joined(separator: ", ") + ")"
         }
         WorkerLog.error("harakiri: a request ran over --harakiri\(running); the app's stacks follow, then exiting")
-        configuration.handler.reportStuckThreads(to: STDERR_FILENO)
+        configuration.handler.reportStuckThreads()
     }
 
     /// The HTTP side: an acceptor thread gated by the thread slots, one NIO event loop, the app threads.

@@ -74,9 +74,8 @@ final class ModuleWatcher: @unchecked Sendable {
 
     /// `forget_bytecode(path)`, before the master is told: the new workers must compile the edited source.
     private func forget(_ path: String) {
-        guard let argument = Py.string(path), let result = PyOwned(keel_py_call1(forgetBytecode.pointer, argument.pointer))
+        guard let argument = Py.string(path), PyOwned(keel_py_call1(forgetBytecode.pointer, argument.pointer)) != nil
         else { return PyErr_Clear() }
-        _ = result
     }
 
     /// `module_files()`; called holding the GIL.

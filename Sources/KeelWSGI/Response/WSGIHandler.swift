@@ -28,7 +28,7 @@ public final class WSGIHandler: Handler, @unchecked Sendable {
     /// runs the dump there at once, without the GIL (CPython exports its dumper itself only in some versions).
     static let stackDumpSignal = __libc_current_sigrtmin() + 4
 
-    public func reportStuckThreads(to fd: Int32) {
+    public func reportStuckThreads() {
         raise(Self.stackDumpSignal)
     }
 

@@ -6,7 +6,7 @@ enum SupportModule {
     static let name = "_keel_wsgi"
 
     static let source = #"""
-import sys, io, os, traceback, importlib, importlib.util
+import sys, os, traceback, importlib, importlib.util
 
 
 class EmptyInput:
