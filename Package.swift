@@ -60,7 +60,7 @@ let package = Package(
         // WSGI apps on embedded CPython: interpreter start, app loading, environ, responses, the GIL.
         .target(
             name: "KeelWSGI",
-            dependencies: ["CPython", "KeelApp", "KeelHTTP", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["CPython", "CKeelSys", "KeelApp", "KeelHTTP", .product(name: "NIOCore", package: "swift-nio")]
         ),
         // Process spawning both servers use (posix_spawn with fd moves, closefrom and signal defaults).
         .target(name: "KeelSystem", dependencies: ["CKeelSys"]),

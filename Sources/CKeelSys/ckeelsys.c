@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "ckeelsys.h"
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 #include <sys/socket.h>
@@ -17,6 +18,7 @@ int keel_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, in
 }
 
 int keel_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+int keel_eventfd(void) { return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC); }
 
 int keel_accept4(int fd, int flags) { return accept4(fd, NULL, NULL, flags); }
 

@@ -44,7 +44,45 @@ public struct PoolOptions: ParsableArguments {
         help: ArgumentHelp(
             "Threads per worker: at most N requests run at once in a worker, which stops accepting while all are busy. "
                 + "With 1 the app runs on the worker's I/O thread.", valueName: "N"))
-    var threads: Int = 1
+    var threadsOption: Int?
+
+    @Option(
+        name: .customLong("asgi"),
+        help: ArgumentHelp(
+            "ASGI 3 app to serve (FastAPI, Starlette, Django's asgi): a module and its app (APP defaults to app).",
+            valueName: "MODULE[:APP]"))
+    var asgi: String?
+
+    @Option(
+        name: .customLong("loop"),
+        help: ArgumentHelp("The ASGI app's event loop: auto (uvloop when importable), asyncio or uvloop.", valueName: "KIND"))
+    var loop: String?
+
+    @Option(
+        name: .customLong("gevent"),
+        help: ArgumentHelp(
+            "Run the WSGI app in gevent greenlets, at most N requests per worker (gunicorn: -k gevent "
+                + "--worker-connections N).", valueName: "N"))
+    var gevent: Int?
+
+    @Flag(name: .customLong("gevent-no-patch"), help: "With --gevent: do not call gevent.monkey.patch_all() first.")
+    var geventNoPatch = false
+
+    @Option(
+        name: .customLong("worker-connections"),
+        help: ArgumentHelp(
+            "Requests in flight per worker for --asgi apps (default 1000); a full worker stops accepting.",
+            valueName: "N"))
+    var workerConnections: Int?
+
+    /// Requests in flight per worker for an app with a loop of its own (nil: a WSGI app on threads).
+    var asyncConnections: Int? {
+        if let gevent { return gevent }
+        return asgi != nil ? (workerConnections ?? 1000) : nil
+    }
+
+    /// What bounds a worker's requests: its threads, or for async apps --worker-connections / --gevent N.
+    var threads: Int { asyncConnections ?? threadsOption ?? 1 }
 
     @Option(
         name: .customLong("app"),
@@ -208,8 +246,9 @@ public struct PoolOptions: ParsableArguments {
         guard (1...1024).contains(processes) else {
             throw ValidationError("--processes \(processes): give a number of workers from 1 to 1024")
         }
-        guard (1...1024).contains(threads) else {
-            throw ValidationError("--threads \(threads): give a number of threads per worker from 1 to 1024")
+        try checkAsyncFlags()
+        if let threadsOption, !(1...1024).contains(threadsOption) {
+            throw ValidationError("--threads \(threadsOption): give a number of threads per worker from 1 to 1024")
         }
         guard listen >= 1 else { throw ValidationError("--listen \(listen): the backlog must be at least 1") }
         guard gracefulTimeout >= 0 else { throw ValidationError("--graceful-timeout must be 0 or more seconds") }
@@ -312,8 +351,63 @@ public struct PoolOptions: ParsableArguments {
         }
     }
 
+    /// The async flags' one-line errors, each naming the flag.
+    func checkAsyncFlags() throws {
+        if asgi != nil && (wsgi != nil || wsgiFile != nil) {
+            throw ValidationError("--asgi and --wsgi/--wsgi-file both name an app; give one of them")
+        }
+        if asgi != nil && app != nil { throw ValidationError("--asgi and --app both name an app; give one of them") }
+        if let workerConnections, !(1...100_000).contains(workerConnections) {
+            throw ValidationError(
+                "--worker-connections \(workerConnections): give the requests in flight per worker, from 1 to 100000")
+        }
+        if let gevent {
+            guard wsgi != nil || wsgiFile != nil else {
+                throw ValidationError(
+                    asgi != nil
+                        ? "--gevent is for WSGI apps; an --asgi app already runs on its own event loop (bound it with --worker-connections)"
+                        : "--gevent needs a WSGI app: give --wsgi MODULE[:CALLABLE] or --wsgi-file FILE")
+            }
+            guard (1...100_000).contains(gevent) else {
+                throw ValidationError("--gevent \(gevent): give the greenlets per worker (requests in flight), from 1 to 100000")
+            }
+            if threadsOption != nil {
+                throw ValidationError(
+                    "--threads with --gevent: a gevent worker runs every request as a greenlet on one thread, so it "
+                        + "takes no --threads; --gevent \(gevent) already sets how many run at once (gunicorn's --worker-connections)")
+            }
+            if workerConnections != nil {
+                throw ValidationError(
+                    "--worker-connections with --gevent: --gevent N is the number of greenlets per worker; give one of them")
+            }
+        } else if geventNoPatch {
+            throw ValidationError("--gevent-no-patch is for --gevent N: give --gevent too")
+        }
+        if asgi != nil, threadsOption != nil {
+            throw ValidationError(
+                "--threads with --asgi: an ASGI worker runs its requests on one event loop; bound them with "
+                    + "--worker-connections N instead")
+        }
+        if workerConnections != nil && asgi == nil && gevent == nil {
+            throw ValidationError(
+                "--worker-connections is for --asgi apps (and gevent: --gevent N); a WSGI app on threads takes --threads")
+        }
+        if let loop {
+            guard asgi != nil else { throw ValidationError("--loop is for --asgi apps") }
+            guard ["auto", "asyncio", "uvloop"].contains(loop) else {
+                throw ValidationError("--loop \(loop): choose auto, asyncio or uvloop")
+            }
+        }
+        if asyncConnections != nil && !socket.isEmpty {
+            throw ValidationError(
+                "--socket with \(asgi != nil ? "--asgi" : "--gevent"): async workers serve --http-socket only for now; "
+                    + "give --http-socket HOST:PORT")
+        }
+    }
+
     /// What the logs call the app.
     public var appName: String {
+        if let asgi { return "asgi \(asgi)" }
         if let wsgi { return "wsgi \(wsgi)" }
         if let wsgiFile { return "wsgi-file \(wsgiFile)" }
         return app ?? "?"
@@ -322,22 +416,24 @@ public struct PoolOptions: ParsableArguments {
     /// The WSGI app's flags, or nil when a built-in app is served.
     public func wsgiConfiguration() throws -> WSGIConfiguration? {
         let source: WSGIConfiguration.Source
-        var callableName = callable ?? "application"
-        switch (wsgi, wsgiFile) {
+        var callableName = callable ?? (asgi != nil ? "app" : "application")
+        switch (wsgi ?? asgi, wsgiFile) {
         case (nil, nil):
             for (flag, given) in [
                 ("--callable", callable != nil), ("--chdir", chdir != nil), ("--pythonpath", !pythonPath.isEmpty),
                 ("--virtualenv", virtualenv != nil), ("--python", python != nil), ("--py-autoreload", pyAutoreload > 0),
                 ("--reload", reload),
             ] where given {
-                throw ValidationError("\(flag) is for WSGI apps: give --wsgi MODULE[:CALLABLE] or --wsgi-file FILE too")
+                throw ValidationError(
+                    "\(flag) is for Python apps: give --wsgi MODULE[:CALLABLE], --wsgi-file FILE or --asgi MODULE[:APP] too")
             }
             return nil
         case (let module?, nil):
             let parts = module.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
             if parts.count == 2 {
                 guard callable == nil else {
-                    throw ValidationError("--wsgi \(module) names its callable already; drop --callable \(callable!)")
+                    throw ValidationError(
+                        "\(asgi != nil ? "--asgi" : "--wsgi") \(module) names its callable already; drop --callable \(callable!)")
                 }
                 callableName = String(parts[1])
             }
@@ -359,6 +455,11 @@ public struct PoolOptions: ParsableArguments {
             environment: environment, multithread: threads > 1, multiprocess: processes > 1,
             log: { WorkerRuntime.log($0) })
         configuration.autoreloadSeconds = autoreloadSeconds
+        if asgi != nil {
+            configuration.interface = .asgi(loop: loop ?? "auto")
+        } else if gevent != nil {
+            configuration.interface = .gevent(patch: !geventNoPatch)
+        }
         return configuration
     }
 

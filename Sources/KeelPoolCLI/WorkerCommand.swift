@@ -26,7 +26,7 @@ public struct WorkerCommand: ParsableCommand {
         do {
             var wsgi = try options.wsgiConfiguration()
             if let statusFD { wsgi?.autoreloadReport = { WorkerRuntime.reportChangedSource($0, statusFD: statusFD) } }
-            let loadApp: (() throws -> any Handler)? = wsgi.map { wsgi in { try WSGIAppLoader.load(wsgi) } }
+            let loadApp: (() throws -> LoadedApp)? = wsgi.map { wsgi in { try WSGIAppLoader.loadApp(wsgi) } }
             WorkerRuntime.run(try configuration(), loadApp: loadApp)
         } catch {
             WorkerRuntime.startupFailed("\(error)", statusFD: statusFD)

@@ -50,7 +50,7 @@ struct WSGIStartupTests {
     @Test func nonCallableIsRefusedAndExitsWith1() throws {
         let result = try Self.run(["--wsgi", "app:app"], files: ["app.py": "app = 'not a function'\n"])
         #expect(result.code == 1)
-        #expect(result.log.contains("'app' in module 'app' is a str, not a callable WSGI app"))
+        #expect(result.log.contains("'app' in module 'app' is a str, not a callable app"))
     }
 
     @Test(arguments: [

@@ -14,6 +14,8 @@ int keel_spawn_file_actions_addclosefrom(posix_spawn_file_actions_t *actions, in
 
 /// pipe2: declared only under _GNU_SOURCE, which Swift's Glibc does not define.
 int keel_pipe2(int fds[2], int flags);
+/// eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC): sys/eventfd.h is not in Swift's Glibc module.
+int keel_eventfd(void);
 /// accept4: declared only under _GNU_SOURCE.
 int keel_accept4(int fd, int flags);
 /// memfd_create: declared only under _GNU_SOURCE.

@@ -67,7 +67,7 @@ extension HTTPConnectionHandler {
             guard !readingPaused else { return }
             WorkerLog.error(
                 "\(head.method) \(head.uri): request body stalled after \(received) bytes (--socket-timeout): closed")
-            body.fail("the request body stalled after \(received) bytes (--socket-timeout)")
+            body.receiveFailure("the request body stalled after \(received) bytes (--socket-timeout)")
             state = .running
             context.close(promise: nil)
         case .skipping:
@@ -106,7 +106,7 @@ extension HTTPConnectionHandler {
             state = .discarding
             writeErrorAndClose(to: unknownRequest, status: status, message)
         case .streaming(_, let body, _):
-            body.fail("the request body is malformed (\(parserError))")
+            body.receiveFailure("the request body is malformed (\(parserError))")
             state = .running
             if responseStarted { return context.close(promise: nil) }
             // The app's own answer, when it comes, goes nowhere: this one ends the connection.

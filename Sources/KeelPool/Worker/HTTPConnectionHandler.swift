@@ -23,7 +23,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
         case receiving(HTTPRequestHead, RequestTarget, ByteBuffer)
         case discarding  // a refused body (413) is read and dropped until its end
         /// The app runs while its body still arrives through `body`.
-        case streaming(HTTPRequestHead, StreamedRequestBody, received: Int)
+        case streaming(HTTPRequestHead, any IncomingBody, received: Int)
         /// The app runs; the whole request has been received.
         case running
         /// The app has answered before reading all its body: the rest is read and dropped until its end,
@@ -31,9 +31,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
         case skipping(received: Int, close: Bool)
     }
 
-    private let configuration: WorkerConfiguration
-    private let scheduler: RequestScheduler
-    private let serverAddress: (name: String, port: String)
+    let configuration: WorkerConfiguration
+    let scheduler: RequestScheduler
+    let serverAddress: (name: String, port: String)
     /// Internal (not private) for HTTPConnectionHandler+Connection.swift, the same handler's connection half.
     var state: State = .idle
     /// The connection holds one of the worker's thread slots from accept (or next request) to response end.
@@ -56,6 +56,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
     var lastRead = NIODeadline.now()
     var idleCheck: Scheduled<Void>?
     private(set) var pendingBytes = 0
+    /// The async app's request being answered on this connection, and its scoreboard row.
+    var asyncExchange: AsyncExchange?
+    var asyncRow = 0
 
     init(configuration: WorkerConfiguration, scheduler: RequestScheduler, serverAddress: (name: String, port: String)) {
         self.configuration = configuration
@@ -77,7 +80,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
         // A request still in the app keeps its slot until it ends (endResponse gives it back).
         switch state {
         case .streaming(_, let body, let received):
-            body.fail("the client closed the connection after \(received) bytes of the request body")
+            body.receiveFailure("the client closed the connection after \(received) bytes of the request body")
             state = .running
         case .running:
             break
@@ -85,6 +88,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
             giveSlot()
         }
         self.context = nil
+        asyncExchange?.connectionClosed()
         scheduler.connectionClosed(self)
         context.fireChannelInactive()
     }
@@ -128,6 +132,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
             }
             // RequestHeadCheck let only a lone "chunked" through.
             let chunked = head.headers.contains(name: "transfer-encoding")
+            if configuration.asyncApp != nil {
+                startAsync(head: head, target: target, declaredLength: chunked ? nil : declared, context: context)
+                return
+            }
             if configuration.handler.streamsRequestBody && (declared > 0 || chunked) {
                 startStreaming(head: head, target: target, declaredLength: chunked ? nil : declared, context: context)
                 return
@@ -151,9 +159,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
                 return
             }
             state = .streaming(head, body, received: total)
-            if body.append(part) == .pauseReading { readingPaused = true }
+            if body.receive(part) { readingPaused = true }
         case (.end, .streaming(_, let body, _)):
-            body.end()
+            body.receiveEnd()
             state = .running
         case (.body(let part), .skipping(let received, let close)):
             let total = received + part.readableBytes
@@ -174,7 +182,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
         }
     }
 
-    private func begin(_ head: HTTPRequestHead) {
+    func begin(_ head: HTTPRequestHead) {
         keepAlive = ConnectionPersistence.requested(by: head) && !draining
         responseVersion = head.version
         isHeadRequest = head.method == .HEAD
@@ -215,9 +223,9 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
 
     /// A chunked body crossed --limit-post while the app reads it: the app's read fails, the client gets
     /// a 413 if no response has started (else the connection is cut), and the app's own answer goes nowhere.
-    private func refuseStreamedBody(head: HTTPRequestHead, body: StreamedRequestBody) {
+    private func refuseStreamedBody(head: HTTPRequestHead, body: any IncomingBody) {
         let limit = configuration.effectiveBodyLimit
-        body.fail("the request body is over the limit of \(limit) bytes (--limit-post)")
+        body.receiveFailure("the request body is over the limit of \(limit) bytes (--limit-post)")
         state = .running
         WorkerLog.error("\(head.method) \(head.uri): request body over the limit of \(limit) bytes (--limit-post): 413")
         guard let context else { return }
@@ -247,7 +255,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
     }
 
     /// The app made room in the body queue (or is done with it): the connection reads again.
-    private func resumeReading() {
+    func resumeReading() {
         guard readingPaused else { return }
         readingPaused = false
         if readHeldBack, let context {
@@ -339,7 +347,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
             break
         case .streaming(_, let body, let received):
             // Closing with body bytes unread would reset the connection and could cut the response.
-            body.abandon()
+            body.abandonBody()
             state = .skipping(received: received, close: close)
             close = false
         default:
@@ -359,7 +367,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
 
     func abortResponse() {
         giveSlot()
-        if case .streaming(_, let body, _) = state { body.abandon() }
+        if case .streaming(_, let body, _) = state { body.abandonBody() }
         state = .idle
         readingPaused = false
         context?.close(promise: nil)

@@ -31,7 +31,7 @@ final class RequestScheduler {
     /// threads' rows when the worker serves both protocols).
     init(
         eventLoop: any EventLoop, threads: Int, gate: SlotGate, counter: RequestCounter,
-        scoreboard: (board: Scoreboard, record: Int)?, firstRow: Int
+        scoreboard: (board: Scoreboard, record: Int)?, firstRow: Int, appThreads: Bool = true
     ) {
         self.eventLoop = eventLoop
         self.threads = threads
@@ -39,7 +39,7 @@ final class RequestScheduler {
         self.counter = counter
         self.scoreboard = scoreboard
         self.freeThreadRows = Array((firstRow..<firstRow + threads).reversed())
-        if threads > 1 {
+        if threads > 1 && appThreads {
             let pool = NIOThreadPool(numberOfThreads: threads)
             pool.start()
             self.threadPool = pool
@@ -123,6 +123,42 @@ final class RequestScheduler {
         if running < threads, let next = queue.popFirst() {
             next()
         }
+        finishDrainIfIdle()
+    }
+
+    // MARK: async apps
+
+    private var lastExchangeID = 0
+
+    func nextExchangeID() -> Int {
+        lastExchangeID += 1
+        return lastExchangeID
+    }
+
+    /// Hands a request to an async app when fewer than `threads` (--worker-connections) run, else queues it (a
+    /// kept-alive connection's next request can arrive while the worker is full). It counts as running (a
+    /// scoreboard row, the drain) until `asyncFinished`.
+    func executeAsync(requestLine: [String], _ start: @escaping (_ row: Int) -> Void) {
+        let begin = { [self] in
+            running += 1
+            let row = freeThreadRows.popLast()!
+            scoreboard?.board.requestStarted(
+                scoreboard!.record, thread: row, lineParts: requestLine, now: monotonicMilliseconds())
+            start(row)
+        }
+        if running < threads && queue.isEmpty {
+            begin()
+        } else {
+            queue.append(begin)
+        }
+    }
+
+    func asyncFinished(row: Int) {
+        scoreboard?.board.requestFinished(scoreboard!.record, thread: row, now: monotonicMilliseconds())
+        freeThreadRows.append(row)
+        running -= 1
+        counter.requestServed()
+        if running < threads, let next = queue.popFirst() { next() }
         finishDrainIfIdle()
     }
 

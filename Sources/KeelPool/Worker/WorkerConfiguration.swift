@@ -24,6 +24,8 @@ public struct WorkerConfiguration: Sendable {
     public var listeners: [InheritedListener]
     public var threads: Int
     public var handler: any Handler
+    /// An app with a loop of its own (ASGI, gevent); `threads` is then --worker-connections.
+    public var asyncApp: (any AsyncApp)?
     /// Largest request body accepted, in bytes; 0 = no limit (uWSGI's --limit-post).
     public var limitPost: Int
     /// The limit actually enforced: bodies are buffered, and a buffer holds at most 4 GiB − 1.

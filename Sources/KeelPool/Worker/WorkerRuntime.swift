@@ -17,7 +17,7 @@ public enum WorkerRuntime {
     /// `loadApp` (a WSGI import) runs here, with the pool's signals already blocked (threads the app
     /// starts inherit that) and privileges dropped, before any serving thread exists.
     public static func run(
-        _ given: WorkerConfiguration, loadApp: (() throws -> any Handler)? = nil
+        _ given: WorkerConfiguration, loadApp: (() throws -> LoadedApp)? = nil
     ) -> Never {
         var loaded = given
         let configuration = given
@@ -44,7 +44,15 @@ public enum WorkerRuntime {
             }
         }
         if let loadApp {
-            do { loaded.handler = try loadApp() } catch let error as AppLoadError {
+            do {
+                switch try loadApp() {
+                case .sync(let handler): loaded.handler = handler
+                case .async(let app):
+                    loaded.asyncApp = app
+                    // The app's start-up (ASGI lifespan) runs before the worker says ready; failing it is a load error.
+                    try app.startServing()
+                }
+            } catch let error as AppLoadError {
                 appLoadFailed(error, configuration)
             } catch {
                 appLoadFailed(AppLoadError("cannot load the app: \(error)"), configuration)
@@ -99,6 +107,8 @@ public enum WorkerRuntime {
             }
             if stopping && uwsgiServer.isStopped && (http?.isDrained ?? true) {
                 uwsgiServer.awaitGoodbyesRead()
+                // Its shutdown (ASGI lifespan) after the last response; the master's --graceful-timeout bounds it.
+                configuration.asyncApp?.stopServing(withinSeconds: 30)
                 exit(0)
             }
         }
@@ -112,7 +122,7 @@ public enum WorkerRuntime {
             running = lines.isEmpty ? "" : " (running " + lines.map(\.debugDescription).joined(separator: ", ") + ")"
         }
         WorkerLog.error("harakiri: a request ran over --harakiri\(running); the app's stacks follow, then exiting")
-        configuration.handler.reportStuckThreads()
+        if let app = configuration.asyncApp { app.reportStuckThreads() } else { configuration.handler.reportStuckThreads() }
     }
 
     /// The HTTP side: an acceptor thread gated by the thread slots, one NIO event loop, the app threads.
@@ -126,7 +136,8 @@ public enum WorkerRuntime {
             let scheduler = RequestScheduler(
                     eventLoop: eventLoop, threads: configuration.threads, gate: gate, counter: counter,
                     scoreboard: configuration.scoreboard,
-                    firstRow: configuration.listeners.contains { $0.proto == .uwsgi } ? configuration.threads : 0)
+                    firstRow: configuration.listeners.contains { $0.proto == .uwsgi } ? configuration.threads : 0,
+                    appThreads: configuration.asyncApp == nil)
             scheduler.writeTimeout = .seconds(Int64(configuration.socketTimeout))
             return NIOLoopBound(scheduler, eventLoop: eventLoop)
         }.wait()

@@ -8,7 +8,16 @@ import Glibc
 /// Loads the WSGI app in a worker: environment, directory, interpreter, sys.path, import. Runs on the
 /// worker's main thread before any app thread exists; the GIL is released when it returns.
 public enum WSGIAppLoader {
+    /// A WSGI app for the worker's threads.
     public static func load(_ configuration: WSGIConfiguration) throws(AppLoadError) -> WSGIHandler {
+        guard case .sync(let handler) = try loadApp(configuration), let handler = handler as? WSGIHandler else {
+            throw AppLoadError("\(configuration.flag): not a WSGI app")
+        }
+        return handler
+    }
+
+    /// The app as its interface asks: WSGI on threads, or ASGI / gevent on a loop of their own.
+    public static func loadApp(_ configuration: WSGIConfiguration) throws(AppLoadError) -> LoadedApp {
         for variable in configuration.environment { setenv(variable.name, variable.value, 1) }
         if let chdir = configuration.chdir, Glibc.chdir(chdir) != 0 {
             throw AppLoadError("--chdir \(chdir): \(String(cString: strerror(errno)))")
@@ -23,11 +32,27 @@ public enum WSGIAppLoader {
             PyOwned(keel_py_call1(arm.pointer, signal.pointer)) != nil
         else { throw support.failure("cannot prepare --harakiri's stack dump") }
         try setEnvironment(configuration.environment, support: support)
+        let driver = configuration.interface == .wsgi ? nil : try AsyncDriver.make(support: support)
+        if case .gevent(let patch) = configuration.interface {
+            // Before the app's import, as gunicorn's gevent worker patches before loading the app.
+            try driver!.call("patch_gevent", patch ? keel_py_true() : keel_py_false(), support: support)
+        }
         let app = try importApp(configuration, support: support)
         if configuration.autoreloadSeconds > 0, let report = configuration.autoreloadReport {
             try ModuleWatcher(support: support, interval: configuration.autoreloadSeconds, report: report).start()
         }
-        return WSGIHandler(app: app, support: support, configuration: configuration)
+        switch configuration.interface {
+        case .wsgi:
+            return .sync(WSGIHandler(app: app, support: support, configuration: configuration))
+        case .asgi(let loop):
+            try driver!.checkASGIApp(app, flag: configuration.flag, support: support)
+            return .async(
+                try AsyncPythonApp(
+                    kind: .asgi(loop: loop), app: app, driver: driver!.module, support: support, configuration: configuration))
+        case .gevent:
+            return .async(
+                try AsyncPythonApp(kind: .gevent, app: app, driver: driver!.module, support: support, configuration: configuration))
+        }
     }
 
     /// `os.environ` too: a hosting interpreter copied the environment before `setenv` ran.

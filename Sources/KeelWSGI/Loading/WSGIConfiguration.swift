@@ -14,7 +14,17 @@ public struct WSGIConfiguration: Sendable {
         case file(String)
     }
 
+    /// How the app is called: WSGI on the worker's threads, ASGI on an asyncio loop, or WSGI in gevent's greenlets.
+    public enum Interface: Sendable, Equatable {
+        case wsgi
+        /// `--asgi`, with `--loop auto|asyncio|uvloop`.
+        case asgi(loop: String)
+        /// `--gevent N`; `patch` false with `--gevent-no-patch`.
+        case gevent(patch: Bool)
+    }
+
     public var source: Source
+    public var interface: Interface = .wsgi
     /// The WSGI callable's name in the module (`application`, as uWSGI defaults).
     public var callable: String
     public var chdir: String?
@@ -52,7 +62,7 @@ public struct WSGIConfiguration: Sendable {
     /// The flag that named the app, for messages.
     var flag: String {
         switch source {
-        case .module(let name): return "--wsgi \(name)"
+        case .module(let name): return interface.isASGI ? "--asgi \(name)" : "--wsgi \(name)"
         case .file(let path): return "--wsgi-file \(path)"
         }
     }
@@ -65,7 +75,12 @@ public struct WSGIConfiguration: Sendable {
         switch source {
         case .module(let name):
             guard !name.isEmpty, name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy(Self.isIdentifier)
-            else { throw AppLoadError("--wsgi \(name): give a Python module name such as myapp or myproject.wsgi") }
+            else {
+                throw AppLoadError(
+                    interface.isASGI
+                        ? "--asgi \(name): give a Python module and app such as main:app or myproject.asgi:application"
+                        : "--wsgi \(name): give a Python module name such as myapp or myproject.wsgi")
+            }
         case .file(let path):
             let resolved = path.hasPrefix("/") ? path : base + path
             guard access(resolved, R_OK) == 0, !Self.isDirectory(resolved) else {
@@ -95,5 +110,12 @@ public struct WSGIConfiguration: Sendable {
     static func isIdentifier(_ name: Substring) -> Bool {
         guard let first = name.unicodeScalars.first, first == "_" || first.properties.isXIDStart else { return false }
         return name.unicodeScalars.allSatisfy { $0 == "_" || $0.properties.isXIDContinue }
+    }
+}
+
+extension WSGIConfiguration.Interface {
+    var isASGI: Bool {
+        if case .asgi = self { return true }
+        return false
     }
 }

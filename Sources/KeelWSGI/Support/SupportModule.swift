@@ -105,7 +105,7 @@ def load(module_name, file_path, callable_name, flag):
                         % (flag, where, callable_name))
     app = getattr(module, callable_name)
     if not callable(app):
-        raise LoadError("%s: '%s' in %s is a %s, not a callable WSGI app"
+        raise LoadError("%s: '%s' in %s is a %s, not a callable app"
                         % (flag, callable_name, where, type(app).__name__))
     return app
 

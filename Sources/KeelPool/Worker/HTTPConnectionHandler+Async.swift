@@ -1,0 +1,104 @@
+import KeelApp
+import KeelHTTP
+import NIOCore
+import NIOHTTP1
+
+/// HTTPConnectionHandler's side of an async app (ASGI, gevent): the request goes to the app's loop at its head,
+/// the body follows through the exchange, and the app's sends come back to this loop as tasks. The connection
+/// holds its slot (one of --worker-connections) until the response ends.
+extension HTTPConnectionHandler {
+    func startAsync(head: HTTPRequestHead, target: RequestTarget, declaredLength: Int?, context: ChannelHandlerContext) {
+        guard let app = configuration.asyncApp else { return }
+        begin(head)
+        let bodyExpected = declaredLength.map { $0 > 0 } ?? true
+        let request = Request(
+            vars: HTTPRequestVars.make(
+                head: head, target: target, bodyLength: declaredLength, remote: context.channel.remoteAddress,
+                server: serverAddress))
+        let responder = AsyncHTTPResponder(handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+        let exchange = AsyncExchange(
+            id: scheduler.nextExchangeID(), request: request, connection: responder, bodyExpected: bodyExpected)
+        asyncExchange = exchange
+        state = bodyExpected ? .streaming(head, exchange, received: 0) : .running
+        scheduler.executeAsync(requestLine: request.requestLineParts) { [self] row in
+            asyncRow = row
+            app.start(exchange)
+        }
+    }
+
+    /// The app's bytes, on this loop. A response whose connection is gone (or was answered by the worker
+    /// instead) is only accounted for.
+    func asyncSend(head: AsyncResponseHead?, body: ByteBuffer, more: Bool, exchange: AsyncExchange) {
+        let count = body.readableBytes
+        guard exchange === asyncExchange, context != nil else {
+            exchange.written(count)
+            if !more, exchange === asyncExchange { finishAsync() }
+            return
+        }
+        if let head {
+            if let problem = ResponseHeadCheck.problem(status: head.status, reason: head.reason, headers: head.headers) {
+                WorkerLog.error("app answered \(exchange.request.requestLine) with \(problem): sent 500 instead")
+                exchange.written(count)
+                return answerFailure(exchange)
+            }
+            let declared = head.headers.first { $0.name.lowercased() == "content-length" }.flatMap { Int($0.value) }
+            writeResponseHead(
+                status: head.status, reason: head.reason, headers: head.headers.withoutFraming,
+                contentLength: declared ?? (more ? nil : count))
+        }
+        if count > 0 {
+            writeResponseBody(body).whenComplete { _ in exchange.written(count) }
+        } else if more {
+            context?.flush()  // a head sent with an empty first chunk
+        }
+        if !more { finishAsync() }
+    }
+
+    /// The app ended without finishing its response.
+    func asyncFail(exchange: AsyncExchange) {
+        guard exchange === asyncExchange else { return }
+        answerFailure(exchange)
+    }
+
+    private func answerFailure(_ exchange: AsyncExchange) {
+        guard context != nil, !responseStarted else {
+            if context != nil { WorkerLog.error("app failed on \(exchange.request.requestLine) mid-response: connection cut") }
+            asyncExchange = nil
+            scheduler.asyncFinished(row: asyncRow)
+            return abortResponse()
+        }
+        keepAlive = false
+        let message = ByteBuffer(string: "Internal Server Error\n")
+        writeResponseHead(
+            status: 500, reason: nil, headers: [("Content-Type", "text/plain")], contentLength: message.readableBytes)
+        _ = writeResponseBody(message)
+        finishAsync()
+    }
+
+    private func finishAsync() {
+        asyncExchange = nil
+        scheduler.asyncFinished(row: asyncRow)
+        endResponse()
+    }
+}
+
+/// The exchange's way back to its connection: every call becomes a task on the connection's loop.
+final class AsyncHTTPResponder: AsyncConnection {
+    let handler: NIOLoopBound<HTTPConnectionHandler>
+
+    init(handler: NIOLoopBound<HTTPConnectionHandler>) { self.handler = handler }
+
+    func send(head: AsyncResponseHead?, body: ByteBuffer, more: Bool, for exchange: AsyncExchange) {
+        handler.eventLoop.execute { [handler] in
+            handler.value.asyncSend(head: head, body: body, more: more, exchange: exchange)
+        }
+    }
+
+    func fail(for exchange: AsyncExchange) {
+        handler.eventLoop.execute { [handler] in handler.value.asyncFail(exchange: exchange) }
+    }
+
+    func resumeReading() {
+        handler.eventLoop.execute { [handler] in handler.value.resumeReading() }
+    }
+}

@@ -1,0 +1,201 @@
+import CPython
+import KeelApp
+import NIOCore
+
+/// `_keel_async`: the builtins the driver (`AsyncDriverModule`) calls on the app's loop thread, holding the GIL.
+/// Each request reaches Python as a capsule over its `AsyncExchange`; `take()` turns the inbox into Python events.
+enum AsyncBridge {
+    /// The worker's one async app (a process serves one app).
+    nonisolated(unsafe) static var app: AsyncPythonApp?
+    /// The driver's ClientDisconnected, raised by send() once the client has gone.
+    nonisolated(unsafe) static var disconnectedError: PyPointer?
+
+    typealias NoArgs = @convention(c) (PyPointer?, PyPointer?) -> PyPointer?
+    typealias FastCall = @convention(c) (PyPointer?, UnsafePointer<PyPointer?>?, Py_ssize_t) -> PyPointer?
+
+    /// Registers the module in sys.modules (the driver imports it by name).
+    static func install() -> Bool {
+        let take: NoArgs = { _, _ in AsyncBridge.take() }
+        let body: NoArgs = { _, capsule in
+            guard let exchange = AsyncBridge.exchange(capsule) else { return nil }
+            return AsyncBridge.body(exchange)
+        }
+        let send: FastCall = { _, args, count in AsyncBridge.send(args, count) }
+        let blocked: NoArgs = { _, capsule in
+            guard let exchange = AsyncBridge.exchange(capsule) else { return nil }
+            return keel_py_new_ref(exchange.isBlocked ? keel_py_true() : keel_py_false())
+        }
+        let fail: NoArgs = { _, capsule in
+            guard let exchange = AsyncBridge.exchange(capsule) else { return nil }
+            exchange.connection.fail(for: exchange)
+            return keel_py_new_ref(Py.none)
+        }
+        let started: NoArgs = { _, outcome in
+            AsyncBridge.app?.started(outcome)
+            return keel_py_new_ref(Py.none)
+        }
+        let log: NoArgs = { _, text in
+            if let text, let line = Py.text(text) { ErrorLog.sink?(line) }
+            return keel_py_new_ref(Py.none)
+        }
+        let setError: NoArgs = { _, error in
+            if let error { AsyncBridge.disconnectedError = keel_py_new_ref(error) }
+            return keel_py_new_ref(Py.none)
+        }
+        let methods = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: 9)
+        func method(_ name: String, _ function: PyCFunction, _ flags: Int32) -> PyMethodDef {
+            PyMethodDef(ml_name: UnsafePointer(strdup(name)), ml_meth: function, ml_flags: flags, ml_doc: nil)
+        }
+        methods[0] = method("take", unsafeBitCast(take, to: PyCFunction.self), METH_NOARGS)
+        methods[1] = method("body", unsafeBitCast(body, to: PyCFunction.self), METH_O)
+        methods[2] = method("send", unsafeBitCast(send, to: PyCFunction.self), METH_FASTCALL)
+        methods[3] = method("blocked", unsafeBitCast(blocked, to: PyCFunction.self), METH_O)
+        methods[4] = method("fail", unsafeBitCast(fail, to: PyCFunction.self), METH_O)
+        methods[5] = method("started", unsafeBitCast(started, to: PyCFunction.self), METH_O)
+        methods[6] = method("log", unsafeBitCast(log, to: PyCFunction.self), METH_O)
+        methods[7] = method("set_disconnected_error", unsafeBitCast(setError, to: PyCFunction.self), METH_O)
+        methods[8] = PyMethodDef(ml_name: nil, ml_meth: nil, ml_flags: 0, ml_doc: nil)
+        let definition = UnsafeMutablePointer<PyModuleDef>.allocate(capacity: 1)
+        guard let module = PyOwned(keel_py_module_create(definition, strdup("_keel_async"), methods)) else { return false }
+        return PyDict_SetItemString(PyImport_GetModuleDict(), "_keel_async", module.pointer) == 0
+    }
+
+    private static func exchange(_ capsule: PyPointer?) -> AsyncExchange? {
+        guard let exchange = SwiftCapsule.object(of: capsule, as: AsyncExchange.self) else {
+            if PyErr_Occurred() == nil { PyErr_SetString(keel_py_exc_type_error(), "not a keel request") }
+            return nil
+        }
+        return exchange
+    }
+
+    /// `take()`: [(START, id, capsule, scope-or-environ, has_body) | (kind, id) | (STOP, 0)].
+    private static func take() -> PyPointer? {
+        guard let app, let list = PyOwned(PyList_New(0)) else { return nil }
+        for item in app.inbox.take() {
+            let tuple: PyPointer?
+            switch item {
+            case .stop:
+                tuple = makeTuple([PyLong_FromLong(4), PyLong_FromLong(0)])
+            case .event(let exchange, .start):
+                guard let capsule = SwiftCapsule.make(retaining: exchange), let request = app.requestObject(exchange)
+                else {
+                    let text = Py.takeErrorText(formatter: nil) ?? "unknown error"
+                    ErrorLog.sink?("cannot hand \(exchange.request.requestLine) to the app: \(text)")
+                    exchange.connection.fail(for: exchange)
+                    continue
+                }
+                tuple = makeTuple([
+                    PyLong_FromLong(0), PyLong_FromLong(exchange.id), capsule.take(), request.take(),
+                    keel_py_new_ref(exchange.bodyExpected ? keel_py_true() : keel_py_false()),
+                ])
+            case .event(let exchange, let event):
+                tuple = makeTuple([PyLong_FromLong(event.rawValue), PyLong_FromLong(exchange.id)])
+            }
+            guard let tuple = PyOwned(tuple), PyList_Append(list.pointer, tuple.pointer) == 0 else { return nil }
+        }
+        return list.take()
+    }
+
+    /// A tuple that takes over `items` (new references; nil ones mean a failed call, and the tuple fails too).
+    private static func makeTuple(_ items: [PyPointer?]) -> PyPointer? {
+        guard let tuple = PyTuple_New(items.count) else {
+            items.forEach { $0.map(Py_DecRef) }
+            return nil
+        }
+        var complete = true
+        for (index, item) in items.enumerated() {
+            if let item { PyTuple_SetItem(tuple, index, item) } else { complete = false }
+        }
+        guard complete else {
+            Py_DecRef(tuple)
+            return nil
+        }
+        return tuple
+    }
+
+    /// `body(capsule)`: (bytes, more_body), None (wait for an event) or False (the client has gone).
+    private static func body(_ exchange: AsyncExchange) -> PyPointer? {
+        switch exchange.readBody() {
+        case .wait:
+            return keel_py_new_ref(Py.none)
+        case .disconnected:
+            return keel_py_new_ref(keel_py_false())
+        case .bytes(let buffer, let more):
+            guard let tuple = PyOwned(PyTuple_New(2)) else { return nil }
+            let bytes = buffer.withUnsafeReadableBytes { raw in
+                PyBytes_FromStringAndSize(raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count)
+            }
+            guard let bytes else { return nil }
+            PyTuple_SetItem(tuple.pointer, 0, bytes)
+            PyTuple_SetItem(tuple.pointer, 1, keel_py_new_ref(more ? keel_py_true() : keel_py_false()))
+            return tuple.take()
+        }
+    }
+
+    /// `send(capsule, status | None, headers | None, body: bytes, more: bool[, status_line: str])`: True when the
+    /// app should wait (writable) before sending more; raises ClientDisconnected once the client has gone.
+    private static func send(_ args: UnsafePointer<PyPointer?>?, _ count: Py_ssize_t) -> PyPointer? {
+        guard let args, count >= 5, let exchange = exchange(args[0]), let statusObject = args[1],
+            let headersObject = args[2], let bodyObject = args[3], let moreObject = args[4]
+        else {
+            if PyErr_Occurred() == nil { PyErr_SetString(keel_py_exc_type_error(), "send() takes 5 or 6 arguments") }
+            return nil
+        }
+        var head: AsyncResponseHead?
+        if statusObject != Py.none {
+            let status = PyLong_AsLong(statusObject)
+            if status == -1, PyErr_Occurred() != nil { return nil }
+            guard (100...999).contains(status) else {
+                PyErr_SetString(keel_py_exc_value_error(), "ASGI: status \(status) is not an HTTP status code")
+                return nil
+            }
+            guard let headers = readHeaders(headersObject) else { return nil }
+            var reason: String?
+            if count >= 6, let line = args[5], let text = Py.text(line) { reason = String(text.dropFirst(4)) }
+            head = AsyncResponseHead(status: status, reason: reason, headers: headers)
+        }
+        guard keel_py_bytes_check(bodyObject) != 0 else {
+            PyErr_SetString(keel_py_exc_type_error(), "the response body must be bytes")
+            return nil
+        }
+        let size = keel_py_bytes_size(bodyObject)
+        var buffer = ByteBufferAllocator().buffer(capacity: size)
+        buffer.writeBytes(UnsafeRawBufferPointer(start: keel_py_bytes_data(bodyObject), count: size))
+        switch exchange.send(head: head, body: buffer, more: keel_py_is_true(moreObject) == 1) {
+        case .sent:
+            return keel_py_new_ref(keel_py_false())
+        case .wait:
+            return keel_py_new_ref(keel_py_true())
+        case .disconnected:
+            PyErr_SetString(disconnectedError ?? keel_py_exc_os_error(), "the client closed the connection")
+            return nil
+        }
+    }
+
+    /// Headers as ASGI gives them (an iterable of [bytes, bytes]) or WSGI (a list of (str, str), latin-1).
+    private static func readHeaders(_ object: PyPointer) -> [(name: String, value: String)]? {
+        guard let iterator = PyOwned(PyObject_GetIter(object)) else { return nil }
+        var headers: [(name: String, value: String)] = []
+        while let pair = PyOwned(PyIter_Next(iterator.pointer)) {
+            guard let items = PyOwned(PySequence_Tuple(pair.pointer)), keel_py_tuple_size(items.pointer) == 2,
+                let name = text(keel_py_tuple_item(items.pointer, 0)), let value = text(keel_py_tuple_item(items.pointer, 1))
+            else {
+                if PyErr_Occurred() == nil {
+                    PyErr_SetString(keel_py_exc_type_error(), "a response header must be a pair of bytes (ASGI) or str (WSGI)")
+                }
+                return nil
+            }
+            headers.append((name, value))
+        }
+        return PyErr_Occurred() == nil ? headers : nil
+    }
+
+    private static func text(_ object: PyPointer) -> String? {
+        if keel_py_bytes_check(object) != 0 {
+            return String(
+                decoding: UnsafeRawBufferPointer(start: keel_py_bytes_data(object), count: keel_py_bytes_size(object)),
+                as: UTF8.self)
+        }
+        return keel_py_unicode_check(object) != 0 ? Py.latin1Text(object) : nil
+    }
+}
