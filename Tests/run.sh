@@ -26,6 +26,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The async-worker tests' apps (FastAPI, Starlette, gevent, uvloop, websockets) from PyPI into a venv made by Debian's
+# Python, once (KEEL_TEST_VENV points elsewhere to reuse one).
+venv=${KEEL_TEST_VENV:-.build/test-venv}
+if ! "$venv/bin/python3" -c "import fastapi, gevent, websockets, uvloop" 2>/dev/null; then
+    echo "Tests/run.sh: installing fastapi, gevent, uvloop, websockets into $venv (pip)" >&2
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check fastapi gevent uvloop websockets
+fi
+
 # The two parsers that read another process's bytes, under libFuzzer + AddressSanitizer for a bounded time
 # (Tests/Fuzz/run.sh; first, so swift test's summary is the last line).
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-30} Tests/Fuzz/run.sh

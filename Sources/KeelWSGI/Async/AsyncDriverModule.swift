@@ -121,10 +121,14 @@ class HTTPCycle:
             self.head = None
             if not more:
                 self.complete = True
-            if head is None:
-                blocked = K.send(self.cap, None, None, body, more)
-            else:
-                blocked = K.send(self.cap, head[0], head[1], body, more)
+            try:
+                if head is None:
+                    blocked = K.send(self.cap, None, None, body, more)
+                else:
+                    blocked = K.send(self.cap, head[0], head[1], body, more)
+            except ClientDisconnected:
+                self.gone = True
+                raise
             if not more:
                 self.wake(None)
             elif blocked:
