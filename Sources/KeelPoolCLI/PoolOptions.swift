@@ -398,11 +398,6 @@ public struct PoolOptions: ParsableArguments {
                 throw ValidationError("--loop \(loop): choose auto, asyncio or uvloop")
             }
         }
-        if asyncConnections != nil && !socket.isEmpty {
-            throw ValidationError(
-                "--socket with \(asgi != nil ? "--asgi" : "--gevent"): async workers serve --http-socket only for now; "
-                    + "give --http-socket HOST:PORT")
-        }
     }
 
     /// What the logs call the app.

@@ -6,7 +6,7 @@ import NIOHTTP1
 /// HTTPConnectionHandler's side of an async app (ASGI, gevent): the request goes to the app's loop at its head,
 /// the body follows through the exchange, and the app's sends come back to this loop as tasks. The connection
 /// holds its slot (one of --worker-connections) until the response ends.
-extension HTTPConnectionHandler {
+extension HTTPConnectionHandler: AsyncConnectionSide {
     func startAsync(head: HTTPRequestHead, target: RequestTarget, declaredLength: Int?, context: ChannelHandlerContext) {
         guard let app = configuration.asyncApp else { return }
         begin(head)
@@ -15,7 +15,7 @@ extension HTTPConnectionHandler {
             vars: HTTPRequestVars.make(
                 head: head, target: target, bodyLength: declaredLength, remote: context.channel.remoteAddress,
                 server: serverAddress))
-        let responder = AsyncHTTPResponder(handler: NIOLoopBound(self, eventLoop: context.eventLoop))
+        let responder = AsyncLoopResponder(side: NIOLoopBound(self, eventLoop: context.eventLoop))
         let exchange = AsyncExchange(
             id: scheduler.nextExchangeID(), request: request, connection: responder, bodyExpected: bodyExpected)
         asyncExchange = exchange
@@ -82,23 +82,28 @@ extension HTTPConnectionHandler {
     }
 }
 
-/// The exchange's way back to its connection: every call becomes a task on the connection's loop.
-final class AsyncHTTPResponder: AsyncConnection {
-    let handler: NIOLoopBound<HTTPConnectionHandler>
+/// A connection handler serving async apps (HTTP or uwsgi): what the exchange's calls become on its loop.
+protocol AsyncConnectionSide: AnyObject {
+    func asyncSend(head: AsyncResponseHead?, body: ByteBuffer, more: Bool, exchange: AsyncExchange)
+    func asyncFail(exchange: AsyncExchange)
+    func resumeReading()
+}
 
-    init(handler: NIOLoopBound<HTTPConnectionHandler>) { self.handler = handler }
+/// The exchange's way back to its connection: every call becomes a task on the connection's loop.
+final class AsyncLoopResponder<Side: AsyncConnectionSide>: AsyncConnection {
+    let side: NIOLoopBound<Side>
+
+    init(side: NIOLoopBound<Side>) { self.side = side }
 
     func send(head: AsyncResponseHead?, body: ByteBuffer, more: Bool, for exchange: AsyncExchange) {
-        handler.eventLoop.execute { [handler] in
-            handler.value.asyncSend(head: head, body: body, more: more, exchange: exchange)
-        }
+        side.eventLoop.execute { [side] in side.value.asyncSend(head: head, body: body, more: more, exchange: exchange) }
     }
 
     func fail(for exchange: AsyncExchange) {
-        handler.eventLoop.execute { [handler] in handler.value.asyncFail(exchange: exchange) }
+        side.eventLoop.execute { [side] in side.value.asyncFail(exchange: exchange) }
     }
 
     func resumeReading() {
-        handler.eventLoop.execute { [handler] in handler.value.resumeReading() }
+        side.eventLoop.execute { [side] in side.value.resumeReading() }
     }
 }

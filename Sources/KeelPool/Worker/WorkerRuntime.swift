@@ -71,11 +71,14 @@ public enum WorkerRuntime {
             if let fd = configuration.statusFD { writeAll(fd, "recycle\n") }
             kill(getpid(), WorkerSignal.leave)
         }
-        let uwsgiServer = UWSGIThreadServer(listeners: uwsgiListeners, configuration: configuration, counter: counter)
-        if !uwsgiListeners.isEmpty {
+        // An async app's uwsgi connections go through the event loop too (its loop needs no thread per request).
+        let threaded = configuration.asyncApp == nil ? uwsgiListeners : []
+        let evented = configuration.asyncApp == nil ? httpListeners : configuration.listeners
+        let uwsgiServer = UWSGIThreadServer(listeners: threaded, configuration: configuration, counter: counter)
+        if !threaded.isEmpty {
             do { try uwsgiServer.start() } catch { startupFailed(error.description, configuration) }
         }
-        let http = httpListeners.isEmpty ? nil : startHTTP(httpListeners, configuration: configuration, counter: counter)
+        let http = evented.isEmpty ? nil : startHTTP(evented, configuration: configuration, counter: counter)
         reportReady(configuration)
 
         var stopping = false
@@ -136,14 +139,21 @@ public enum WorkerRuntime {
             let scheduler = RequestScheduler(
                     eventLoop: eventLoop, threads: configuration.threads, gate: gate, counter: counter,
                     scoreboard: configuration.scoreboard,
-                    firstRow: configuration.listeners.contains { $0.proto == .uwsgi } ? configuration.threads : 0,
+                    firstRow: configuration.asyncApp == nil && configuration.listeners.contains { $0.proto == .uwsgi }
+                        ? configuration.threads : 0,
                     appThreads: configuration.asyncApp == nil)
             scheduler.writeTimeout = .seconds(Int64(configuration.socketTimeout))
             return NIOLoopBound(scheduler, eventLoop: eventLoop)
         }.wait()
         let bootstrap = connectionBootstrap(configuration: configuration, group: group, scheduler: scheduler)
+        let uwsgiBootstrap = ClientBootstrap(group: group).channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(
+                    UWSGIAsyncConnectionHandler(configuration: configuration, scheduler: scheduler.value))
+            }
+        }
         let acceptor = Acceptor(listeners: listeners, gate: gate) { accepted in
-            bootstrap.withConnectedSocket(accepted.fd).whenFailure { error in
+            (accepted.wire == .uwsgi ? uwsgiBootstrap : bootstrap).withConnectedSocket(accepted.fd).whenFailure { error in
                 WorkerLog.error("cannot serve an accepted connection: \(error)")
                 gate.give()
             }

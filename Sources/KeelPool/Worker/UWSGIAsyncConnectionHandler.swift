@@ -1,0 +1,186 @@
+import KeelApp
+import NIOCore
+import UWSGI
+
+/// A uwsgi connection (nginx's uwsgi_pass, keel) to an async app: the packet is parsed on the event loop as it
+/// arrives (`UWSGIRequestParser`), the request goes to the app's loop at its head, the body follows through the
+/// exchange, and the response is written as raw HTTP/1.1, classic uwsgi: Content-Length when known, else ended by
+/// the close. One request per connection (a keel-wire offer is answered classically, which keel reads as such).
+/// A 101 answer turns the connection into a tunnel (`UWSGIUpgrade`).
+final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnection, AsyncConnectionSide {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let configuration: WorkerConfiguration
+    let scheduler: RequestScheduler
+    private var context: ChannelHandlerContext?
+    private var parser = UWSGIRequestParser()
+    private var unread = ByteBuffer()
+    private var exchange: AsyncExchange?
+    private var row = 0
+    private var holdsSlot = true
+    private var headSent = false
+    private var headOnly = false
+    private var readingPaused = false
+    private var readHeldBack = false
+    private var requestSeen = false
+    private var timeout: Scheduled<Void>?
+    /// After a 101: what the app sends goes out as it is, what the peer sends goes to `upgraded`.
+    private var upgraded: (any UpgradedConnection)?
+
+    init(configuration: WorkerConfiguration, scheduler: RequestScheduler) {
+        self.configuration = configuration
+        self.scheduler = scheduler
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        scheduler.connectionOpened(self)
+        // --socket-timeout for the packet: a peer that connects and sends nothing whole is closed.
+        timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(Int64(configuration.socketTimeout))) {
+            [weak self] in
+            guard let self, !self.requestSeen else { return }
+            self.context?.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timeout?.cancel()
+        self.context = nil
+        exchange?.connectionClosed()
+        upgraded?.peerClosed()
+        if exchange == nil { giveSlot() }
+        scheduler.connectionClosed(self)
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        if let upgraded { return upgraded.peerSent(bytes) }
+        unread.writeBuffer(&bytes)
+        do {
+            while let event = try parser.next(&unread) {
+                switch event {
+                case .head(let head):
+                    start(head, context: context)
+                case .body(let chunk):
+                    if exchange?.appendBody(chunk) == true { readingPaused = true }
+                case .end:
+                    exchange?.endBody()
+                }
+            }
+        } catch {
+            let peer = context.channel.remoteAddress?.description ?? "a unix peer"
+            WorkerLog.error("uwsgi request from \(peer): \(error): closed")
+            exchange?.connectionClosed()
+            context.close(promise: nil)
+        }
+    }
+
+    private func start(_ head: UWSGIRequestHead, context: ChannelHandlerContext) {
+        guard let app = configuration.asyncApp else { return }
+        requestSeen = true
+        timeout?.cancel()
+        let request = Request(vars: head.vars)
+        headOnly = request.method == "HEAD"
+        let exchange = AsyncExchange(
+            id: scheduler.nextExchangeID(), request: request,
+            connection: AsyncLoopResponder(side: NIOLoopBound(self, eventLoop: context.eventLoop)),
+            bodyExpected: head.contentLength > 0)
+        self.exchange = exchange
+        scheduler.executeAsync(requestLine: request.requestLineParts) { [self] row in
+            self.row = row
+            app.start(exchange)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if readingPaused { readHeldBack = true } else { context.read() }
+    }
+
+    func resumeReading() {
+        readingPaused = false
+        if readHeldBack, let context {
+            readHeldBack = false
+            context.read()
+        }
+    }
+
+    func drain() {
+        if !requestSeen { context?.close(promise: nil) }
+    }
+
+    private func giveSlot() {
+        guard holdsSlot else { return }
+        holdsSlot = false
+        scheduler.giveSlot()
+    }
+
+    // MARK: the app's answer
+
+    func asyncSend(head: AsyncResponseHead?, body: ByteBuffer, more: Bool, exchange: AsyncExchange) {
+        let count = body.readableBytes
+        guard exchange === self.exchange, let context else {
+            exchange.written(count)
+            if !more, exchange === self.exchange { finish(close: true) }
+            return
+        }
+        var out = context.channel.allocator.buffer(capacity: count + (head == nil ? 0 : 256))
+        if let head {
+            if let problem = ResponseHeadCheck.problem(status: head.status, reason: head.reason, headers: head.headers) {
+                WorkerLog.error("app answered \(exchange.request.requestLine) with \(problem): sent 500 instead")
+                exchange.written(count)
+                return asyncFail(exchange: exchange)
+            }
+            let declared = head.headers.first { $0.name.lowercased() == "content-length" }.flatMap { Int($0.value) }
+            let switching = head.status == 101
+            HTTPResponseHeadWriter.write(
+                status: head.status, reason: head.reason, headers: switching ? head.headers : head.headers.withoutFraming,
+                contentLength: switching ? nil : declared ?? (more ? nil : (headOnly ? nil : count)), chunked: false,
+                into: &out)
+            headSent = true
+        }
+        if !headOnly {
+            var body = body
+            out.writeBuffer(&body)
+        }
+        if out.readableBytes > 0 {
+            context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in exchange.written(count) }
+        } else {
+            exchange.written(count)
+        }
+        if !more { finish(close: true) }
+    }
+
+    func asyncFail(exchange: AsyncExchange) {
+        guard exchange === self.exchange else { return }
+        if let context, !headSent {
+            var out = context.channel.allocator.buffer(capacity: 128)
+            HTTPResponseHeadWriter.write(
+                status: 500, headers: [("Content-Type", "text/plain")], contentLength: 22, chunked: false, into: &out)
+            out.writeStaticString("Internal Server Error\n")
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        } else if context != nil {
+            WorkerLog.error("app failed on \(exchange.request.requestLine) mid-response: connection cut")
+        }
+        finish(close: true)
+    }
+
+    private func finish(close: Bool) {
+        exchange = nil
+        scheduler.asyncFinished(row: row)
+        giveSlot()
+        guard let context else { return }
+        // Classic uwsgi: the close ends the response (after what is queued has been written).
+        context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            context.close(promise: nil)
+        }
+    }
+}
+
+/// A connection after a 101: the peer's bytes go to whoever took it over (a WebSocket).
+protocol UpgradedConnection: AnyObject {
+    func peerSent(_ bytes: ByteBuffer)
+    func peerClosed()
+}
