@@ -51,6 +51,8 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                // RFC 6455 framing for ASGI apps' WebSockets (frame parsing is not written again here).
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
         // CPython's C API, compiled against Debian's 3.11 headers but linked by no library target: the worker library

@@ -27,9 +27,38 @@ public protocol AsyncConnection: AnyObject, Sendable {
     /// called as the bytes leave.
     func send(head: AsyncResponseHead?, body: ByteBuffer, more: Bool, for exchange: AsyncExchange)
     /// The app ended without finishing its response: a 500 if nothing was sent, else the connection is cut.
+    /// For an accepted WebSocket: the app has ended (`failed`: by an exception), so the socket closes.
     func fail(for exchange: AsyncExchange)
+    /// The app accepted a WebSocket: the 101 goes out and the connection speaks frames from now on.
+    func acceptWebSocket(subprotocol: String?, headers: [(name: String, value: String)], for exchange: AsyncExchange)
+    /// A message, or the app's close, for an accepted WebSocket.
+    func sendWebSocket(_ message: WebSocketOutbound, for exchange: AsyncExchange)
+    /// The app has returned from an accepted WebSocket (`failed`: by an exception): a close goes out if none has.
+    func endWebSocket(failed: Bool, for exchange: AsyncExchange)
     /// The app took queued body bytes: the connection may read again.
     func resumeReading()
+}
+
+/// What an app sends on an accepted WebSocket.
+public enum WebSocketOutbound: Sendable {
+    case text(ByteBuffer)
+    case binary(ByteBuffer)
+    case close(code: Int, reason: String)
+
+    public var byteCount: Int {
+        switch self {
+        case .text(let bytes), .binary(let bytes): return bytes.readableBytes
+        case .close: return 0
+        }
+    }
+}
+
+/// What arrives from the client of an accepted WebSocket, whole messages (fragments joined).
+public enum WebSocketInbound: Sendable {
+    case text(String)
+    case binary(ByteBuffer)
+    /// The connection ended: the client's close code (1005 when it gave none, 1006 when it just went away).
+    case closed(code: Int, reason: String)
 }
 
 public struct AsyncResponseHead: Sendable {
@@ -85,6 +114,8 @@ public final class AsyncExchange: Sendable {
     public let connection: any AsyncConnection
     /// The request has a body to read (else the app's first read gets an empty, final one).
     public let bodyExpected: Bool
+    /// An `Upgrade: websocket` request whose handshake the connection checked: the app gets a websocket scope.
+    public let isWebSocket: Bool
 
     private struct State {
         var chunks: CircularBuffer<ByteBuffer> = []
@@ -97,6 +128,8 @@ public final class AsyncExchange: Sendable {
         var queuedOut = 0
         var waitingForWritable = false
         var notify: (@Sendable (AsyncExchange, AsyncEvent) -> Void)?
+        var messages: CircularBuffer<WebSocketInbound> = []
+        var closedCode: Int?
 
         /// The app's notifier if it waits for body bytes (and it no longer does).
         mutating func takeWaiter() -> (@Sendable (AsyncExchange, AsyncEvent) -> Void)? {
@@ -107,11 +140,12 @@ public final class AsyncExchange: Sendable {
     }
     private let state: Mutex<State>
 
-    public init(id: Int, request: Request, connection: any AsyncConnection, bodyExpected: Bool) {
+    public init(id: Int, request: Request, connection: any AsyncConnection, bodyExpected: Bool, isWebSocket: Bool = false) {
         self.id = id
         self.request = request
         self.connection = connection
         self.bodyExpected = bodyExpected
+        self.isWebSocket = isWebSocket
         var initial = State()
         initial.bodyEnded = !bodyExpected
         state = Mutex(initial)
@@ -206,6 +240,65 @@ public final class AsyncExchange: Sendable {
         }
         if case .disconnected = result { return result }
         connection.send(head: head, body: body, more: more, for: self)
+        return result
+    }
+
+    // MARK: WebSockets
+
+    /// A client message (or its close) for the app; true when the connection should stop reading for now.
+    public func receiveWebSocket(_ message: WebSocketInbound) -> Bool {
+        let (wake, pause) = state.withLock { state -> ((@Sendable (AsyncExchange, AsyncEvent) -> Void)?, Bool) in
+            if case .closed(let code, _) = message { state.closedCode = code }
+            state.messages.append(message)
+            if case .binary(let bytes) = message { state.queuedBody += bytes.readableBytes }
+            if case .text(let text) = message { state.queuedBody += text.utf8.count }
+            let pause = state.queuedBody > Self.bodyHighWater
+            if pause { state.readingPaused = true }
+            return (state.takeWaiter(), pause)
+        }
+        wake?(self, .body)
+        return pause
+    }
+
+    public enum WebSocketRead {
+        case message(WebSocketInbound)
+        case wait
+    }
+
+    /// The next client message, or `.wait` (the app is told with `.body` when one comes). After the close, the
+    /// close again (the app may ask twice).
+    public func readWebSocket() -> WebSocketRead {
+        let (read, resume) = state.withLock { state -> (WebSocketRead, Bool) in
+            if let message = state.messages.popFirst() {
+                switch message {
+                case .binary(let bytes): state.queuedBody -= bytes.readableBytes
+                case .text(let text): state.queuedBody -= text.utf8.count
+                case .closed: break
+                }
+                let resume = state.readingPaused && state.queuedBody <= Self.bodyLowWater
+                if resume { state.readingPaused = false }
+                return (.message(message), resume)
+            }
+            if let code = state.closedCode { return (.message(.closed(code: code, reason: "")), false) }
+            if state.gone { return (.message(.closed(code: 1006, reason: "")), false) }
+            state.waitingForBody = true
+            return (.wait, false)
+        }
+        if resume { connection.resumeReading() }
+        return read
+    }
+
+    /// Hands a message to the connection, with the same accounting as `send` (wait past the high-water mark).
+    public func sendWebSocket(_ message: WebSocketOutbound) -> SendResult {
+        let result = state.withLock { state -> SendResult in
+            if state.gone || state.closedCode != nil { return .disconnected }
+            state.queuedOut += message.byteCount
+            guard state.queuedOut > Self.sendHighWater else { return .sent }
+            state.waitingForWritable = true
+            return .wait
+        }
+        if case .disconnected = result { return result }
+        connection.sendWebSocket(message, for: self)
         return result
     }
 

@@ -10,14 +10,22 @@ extension HTTPConnectionHandler: AsyncConnectionSide {
     func startAsync(head: HTTPRequestHead, target: RequestTarget, declaredLength: Int?, context: ChannelHandlerContext) {
         guard let app = configuration.asyncApp else { return }
         begin(head)
-        let bodyExpected = declaredLength.map { $0 > 0 } ?? true
         let request = Request(
             vars: HTTPRequestVars.make(
                 head: head, target: target, bodyLength: declaredLength, remote: context.channel.remoteAddress,
                 server: serverAddress))
+        let isWebSocket = WebSocketHandshake.isUpgrade(request)
+        if isWebSocket, let problem = WebSocketHandshake.problem(request) {
+            let peer = context.channel.remoteAddress?.description ?? "unknown peer"
+            WorkerLog.error("\(peer) sent \"\(head.method) \(head.uri)\": \(problem): 400")
+            state = .discarding
+            return writeErrorAndClose(to: head, status: 400, "Bad WebSocket handshake: \(problem)\n")
+        }
+        let bodyExpected = !isWebSocket && (declaredLength.map { $0 > 0 } ?? true)
         let responder = AsyncLoopResponder(side: NIOLoopBound(self, eventLoop: context.eventLoop))
         let exchange = AsyncExchange(
-            id: scheduler.nextExchangeID(), request: request, connection: responder, bodyExpected: bodyExpected)
+            id: scheduler.nextExchangeID(), request: request, connection: responder, bodyExpected: bodyExpected,
+            isWebSocket: isWebSocket)
         asyncExchange = exchange
         state = bodyExpected ? .streaming(head, exchange, received: 0) : .running
         scheduler.executeAsync(requestLine: request.requestLineParts) { [self] row in
@@ -57,7 +65,56 @@ extension HTTPConnectionHandler: AsyncConnectionSide {
     /// The app ended without finishing its response.
     func asyncFail(exchange: AsyncExchange) {
         guard exchange === asyncExchange else { return }
+        if webSocket != nil { return endWebSocket(failed: true, exchange: exchange) }
         answerFailure(exchange)
+    }
+
+    // MARK: WebSockets
+
+    /// The app accepted: the 101 goes out through the HTTP encoder, then the HTTP codec leaves the pipeline and
+    /// the WebSocket framing takes its place (bytes read past the handshake move on to the frame decoder).
+    func acceptWebSocket(subprotocol: String?, headers: [(name: String, value: String)], exchange: AsyncExchange) {
+        guard exchange === asyncExchange, webSocket == nil, let context else { return }
+        WebSocketHandshake.acceptHeaders(
+            for: exchange.request, subprotocol: subprotocol, extra: headers, channel: context.channel
+        ).whenComplete { [self] result in
+            guard case .success(let fields) = result, let context = self.context else {
+                return answerFailure(exchange)
+            }
+            responseStarted = true
+            keepAlive = false
+            var head = HTTPResponseHead(version: .http1_1, status: .switchingProtocols)
+            head.headers = HTTPHeaders(fields)
+            context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
+            do {
+                let sync = context.pipeline.syncOperations
+                webSocket = try WebSocketUpgrade.install(
+                    exchange: exchange, maxMessageSize: configuration.webSocketMaxSize, pipeline: sync,
+                    position: .before(self))
+                sync.removeHandler(try sync.handler(type: HTTPResponseEncoder.self), promise: nil)
+                sync.removeHandler(try sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self), promise: nil)
+            } catch {
+                WorkerLog.error("cannot start the WebSocket of \(exchange.request.requestLine): \(error)")
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    func sendWebSocket(_ message: WebSocketOutbound, exchange: AsyncExchange) {
+        guard exchange === asyncExchange, let webSocket else { return exchange.written(message.byteCount) }
+        webSocket.send(message, exchange: exchange)
+    }
+
+    /// The app returned from its WebSocket: a close goes out if none did; the request ends.
+    func endWebSocket(failed: Bool, exchange: AsyncExchange) {
+        guard exchange === asyncExchange else { return }
+        webSocket?.end(failed: failed)
+        asyncExchange = nil
+        scheduler.asyncFinished(row: asyncRow)
+        state = .idle
+        releaseSlot()
+        if context == nil { return }
+        if webSocket == nil { context?.close(promise: nil) }
     }
 
     private func answerFailure(_ exchange: AsyncExchange) {
@@ -87,6 +144,9 @@ protocol AsyncConnectionSide: AnyObject {
     func asyncSend(head: AsyncResponseHead?, body: ByteBuffer, more: Bool, exchange: AsyncExchange)
     func asyncFail(exchange: AsyncExchange)
     func resumeReading()
+    func acceptWebSocket(subprotocol: String?, headers: [(name: String, value: String)], exchange: AsyncExchange)
+    func sendWebSocket(_ message: WebSocketOutbound, exchange: AsyncExchange)
+    func endWebSocket(failed: Bool, exchange: AsyncExchange)
 }
 
 /// The exchange's way back to its connection: every call becomes a task on the connection's loop.
@@ -105,5 +165,19 @@ final class AsyncLoopResponder<Side: AsyncConnectionSide>: AsyncConnection {
 
     func resumeReading() {
         side.eventLoop.execute { [side] in side.value.resumeReading() }
+    }
+
+    func acceptWebSocket(subprotocol: String?, headers: [(name: String, value: String)], for exchange: AsyncExchange) {
+        side.eventLoop.execute { [side] in
+            side.value.acceptWebSocket(subprotocol: subprotocol, headers: headers, exchange: exchange)
+        }
+    }
+
+    func sendWebSocket(_ message: WebSocketOutbound, for exchange: AsyncExchange) {
+        side.eventLoop.execute { [side] in side.value.sendWebSocket(message, exchange: exchange) }
+    }
+
+    func endWebSocket(failed: Bool, for exchange: AsyncExchange) {
+        side.eventLoop.execute { [side] in side.value.endWebSocket(failed: failed, exchange: exchange) }
     }
 }

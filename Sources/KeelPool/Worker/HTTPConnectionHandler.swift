@@ -59,6 +59,8 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
     /// The async app's request being answered on this connection, and its scoreboard row.
     var asyncExchange: AsyncExchange?
     var asyncRow = 0
+    /// After an accepted WebSocket handshake: the session in front of this handler speaks frames.
+    var webSocket: WebSocketSession?
 
     init(configuration: WorkerConfiguration, scheduler: RequestScheduler, serverAddress: (name: String, port: String)) {
         self.configuration = configuration
@@ -89,9 +91,12 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
         }
         self.context = nil
         asyncExchange?.connectionClosed()
+        webSocket = nil
         scheduler.connectionClosed(self)
         context.fireChannelInactive()
     }
+
+    func releaseSlot() { giveSlot() }
 
     private func giveSlot() {
         if holdsSlot {
@@ -247,6 +252,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
     // MARK: backpressure
 
     func read(context: ChannelHandlerContext) {
+        if webSocket != nil { return context.read() }  // the session holds reads back itself
         if readingPaused {
             readHeldBack = true
         } else if pipeline.allowsRead() {
@@ -256,6 +262,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
 
     /// The app made room in the body queue (or is done with it): the connection reads again.
     func resumeReading() {
+        if let webSocket { return webSocket.resume() }
         guard readingPaused else { return }
         readingPaused = false
         if readHeldBack, let context {
@@ -287,6 +294,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
     /// first request served, with `Connection: close`, or is closed by --socket-timeout.
     func drain() {
         draining = true
+        if let webSocket { return webSocket.goingAway() }
         // The response under way says so, so the client does not pipeline more on this connection.
         keepAlive = false
         if case .idle = state, servedRequests > 0 { context?.close(promise: nil) }

@@ -6,7 +6,7 @@ import UWSGI
 /// arrives (`UWSGIRequestParser`), the request goes to the app's loop at its head, the body follows through the
 /// exchange, and the response is written as raw HTTP/1.1, classic uwsgi: Content-Length when known, else ended by
 /// the close. One request per connection (a keel-wire offer is answered classically, which keel reads as such).
-/// A 101 answer turns the connection into a tunnel (`UWSGIUpgrade`).
+/// An accepted WebSocket handshake (101) puts NIO's WebSocket framing in front of this handler (`WebSocketUpgrade`).
 final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnection, AsyncConnectionSide {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
@@ -26,8 +26,8 @@ final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnecti
     private var readHeldBack = false
     private var requestSeen = false
     private var timeout: Scheduled<Void>?
-    /// After a 101: what the app sends goes out as it is, what the peer sends goes to `upgraded`.
-    private var upgraded: (any UpgradedConnection)?
+    /// After an accepted WebSocket handshake: the session in front of this handler speaks frames.
+    private var webSocket: WebSocketSession?
 
     init(configuration: WorkerConfiguration, scheduler: RequestScheduler) {
         self.configuration = configuration
@@ -49,7 +49,7 @@ final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnecti
         timeout?.cancel()
         self.context = nil
         exchange?.connectionClosed()
-        upgraded?.peerClosed()
+        webSocket = nil
         if exchange == nil { giveSlot() }
         scheduler.connectionClosed(self)
         context.fireChannelInactive()
@@ -57,7 +57,6 @@ final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnecti
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
-        if let upgraded { return upgraded.peerSent(bytes) }
         unread.writeBuffer(&bytes)
         do {
             while let event = try parser.next(&unread) {
@@ -84,10 +83,23 @@ final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnecti
         timeout?.cancel()
         let request = Request(vars: head.vars)
         headOnly = request.method == "HEAD"
+        let isWebSocket = WebSocketHandshake.isUpgrade(request)
+        if isWebSocket, let problem = WebSocketHandshake.problem(request) {
+            WorkerLog.error("\(request.requestLine): \(problem): 400")
+            var out = context.channel.allocator.buffer(capacity: 256)
+            let message = "Bad WebSocket handshake: \(problem)\n"
+            HTTPResponseHeadWriter.write(
+                status: 400, headers: [("Content-Type", "text/plain")], contentLength: message.utf8.count, chunked: false,
+                into: &out)
+            out.writeString(message)
+            giveSlot()
+            context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in context.close(promise: nil) }
+            return
+        }
         let exchange = AsyncExchange(
             id: scheduler.nextExchangeID(), request: request,
             connection: AsyncLoopResponder(side: NIOLoopBound(self, eventLoop: context.eventLoop)),
-            bodyExpected: head.contentLength > 0)
+            bodyExpected: !isWebSocket && head.contentLength > 0, isWebSocket: isWebSocket)
         self.exchange = exchange
         scheduler.executeAsync(requestLine: request.requestLineParts) { [self] row in
             self.row = row
@@ -96,10 +108,12 @@ final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnecti
     }
 
     func read(context: ChannelHandlerContext) {
+        if webSocket != nil { return context.read() }  // the session holds reads back itself
         if readingPaused { readHeldBack = true } else { context.read() }
     }
 
     func resumeReading() {
+        if let webSocket { return webSocket.resume() }
         readingPaused = false
         if readHeldBack, let context {
             readHeldBack = false
@@ -108,6 +122,7 @@ final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnecti
     }
 
     func drain() {
+        if let webSocket { return webSocket.goingAway() }
         if !requestSeen { context?.close(promise: nil) }
     }
 
@@ -155,6 +170,7 @@ final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnecti
 
     func asyncFail(exchange: AsyncExchange) {
         guard exchange === self.exchange else { return }
+        if webSocket != nil { return endWebSocket(failed: true, exchange: exchange) }
         if let context, !headSent {
             var out = context.channel.allocator.buffer(capacity: 128)
             HTTPResponseHeadWriter.write(
@@ -167,6 +183,52 @@ final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnecti
         finish(close: true)
     }
 
+    // MARK: WebSockets
+
+    /// The 101 goes out raw, then NIO's framing joins the pipeline in front of this handler; bytes that came after
+    /// the packet go to its frame decoder.
+    func acceptWebSocket(subprotocol: String?, headers: [(name: String, value: String)], exchange: AsyncExchange) {
+        guard exchange === self.exchange, webSocket == nil, let context else { return }
+        WebSocketHandshake.acceptHeaders(
+            for: exchange.request, subprotocol: subprotocol, extra: headers, channel: context.channel
+        ).whenComplete { [self] result in
+            guard case .success(let fields) = result, let context = self.context else {
+                return asyncFail(exchange: exchange)
+            }
+            headSent = true
+            var out = context.channel.allocator.buffer(capacity: 256)
+            HTTPResponseHeadWriter.write(status: 101, headers: fields, contentLength: nil, chunked: false, into: &out)
+            context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+            do {
+                webSocket = try WebSocketUpgrade.install(
+                    exchange: exchange, maxMessageSize: configuration.webSocketMaxSize,
+                    pipeline: context.pipeline.syncOperations, position: .first)
+            } catch {
+                WorkerLog.error("cannot start the WebSocket of \(exchange.request.requestLine): \(error)")
+                return context.close(promise: nil)
+            }
+            if unread.readableBytes > 0 {
+                let early = unread
+                unread.clear()
+                context.pipeline.fireChannelRead(NIOAny(early))
+            }
+        }
+    }
+
+    func sendWebSocket(_ message: WebSocketOutbound, exchange: AsyncExchange) {
+        guard exchange === self.exchange, let webSocket else { return exchange.written(message.byteCount) }
+        webSocket.send(message, exchange: exchange)
+    }
+
+    func endWebSocket(failed: Bool, exchange: AsyncExchange) {
+        guard exchange === self.exchange else { return }
+        webSocket?.end(failed: failed)
+        self.exchange = nil
+        scheduler.asyncFinished(row: row)
+        giveSlot()
+        if webSocket == nil { context?.close(promise: nil) }
+    }
+
     private func finish(close: Bool) {
         exchange = nil
         scheduler.asyncFinished(row: row)
@@ -177,10 +239,4 @@ final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnecti
             context.close(promise: nil)
         }
     }
-}
-
-/// A connection after a 101: the peer's bytes go to whoever took it over (a WebSocket).
-protocol UpgradedConnection: AnyObject {
-    func peerSent(_ bytes: ByteBuffer)
-    func peerClosed()
 }

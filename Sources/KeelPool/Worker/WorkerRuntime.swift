@@ -202,7 +202,13 @@ public enum WorkerRuntime {
                 do {
                     let sync = channel.pipeline.syncOperations
                     // Pipelining, --socket-timeout and malformed requests' answers are HTTPConnectionHandler's own.
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+                    if configuration.asyncApp == nil {
+                        try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+                    } else {
+                        // As NIO's configure does, but bytes after a WebSocket handshake go on to the frame decoder.
+                        try sync.addHandler(HTTPResponseEncoder())
+                        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+                    }
                     let local = channel.localAddress
                     let server = (local?.ipAddress ?? "localhost", local?.port.map(String.init) ?? "")
                     try sync.addHandler(

@@ -42,7 +42,18 @@ enum AsyncBridge {
             if let error { AsyncBridge.disconnectedError = keel_py_new_ref(error) }
             return keel_py_new_ref(Py.none)
         }
-        let methods = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: 9)
+        let wsReceive: NoArgs = { _, capsule in
+            guard let exchange = AsyncBridge.exchange(capsule) else { return nil }
+            return AsyncBridge.webSocketReceive(exchange)
+        }
+        let wsAccept: FastCall = { _, args, count in AsyncBridge.webSocketAccept(args, count) }
+        let wsSend: FastCall = { _, args, count in AsyncBridge.webSocketSend(args, count) }
+        let wsEnd: FastCall = { _, args, count in
+            guard let args, count == 2, let exchange = AsyncBridge.exchange(args[0]), let failed = args[1] else { return nil }
+            exchange.connection.endWebSocket(failed: keel_py_is_true(failed) == 1, for: exchange)
+            return keel_py_new_ref(Py.none)
+        }
+        let methods = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: 13)
         func method(_ name: String, _ function: PyCFunction, _ flags: Int32) -> PyMethodDef {
             PyMethodDef(ml_name: UnsafePointer(strdup(name)), ml_meth: function, ml_flags: flags, ml_doc: nil)
         }
@@ -54,7 +65,11 @@ enum AsyncBridge {
         methods[5] = method("started", unsafeBitCast(started, to: PyCFunction.self), METH_O)
         methods[6] = method("log", unsafeBitCast(log, to: PyCFunction.self), METH_O)
         methods[7] = method("set_disconnected_error", unsafeBitCast(setError, to: PyCFunction.self), METH_O)
-        methods[8] = PyMethodDef(ml_name: nil, ml_meth: nil, ml_flags: 0, ml_doc: nil)
+        methods[8] = method("ws_receive", unsafeBitCast(wsReceive, to: PyCFunction.self), METH_O)
+        methods[9] = method("ws_accept", unsafeBitCast(wsAccept, to: PyCFunction.self), METH_FASTCALL)
+        methods[10] = method("ws_send", unsafeBitCast(wsSend, to: PyCFunction.self), METH_FASTCALL)
+        methods[11] = method("ws_end", unsafeBitCast(wsEnd, to: PyCFunction.self), METH_FASTCALL)
+        methods[12] = PyMethodDef(ml_name: nil, ml_meth: nil, ml_flags: 0, ml_doc: nil)
         let definition = UnsafeMutablePointer<PyModuleDef>.allocate(capacity: 1)
         guard let module = PyOwned(keel_py_module_create(definition, strdup("_keel_async"), methods)) else { return false }
         return PyDict_SetItemString(PyImport_GetModuleDict(), "_keel_async", module.pointer) == 0
@@ -168,6 +183,77 @@ enum AsyncBridge {
             return keel_py_new_ref(keel_py_true())
         case .disconnected:
             PyErr_SetString(disconnectedError ?? keel_py_exc_os_error(), "the client closed the connection")
+            return nil
+        }
+    }
+
+    // MARK: WebSockets
+
+    /// `ws_receive(capsule)`: None (wait), (0, str), (1, bytes) or (2, code, reason) once closed.
+    private static func webSocketReceive(_ exchange: AsyncExchange) -> PyPointer? {
+        switch exchange.readWebSocket() {
+        case .wait:
+            return keel_py_new_ref(Py.none)
+        case .message(.text(let text)):
+            return makeTuple([PyLong_FromLong(0), Py.string(text)?.take()])
+        case .message(.binary(let bytes)):
+            let object = bytes.withUnsafeReadableBytes { raw in
+                PyBytes_FromStringAndSize(raw.baseAddress?.assumingMemoryBound(to: CChar.self), raw.count)
+            }
+            return makeTuple([PyLong_FromLong(1), object])
+        case .message(.closed(let code, let reason)):
+            return makeTuple([PyLong_FromLong(2), PyLong_FromLong(code), Py.string(reason)?.take()])
+        }
+    }
+
+    /// `ws_accept(capsule, subprotocol | None, headers)`.
+    private static func webSocketAccept(_ args: UnsafePointer<PyPointer?>?, _ count: Py_ssize_t) -> PyPointer? {
+        guard let args, count == 3, let exchange = exchange(args[0]), let subprotocol = args[1], let headers = args[2]
+        else {
+            if PyErr_Occurred() == nil { PyErr_SetString(keel_py_exc_type_error(), "ws_accept() takes 3 arguments") }
+            return nil
+        }
+        var chosen: String?
+        if subprotocol != Py.none {
+            guard let text = Py.text(subprotocol) else {
+                PyErr_SetString(keel_py_exc_type_error(), "ASGI: 'subprotocol' must be a str or None")
+                return nil
+            }
+            chosen = text
+        }
+        guard let fields = headers == Py.none ? [] : readHeaders(headers) else { return nil }
+        exchange.connection.acceptWebSocket(subprotocol: chosen, headers: fields, for: exchange)
+        return keel_py_new_ref(Py.none)
+    }
+
+    /// `ws_send(capsule, str | bytes)` a message, or `ws_send(capsule, code, reason)` the app's close: True when the
+    /// app should wait (writable); raises ClientDisconnected once the socket is closed.
+    private static func webSocketSend(_ args: UnsafePointer<PyPointer?>?, _ count: Py_ssize_t) -> PyPointer? {
+        guard let args, count >= 2, let exchange = exchange(args[0]), let data = args[1] else {
+            if PyErr_Occurred() == nil { PyErr_SetString(keel_py_exc_type_error(), "ws_send() takes 2 or 3 arguments") }
+            return nil
+        }
+        let message: WebSocketOutbound
+        if count == 3 {
+            let code = PyLong_AsLong(data)
+            if code == -1, PyErr_Occurred() != nil { return nil }
+            let reason = args[2].flatMap { $0 == Py.none ? "" : Py.text($0) } ?? ""
+            message = .close(code: code, reason: reason)
+        } else if keel_py_bytes_check(data) != 0 {
+            var buffer = ByteBufferAllocator().buffer(capacity: keel_py_bytes_size(data))
+            buffer.writeBytes(UnsafeRawBufferPointer(start: keel_py_bytes_data(data), count: keel_py_bytes_size(data)))
+            message = .binary(buffer)
+        } else if let text = Py.text(data) {
+            message = .text(ByteBuffer(string: text))
+        } else {
+            PyErr_SetString(keel_py_exc_type_error(), "ASGI: websocket.send needs 'bytes' or 'text'")
+            return nil
+        }
+        switch exchange.sendWebSocket(message) {
+        case .sent: return keel_py_new_ref(keel_py_false())
+        case .wait: return keel_py_new_ref(keel_py_true())
+        case .disconnected:
+            PyErr_SetString(disconnectedError ?? keel_py_exc_os_error(), "the WebSocket is closed")
             return nil
         }
     }

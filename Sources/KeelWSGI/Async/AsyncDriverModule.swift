@@ -7,6 +7,9 @@ enum AsyncDriverModule {
 
     static let source = #"""
 import sys, os, traceback
+# On the worker's main thread, at load: threading takes the thread that first imports it for the main one, and
+# uvloop installs signal wake-ups when it believes it runs there (which only the real main thread may do).
+import threading
 import _keel_async as K
 from _keel_wsgi import LoadError
 
@@ -151,6 +154,76 @@ class HTTPCycle:
             raise RuntimeError("ASGI: unexpected message type %r in an http scope" % (kind,))
 
 
+class WebSocketCycle:
+    """One websocket scope: the handshake (accept, or close/deny as a 403), then messages over the exchange."""
+    __slots__ = ('cap', 'loop', 'state', 'gone', 'waiters', 'connect_given', 'complete')
+
+    def __init__(self, cap, loop):
+        self.cap = cap
+        self.loop = loop
+        self.state = 'connecting'   # connecting → accepted → closed (or denied)
+        self.gone = False
+        self.waiters = []
+        self.connect_given = False
+        self.complete = False
+
+    wake = HTTPCycle.wake
+    wait = HTTPCycle.wait
+
+    async def receive(self):
+        if not self.connect_given:
+            self.connect_given = True
+            return {'type': 'websocket.connect'}
+        while True:
+            got = K.ws_receive(self.cap)
+            if got is None:
+                if self.state == 'denied' or (self.gone and self.state == 'connecting'):
+                    return {'type': 'websocket.disconnect', 'code': 1006, 'reason': ''}
+                await self.wait()
+                continue
+            if got[0] == 0:
+                return {'type': 'websocket.receive', 'text': got[1]}
+            if got[0] == 1:
+                return {'type': 'websocket.receive', 'bytes': got[1]}
+            self.state = 'closed'
+            return {'type': 'websocket.disconnect', 'code': got[1], 'reason': got[2]}
+
+    async def send(self, message):
+        kind = message['type']
+        if kind == 'websocket.send':
+            if self.state != 'accepted':
+                raise RuntimeError("ASGI: 'websocket.send' before 'websocket.accept'" if self.state == 'connecting'
+                                   else "ASGI: 'websocket.send' after the WebSocket closed")
+            text = message.get('text')
+            data = text if text is not None else message.get('bytes')
+            if data is None:
+                raise RuntimeError("ASGI: 'websocket.send' needs 'bytes' or 'text'")
+            try:
+                blocked = K.ws_send(self.cap, data)
+            except ClientDisconnected:
+                self.gone = True
+                raise
+            while blocked and not self.gone:
+                await self.wait()
+                blocked = K.blocked(self.cap)
+        elif kind == 'websocket.accept':
+            if self.state != 'connecting':
+                raise RuntimeError("ASGI: 'websocket.accept' sent twice or after a close")
+            self.state = 'accepted'
+            K.ws_accept(self.cap, message.get('subprotocol'), message.get('headers') or [])
+        elif kind == 'websocket.close':
+            if self.state == 'connecting':
+                # A close before the accept denies the handshake: an HTTP 403, as uvicorn answers.
+                self.state = 'denied'
+                self.complete = True
+                K.send(self.cap, 403, [(b'content-type', b'text/plain')], b'Forbidden\n', False)
+            elif self.state == 'accepted':
+                self.state = 'closed'
+                K.ws_send(self.cap, message.get('code', 1000), message.get('reason') or '')
+        else:
+            raise RuntimeError("ASGI: unexpected message type %r in a websocket scope" % (kind,))
+
+
 class Lifespan:
     """The lifespan scope, as uvicorn's 'auto': an app that raises before receiving anything has no lifespan."""
 
@@ -234,6 +307,25 @@ def serve_asgi(app, wake_fd, loop_kind):
     K.log('ASGI app serving on %s' % chosen)
     cycles = {}
 
+    async def run_websocket(rid, cycle, scope):
+        failed = False
+        try:
+            await app(scope, cycle.receive, cycle.send)
+        except BaseException as error:
+            failed = True
+            if not (cycle.gone and isinstance(error, OSError)):
+                log_exception('app failed on WebSocket %s' % scope['path'], error)
+            if isinstance(error, (KeyboardInterrupt, SystemExit)):
+                raise
+        finally:
+            del cycles[rid]
+            if cycle.state == 'connecting':
+                if not failed and not cycle.gone:
+                    K.log('app returned without accepting or closing the WebSocket %s' % scope['path'])
+                K.fail(cycle.cap)
+            elif cycle.state != 'denied':
+                K.ws_end(cycle.cap, failed)
+
     async def run(rid, cycle, scope):
         try:
             await app(scope, cycle.receive, cycle.send)
@@ -258,8 +350,12 @@ def serve_asgi(app, wake_fd, loop_kind):
                 rid, cap, scope = event[1], event[2], event[3]
                 if state:
                     scope['state'] = state.copy()
-                cycle = cycles[rid] = HTTPCycle(cap, loop)
-                loop.create_task(run(rid, cycle, scope))
+                if scope['type'] == 'websocket':
+                    cycle = cycles[rid] = WebSocketCycle(cap, loop)
+                    loop.create_task(run_websocket(rid, cycle, scope))
+                else:
+                    cycle = cycles[rid] = HTTPCycle(cap, loop)
+                    loop.create_task(run(rid, cycle, scope))
             elif kind == STOP:
                 loop.stop()
             else:

@@ -49,7 +49,7 @@ public final class AsyncPythonApp: AsyncApp, @unchecked Sendable {
 
     /// The scope or environ of a new request (GIL held), or nil with a Python exception set.
     func requestObject(_ exchange: AsyncExchange) -> PyOwned? {
-        if let scopes { return scopes.make(for: exchange.request) }
+        if let scopes { return scopes.make(for: exchange.request, webSocket: exchange.isWebSocket) }
         return environs?.make(for: exchange.request).map { PyOwned(owning: keel_py_new_ref($0.pointer)) }
     }
 

@@ -10,13 +10,16 @@ final class ScopeBuilder: @unchecked Sendable {
     private let http: PythonObject
     private let https: PythonObject
     private let typeHTTP: PythonObject
+    private let typeWebSocket: PythonObject
+    private let ws: PythonObject
+    private let wss: PythonObject
     private let versions: [String: PythonObject]
 
     init() {
         var keys: [String: PythonObject] = [:]
         for name in [
             "type", "asgi", "http_version", "method", "scheme", "path", "raw_path", "query_string", "root_path",
-            "headers", "client", "server",
+            "headers", "client", "server", "subprotocols",
         ] {
             keys[name] = PythonObject(owned: PyUnicode_InternFromString(name))
         }
@@ -28,6 +31,9 @@ final class ScopeBuilder: @unchecked Sendable {
         http = PythonObject(owned: PyUnicode_InternFromString("http"))
         https = PythonObject(owned: PyUnicode_InternFromString("https"))
         typeHTTP = PythonObject(owned: PyUnicode_InternFromString("http"))
+        typeWebSocket = PythonObject(owned: PyUnicode_InternFromString("websocket"))
+        ws = PythonObject(owned: PyUnicode_InternFromString("ws"))
+        wss = PythonObject(owned: PyUnicode_InternFromString("wss"))
         var versions: [String: PythonObject] = [:]
         for (proto, version) in [("HTTP/1.1", "1.1"), ("HTTP/1.0", "1.0"), ("HTTP/2.0", "2"), ("HTTP/2", "2")] {
             versions[proto] = PythonObject(owned: PyUnicode_InternFromString(version))
@@ -35,8 +41,8 @@ final class ScopeBuilder: @unchecked Sendable {
         self.versions = versions
     }
 
-    /// The scope dict, or nil with a Python exception set.
-    func make(for request: Request) -> PyOwned? {
+    /// The scope dict (http, or websocket for an upgrade), or nil with a Python exception set.
+    func make(for request: Request, webSocket: Bool = false) -> PyOwned? {
         guard let scope = PyOwned(PyDict_New()), let headers = PyOwned(PyList_New(0)) else { return nil }
         var method = "GET"
         var path = ""
@@ -47,6 +53,7 @@ final class ScopeBuilder: @unchecked Sendable {
         var https = false
         var remote: (address: String?, port: String?) = (nil, nil)
         var server: (name: String?, port: String?) = (nil, nil)
+        var subprotocols: String?
         for variable in request.vars {
             let name = variable.name
             switch name {
@@ -62,6 +69,9 @@ final class ScopeBuilder: @unchecked Sendable {
             case "REMOTE_PORT": remote.port = variable.value
             case "SERVER_NAME": server.name = variable.value
             case "SERVER_PORT": server.port = variable.value
+            case "HTTP_SEC_WEBSOCKET_PROTOCOL":
+                subprotocols = variable.value
+                guard append(header: "sec-websocket-protocol", variable.value, to: headers) else { return nil }
             case "CONTENT_TYPE", "CONTENT_LENGTH":
                 guard !variable.value.isEmpty else { continue }
                 guard append(header: name == "CONTENT_TYPE" ? "content-type" : "content-length", variable.value, to: headers)
@@ -79,10 +89,23 @@ final class ScopeBuilder: @unchecked Sendable {
         }
         let rawPath = uri.map { uri in uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { String(uri[..<$0]) } ?? uri }
             ?? scriptName + path
-        guard set(scope, "type", typeHTTP.pointer), set(scope, "asgi", asgi.pointer),
+        if webSocket {
+            guard set(scope, "type", typeWebSocket.pointer), set(scope, "scheme", (https ? wss : ws).pointer),
+                let list = PyOwned(PyList_New(0))
+            else { return nil }
+            for name in (subprotocols ?? "").split(separator: ",") {
+                let trimmed = name.split(separator: " ").joined()
+                guard !trimmed.isEmpty else { continue }
+                guard let item = Py.string(trimmed), PyList_Append(list.pointer, item.pointer) == 0 else { return nil }
+            }
+            guard set(scope, "subprotocols", list.pointer) else { return nil }
+        } else {
+            guard set(scope, "type", typeHTTP.pointer), set(scope, "scheme", (https ? self.https : http).pointer),
+                let methodObject = Py.string(method), set(scope, "method", methodObject.pointer)
+            else { return nil }
+        }
+        guard set(scope, "asgi", asgi.pointer),
             set(scope, "http_version", (versions[proto] ?? versions["HTTP/1.1"]!).pointer),
-            set(scope, "scheme", (https ? self.https : http).pointer),
-            let methodObject = Py.string(method), set(scope, "method", methodObject.pointer),
             let pathObject = Py.string(scriptName + path), set(scope, "path", pathObject.pointer),
             let raw = bytes(rawPath), set(scope, "raw_path", raw.pointer),
             let queryObject = bytes(query), set(scope, "query_string", queryObject.pointer),
