@@ -84,11 +84,13 @@ extension ConfigLoader {
         let timeouts = [
             ("client_header_timeout", limits.clientHeaderTimeout), ("client_body_timeout", limits.clientBodyTimeout),
             ("send_timeout", limits.sendTimeout), ("graceful_timeout", limits.gracefulTimeout),
+            ("tunnel_idle_timeout", limits.tunnelIdleTimeout),
         ]
         for (key, timeout) in timeouts where timeout <= .zero { return (key, "must be more than 0, e.g. \"60s\"") }
         if limits.keepaliveTimeout < .zero { return ("keepalive_timeout", "cannot be negative (0 = no keep-alive)") }
         if limits.keepaliveRequests < 1 { return ("keepalive_requests", "must be at least 1") }
         if limits.maxConnections < 1 { return ("max_connections", "must be at least 1") }
+        if limits.maxTunnels < 0 { return ("max_tunnels", "cannot be negative (0 refuses every WebSocket upgrade)") }
         return nil
     }
 

@@ -19,7 +19,7 @@ public enum ConfigLoader {
     static let openFileCacheKeys = ["max", "inactive", "valid"]
     static let limitsKeys = [
         "client_max_body_size", "client_body_buffer_size", "client_body_temp_path", "max_header_size",
-        "client_header_timeout", "client_body_timeout", "send_timeout", "keepalive_timeout", "keepalive_requests",
+        "client_header_timeout", "client_body_timeout", "send_timeout", "keepalive_timeout", "keepalive_requests", "max_tunnels", "tunnel_idle_timeout",
         "max_connections", "graceful_timeout",
     ]
     static let logKeys = ["access", "error", "level"]
@@ -142,6 +142,8 @@ public enum ConfigLoader {
         if let count = try table.int("keepalive_requests", example: "1000") { limits.keepaliveRequests = count }
         if let count = try table.int("max_connections", example: "10000") { limits.maxConnections = count }
         if let time = try table.duration("graceful_timeout") { limits.gracefulTimeout = time }
+        if let count = try table.int("max_tunnels", example: "1024") { limits.maxTunnels = count }
+        if let time = try table.duration("tunnel_idle_timeout") { limits.tunnelIdleTimeout = time }
         return limits
     }
 

@@ -201,6 +201,10 @@ public struct FrontConfiguration: Sendable, Equatable {
         public var maxConnections: Int = 10_000
         /// On TERM, how long in-flight requests get before connections are closed.
         public var gracefulTimeout: TimeAmount = .seconds(30)
+        /// WebSocket tunnels open at once across all loops; above it an upgrade is answered 503.
+        public var maxTunnels: Int = 1024
+        /// A WebSocket tunnel with no byte either way for this long is closed (nginx: proxy_read_timeout).
+        public var tunnelIdleTimeout: TimeAmount = .seconds(600)
 
         public init() {}
     }

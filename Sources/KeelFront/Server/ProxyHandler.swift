@@ -34,6 +34,8 @@ final class ProxyHandler: ChannelDuplexHandler {
         var bodyBytesSent = 0
         var headSent = false
         var exchange: UpstreamExchange?
+        /// An upgrade (WebSocket) passed to an upstream: the connection ends as a byte tunnel.
+        var tunnel: UpgradeTunnel?
         /// The request's end arrived: nothing of it is left unread on the socket.
         var requestComplete = false
     }
@@ -200,6 +202,10 @@ final class ProxyHandler: ChannelDuplexHandler {
             case .reply(let reply): send(reply, context: context)
             case .fallback(let upstream): passToUWSGI(upstream, inFlight, route: route.route, body: body, context: context)
             }
+        case .uwsgi(let upstreamName) where inFlight.request.asksForWebSocket:
+            tunnel(to: upstreamName, inFlight, route: route.route, uwsgi: true, context: context)
+        case .proxy(let upstreamName) where inFlight.request.asksForWebSocket:
+            tunnel(to: upstreamName, inFlight, route: route.route, uwsgi: false, context: context)
         case .uwsgi(let upstreamName):
             passToUWSGI(upstreamName, inFlight, route: route.route, body: body, context: context)
         case .proxy(let upstreamName):
@@ -237,7 +243,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         exchange.start()
     }
 
-    private func serverName(_ route: FrontConfiguration.Route, _ request: ClientRequest) -> String {
+    func serverName(_ route: FrontConfiguration.Route, _ request: ClientRequest) -> String {
         route.hosts.first(where: { !$0.hasPrefix("*") }) ?? request.hostName ?? request.connection.serverAddress
     }
 
@@ -309,6 +315,14 @@ final class ProxyHandler: ChannelDuplexHandler {
         switch state {
         case .receiving(var inFlight, _), .responding(var inFlight), .discardingBody(var inFlight, _):
             inFlight.exchange?.cancel()
+            if let tunnel = inFlight.tunnel {
+                tunnel.clientClosed()
+                if tunnel.status > 0 {
+                    inFlight.status = tunnel.status
+                    inFlight.bodyBytesSent = tunnel.bytesToClient
+                    inFlight.headSent = true
+                }
+            }
             gzip.abandon()
             if !inFlight.headSent {
                 // nginx's 499: the client closed the connection before the response began.
