@@ -75,6 +75,13 @@ public struct PoolOptions: ParsableArguments {
             valueName: "N"))
     var workerConnections: Int?
 
+    @Option(
+        name: [.customLong("ws-max-size"), .customLong("websocket-max-size")],
+        help: ArgumentHelp(
+            "Largest WebSocket message (and frame) an --asgi app accepts, in bytes; larger ones close with 1009 "
+                + "(default 16777216, uvicorn's).", valueName: "BYTES"))
+    var wsMaxSize: Int?
+
     /// Requests in flight per worker for an app with a loop of its own (nil: a WSGI app on threads).
     var asyncConnections: Int? {
         if let gevent { return gevent }
@@ -391,6 +398,12 @@ public struct PoolOptions: ParsableArguments {
         if workerConnections != nil && asgi == nil && gevent == nil {
             throw ValidationError(
                 "--worker-connections is for --asgi apps (and gevent: --gevent N); a WSGI app on threads takes --threads")
+        }
+        if let wsMaxSize {
+            guard asgi != nil else { throw ValidationError("--ws-max-size is for --asgi apps (WebSockets)") }
+            guard (125...(1 << 30)).contains(wsMaxSize) else {
+                throw ValidationError("--ws-max-size \(wsMaxSize): give a size in bytes from 125 to \(1 << 30)")
+            }
         }
         if let loop {
             guard asgi != nil else { throw ValidationError("--loop is for --asgi apps") }

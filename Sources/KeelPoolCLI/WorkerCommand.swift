@@ -46,6 +46,7 @@ public struct WorkerCommand: ParsableCommand {
             limitPost: options.limitPost, socketTimeout: options.socketTimeout, statusFD: statusFD,
             masterPID: masterPID)
         configuration.maxRequests = options.jitteredMaxRequests
+        if let size = options.wsMaxSize { configuration.webSocketMaxSize = size }
         configuration.logTo = options.logTo
         configuration.dropTo = try options.identity()
         if let scoreboard {

@@ -32,8 +32,68 @@ enum AsyncTestApps {
     static func makeDirectory() throws -> String {
         let directory = try Harness.makeTempDirectory()
         try source.write(toFile: directory + "/\(module).py", atomically: true, encoding: .utf8)
+        try webSocketClient.write(toFile: directory + "/ws_client.py", atomically: true, encoding: .utf8)
         return directory
     }
+
+    /// The `websockets` client the WebSocket tests drive: `ws_client.py URI SCENARIO`, one line of JSON out.
+    static let webSocketClient = #"""
+import asyncio, json, sys, websockets
+
+async def echo(uri):
+    out = {}
+    async with websockets.connect(uri, max_size=None, subprotocols=['chat'], ping_interval=None) as ws:
+        out['subprotocol'] = ws.subprotocol
+        await ws.send('hello')
+        out['text'] = await ws.recv()
+        await ws.send(bytes(range(256)))
+        out['binary'] = (await ws.recv()) == bytes(range(256))
+        big = bytes(i % 251 for i in range(1 << 20))
+        await ws.send(big)
+        out['big'] = (await ws.recv()) == big
+        await ws.send('scope')
+        out['scope'] = json.loads(await ws.recv())
+        pong = await ws.ping(b'are you there')
+        await asyncio.wait_for(pong, 5)
+        out['pong'] = True
+        await ws.send('close-please')
+        try:
+            await ws.recv()
+        except websockets.ConnectionClosed as closed:
+            out['close'] = [closed.rcvd.code, closed.rcvd.reason]
+    return out
+
+async def hold(uri):
+    # Echo, say so, wait for a line on stdin (the test HUPs keel meanwhile), echo again on the same connection.
+    out = {}
+    async with websockets.connect(uri, ping_interval=None) as ws:
+        await ws.send('before')
+        out['before'] = await ws.recv()
+        print('ready', flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        await ws.send('after')
+        out['after'] = await ws.recv()
+    return out
+
+async def oversized(uri):
+    async with websockets.connect(uri, max_size=None, ping_interval=None) as ws:
+        await ws.send(b'x' * 100000)
+        try:
+            await ws.recv()
+            return {'close': None}
+        except websockets.ConnectionClosed as closed:
+            return {'close': closed.rcvd.code if closed.rcvd else None}
+
+async def deny(uri):
+    try:
+        async with websockets.connect(uri) as ws:
+            return {'status': 101}
+    except websockets.InvalidStatus as refused:
+        return {'status': refused.response.status_code}
+
+scenario = {'echo': echo, 'hold': hold, 'oversized': oversized, 'deny': deny}[sys.argv[2]]
+print(json.dumps(asyncio.run(asyncio.wait_for(scenario(sys.argv[1]), 30))), flush=True)
+"""#
 
     static let source = #"""
 import asyncio, json, os, time
@@ -137,6 +197,32 @@ def not_async(scope, receive, send):
 
 async def two_arguments(scope, receive):
     pass
+
+
+# ------------------------------------------------------------------ WebSocket echo
+
+async def ws_echo(scope, receive, send):
+    if scope['type'] == 'lifespan':
+        return await raw(scope, receive, send)
+    if scope['type'] == 'http':
+        return await text(send, 'plain http answer')
+    message = await receive()
+    assert message['type'] == 'websocket.connect'
+    if scope['path'] == '/deny':
+        return await send({'type': 'websocket.close'})
+    await send({'type': 'websocket.accept', 'subprotocol': (scope['subprotocols'] or [None])[0]})
+    while True:
+        message = await receive()
+        if message['type'] == 'websocket.disconnect':
+            mark('ws-disconnect', str(message['code']))
+            return
+        if message.get('text') == 'close-please':
+            return await send({'type': 'websocket.close', 'code': 4001, 'reason': 'asked'})
+        if message.get('text') == 'scope':
+            shown = {k: v for k, v in scope.items() if k in ('type', 'scheme', 'path', 'subprotocols', 'http_version')}
+            await send({'type': 'websocket.send', 'text': json.dumps(shown)})
+            continue
+        await send({'type': 'websocket.send', **{k: v for k, v in message.items() if k in ('text', 'bytes') and v is not None}})
 
 
 # ------------------------------------------------------------------ FastAPI / Starlette
