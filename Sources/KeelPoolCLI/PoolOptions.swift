@@ -325,6 +325,7 @@ public struct PoolOptions: ParsableArguments {
                     poolArguments: arguments, dropTo: try identity())
                 configuration.pythonHost = host.description
             }
+            configuration.isAsync = asyncConnections != nil
             configuration.maxWorkerLifetime = maxWorkerLifetime
             configuration.harakiri = harakiri
             configuration.logTo = logTo

@@ -59,7 +59,7 @@ extension KeelPoolCommand {
                 lines.append("socket \(socket["name"] ?? "?") (\(socket["proto"] ?? "?")), listen queue \(queue)")
             }
             let header = ["WID", "PID", "GEN", "STATUS", "REQUESTS", "RESPAWNS", "HARAKIRI", "RSS MiB", "AVG ms", "CONNS", "KEPT",
-                "CURRENT",
+                "IN FLIGHT", "CURRENT",
             ]
             var rows = [header]
             for worker in document["workers"] as? [[String: Any]] ?? [] {
@@ -72,7 +72,8 @@ extension KeelPoolCommand {
                     "\(worker["id"] ?? "")", "\(worker["pid"] ?? "")", "\(worker["generation"] ?? "")",
                     "\(worker["status"] ?? "")", "\(worker["requests"] ?? 0)", "\(worker["respawns"] ?? 0)",
                     "\(worker["harakiri_count"] ?? 0)", (worker["rss_mib"] as? Int).map(String.init) ?? "-", average,
-                    "\(worker["connections"] ?? 0)", "\(worker["persistent_connections"] ?? 0)", current,
+                    "\(worker["connections"] ?? 0)", "\(worker["persistent_connections"] ?? 0)", "\(worker["in_flight"] ?? 0)",
+                    current,
                 ])
             }
             let widths = header.indices.map { column in rows.map { $0[column].count }.max() ?? 0 }

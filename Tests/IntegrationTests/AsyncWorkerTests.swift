@@ -234,4 +234,51 @@ struct AsyncWorkerTests {
             #expect(result.log.contains(message), "\(arguments): \(result.log)")
         }
     }
+
+    @Test func recyclingAndHUPUnderLoadDropNothingAndLifespanRunsEachTime() throws {
+        let served = try AsyncPool([
+            "--asgi", "\(AsyncTestApps.module):raw", "--processes", "2", "--max-requests", "40",
+        ])
+        let port = served.port
+        let load = LoadClient(threads: 4, total: 600, seconds: 60) { try HTTPClient.get(port: port, "/").status }
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(served.pool.process.pid, SIGHUP)
+        load.wait()
+        #expect(load.failures.isEmpty, "\(load.failures.prefix(5))")
+        #expect(load.succeeded == 600)
+        try served.pool.stop()
+        let log = served.pool.log
+        #expect(log.contains("recycling"))
+        // Every worker that served ran its startup, and each that left (recycled, reloaded or stopped) its shutdown.
+        let started = served.marks("startup").count
+        #expect(started >= 4)
+        #expect(served.marks("shutdown").count == started, "lifespan shutdown on recycling, HUP and TERM")
+    }
+
+    @Test func harakiriLogsTheStuckCoroutineAndStatsShowInFlight() throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let stats = directory + "/stats.sock"
+        let served = try AsyncPool([
+            "--asgi", "\(AsyncTestApps.module):raw", "--harakiri", "2", "--stats", stats,
+        ])
+        let sockets = try (0..<3).map { _ in try TestSocket(tcpPort: served.port) }
+        for socket in sockets { try socket.write("GET /sleep?30 HTTP/1.1\r\nHost: test\r\n\r\n") }
+        try Harness.waitUntil("three requests in flight in the stats", seconds: 5) {
+            let document = try JSONSerialization.jsonObject(with: Data(try UWSGIStatsReader.read(unixPath: stats).utf8))
+            let workers = (document as? [String: Any])?["workers"] as? [[String: Any]] ?? []
+            return workers.first?["in_flight"] as? Int == 3
+                && (workers.first?["threads"] as? [Any])?.count == 3  // only rows in use are listed
+        }
+        let table = try CLITests.run(["stats", stats])
+        #expect(table.output.contains("IN FLIGHT"))
+        try Harness.waitUntil("harakiri to replace the worker", seconds: 15) {
+            served.pool.log.contains("harakiri") && served.pool.readyWorkers >= 2
+        }
+        let log = served.pool.log
+        #expect(log.contains("coroutine stack of"), "the stuck coroutines are logged")
+        #expect(log.contains("in raw"), "with the app's frame: \(log)")
+        #expect(try HTTPClient.get(port: served.port, "/").text == "Hello, World!")
+        try served.pool.stop()
+    }
 }

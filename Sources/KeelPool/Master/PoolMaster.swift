@@ -68,7 +68,7 @@ public final class PoolMaster {
             listeners: sockets.map { ($0.fd, $0.wire) }, scoreboard: scoreboard)
         MasterLog.info(
             "keel-pool starting: app \(configuration.appName), \(configuration.processes) processes × "
-                + "\(configuration.threads) threads, master pid \(getpid())"
+                + "\(configuration.threads) \(configuration.isAsync ? "worker-connections" : "threads"), master pid \(getpid())"
                 + (configuration.pythonHost.map { ", Python: \($0)" } ?? ""))
         slots = (1...configuration.processes).map { WorkerSlot(id: $0) }
 
@@ -81,7 +81,7 @@ public final class PoolMaster {
             statsServer?.serve {
                 statsDocument(
                     now: now, slots: slots, sockets: sockets, scoreboard: scoreboard, generation: generation,
-                    respawns: respawnsByID)
+                    respawns: respawnsByID, listsIdleRows: !configuration.isAsync)
             }
             if now - lastHealthCheck >= 1000 {
                 lastHealthCheck = now

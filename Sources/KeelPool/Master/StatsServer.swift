@@ -44,7 +44,7 @@ extension PoolMaster {
     /// The stats document: the pool, its sockets, and per worker and thread what the scoreboard says.
     func statsDocument(
         now: Int64, slots: [WorkerSlot], sockets: [ListenSocket], scoreboard: Scoreboard, generation: Int,
-        respawns: [Int: Int]
+        respawns: [Int: Int], listsIdleRows: Bool = true
     ) -> String {
         var workers: [String] = []
         for slot in slots.sorted(by: { ($0.id, $0.generation) < ($1.id, $1.generation) }) {
@@ -72,16 +72,20 @@ extension PoolMaster {
                 let average = view.requests > 0 ? view.busyMicros / view.requests : 0
                 fields.append("\"avg_rt_us\": \(average)")
                 fields.append("\"last_heartbeat_ms\": \(view.heartbeat > 0 ? String(now - view.heartbeat) : "null")")
+                var inFlight = 0
                 for (index, thread) in view.threads.enumerated() {
                     if let started = thread.startedAt {
                         busy = true
+                        inFlight += 1
                         threads.append(
                             "{\"id\": \(index), \"status\": \"busy\", \"request\": \(JSON.quote(thread.requestLine)), "
                                 + "\"running_ms\": \(now - started)}")
-                    } else {
+                    } else if listsIdleRows {
                         threads.append("{\"id\": \(index), \"status\": \"idle\"}")
                     }
                 }
+                // Requests running now: busy threads, or an async worker's requests in flight (--worker-connections).
+                fields.append("\"in_flight\": \(inFlight)")
             }
             fields.append("\"status\": \"\(status == "idle" && busy ? "busy" : status)\"")
             fields.append("\"threads\": [" + threads.joined(separator: ", ") + "]")

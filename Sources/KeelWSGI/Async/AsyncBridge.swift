@@ -30,6 +30,10 @@ enum AsyncBridge {
             exchange.connection.fail(for: exchange)
             return keel_py_new_ref(Py.none)
         }
+        let dumped: NoArgs = { _, _ in
+            AsyncBridge.app?.stacksDumped()
+            return keel_py_new_ref(Py.none)
+        }
         let started: NoArgs = { _, outcome in
             AsyncBridge.app?.started(outcome)
             return keel_py_new_ref(Py.none)
@@ -53,7 +57,7 @@ enum AsyncBridge {
             exchange.connection.endWebSocket(failed: keel_py_is_true(failed) == 1, for: exchange)
             return keel_py_new_ref(Py.none)
         }
-        let methods = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: 13)
+        let methods = UnsafeMutablePointer<PyMethodDef>.allocate(capacity: 14)
         func method(_ name: String, _ function: PyCFunction, _ flags: Int32) -> PyMethodDef {
             PyMethodDef(ml_name: UnsafePointer(strdup(name)), ml_meth: function, ml_flags: flags, ml_doc: nil)
         }
@@ -69,7 +73,8 @@ enum AsyncBridge {
         methods[9] = method("ws_accept", unsafeBitCast(wsAccept, to: PyCFunction.self), METH_FASTCALL)
         methods[10] = method("ws_send", unsafeBitCast(wsSend, to: PyCFunction.self), METH_FASTCALL)
         methods[11] = method("ws_end", unsafeBitCast(wsEnd, to: PyCFunction.self), METH_FASTCALL)
-        methods[12] = PyMethodDef(ml_name: nil, ml_meth: nil, ml_flags: 0, ml_doc: nil)
+        methods[12] = method("stacks_dumped", unsafeBitCast(dumped, to: PyCFunction.self), METH_NOARGS)
+        methods[13] = PyMethodDef(ml_name: nil, ml_meth: nil, ml_flags: 0, ml_doc: nil)
         let definition = UnsafeMutablePointer<PyModuleDef>.allocate(capacity: 1)
         guard let module = PyOwned(keel_py_module_create(definition, strdup("_keel_async"), methods)) else { return false }
         return PyDict_SetItemString(PyImport_GetModuleDict(), "_keel_async", module.pointer) == 0
@@ -91,6 +96,8 @@ enum AsyncBridge {
             switch item {
             case .stop:
                 tuple = makeTuple([PyLong_FromLong(4), PyLong_FromLong(0)])
+            case .dumpStacks:
+                tuple = makeTuple([PyLong_FromLong(5), PyLong_FromLong(0)])
             case .event(let exchange, .start):
                 guard let capsule = SwiftCapsule.make(retaining: exchange), let request = app.requestObject(exchange)
                 else {

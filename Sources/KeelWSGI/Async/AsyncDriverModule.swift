@@ -13,7 +13,7 @@ import threading
 import _keel_async as K
 from _keel_wsgi import LoadError
 
-START, BODY, DISCONNECT, WRITABLE, STOP = 0, 1, 2, 3, 4
+START, BODY, DISCONNECT, WRITABLE, STOP, DUMP = 0, 1, 2, 3, 4, 5
 
 
 class ClientDisconnected(OSError):
@@ -289,6 +289,30 @@ class Lifespan:
         return None
 
 
+def dump_tasks(loop):
+    """--harakiri: where every task's coroutine is, down the await chain (Task.print_stack shows only the top)."""
+    import asyncio, linecache
+    try:
+        lines = []
+        for task in asyncio.all_tasks(loop):
+            lines.append('coroutine stack of task %s (most recent call last):' % task.get_name())
+            coro = task.get_coro()
+            while coro is not None:
+                frame = getattr(coro, 'cr_frame', None) or getattr(coro, 'gi_frame', None) or getattr(coro, 'ag_frame', None)
+                if frame is None:
+                    break
+                code = frame.f_code
+                lines.append('  File "%s", line %d, in %s' % (code.co_filename, frame.f_lineno, code.co_name))
+                source = linecache.getline(code.co_filename, frame.f_lineno).strip()
+                if source:
+                    lines.append('    ' + source)
+                coro = getattr(coro, 'cr_await', None) or getattr(coro, 'gi_yieldfrom', None) or getattr(coro, 'ag_await', None)
+        sys.stderr.write('\n'.join(lines) + '\n')
+        sys.stderr.flush()
+    finally:
+        K.stacks_dumped()
+
+
 def serve_asgi(app, wake_fd, loop_kind):
     """The worker's ASGI loop, on a thread of its own: lifespan startup, then requests until STOP, then shutdown."""
     import asyncio
@@ -358,6 +382,8 @@ def serve_asgi(app, wake_fd, loop_kind):
                     loop.create_task(run(rid, cycle, scope))
             elif kind == STOP:
                 loop.stop()
+            elif kind == DUMP:
+                dump_tasks(loop)
             else:
                 cycle = cycles.get(event[1])
                 if cycle is not None:
@@ -575,6 +601,13 @@ def serve_gevent(app, wake_fd, file_wrapper):
                 gevent.spawn(run, rid, cycle, environ)
             elif kind == STOP:
                 stopped.set()
+            elif kind == DUMP:
+                try:
+                    from gevent.util import format_run_info
+                    sys.stderr.write('\n'.join(format_run_info()) + '\n')
+                    sys.stderr.flush()
+                finally:
+                    K.stacks_dumped()
             else:
                 cycle = cycles.get(event[1])
                 if cycle is not None:

@@ -14,6 +14,8 @@ final class AsyncInbox: Sendable {
         case event(AsyncExchange, AsyncEvent)
         /// The worker is done serving: the loop runs the app's shutdown and ends.
         case stop
+        /// --harakiri: the loop writes where each of its requests' coroutines (or greenlets) is.
+        case dumpStacks
     }
 
     let fd: Int32

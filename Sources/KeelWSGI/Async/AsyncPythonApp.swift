@@ -126,7 +126,17 @@ public final class AsyncPythonApp: AsyncApp, @unchecked Sendable {
         _ = stopped.wait(timeout: .now() + .seconds(seconds))
     }
 
+    private let dumped = DispatchSemaphore(value: 0)
+
+    /// The loop is asked to write its requests' coroutine (or greenlet) stacks, which it can while only a request
+    /// awaits too long; a loop blocked by sync code cannot, so after a second every thread's stack is dumped anyway
+    /// (faulthandler, without the GIL), which shows the blocking frame. Posting takes the inbox's lock, which no app
+    /// code holds.
     public func reportStuckThreads() {
+        inbox.post(.dumpStacks)
+        _ = dumped.wait(timeout: .now() + .seconds(1))
         raise(WSGIHandler.stackDumpSignal)
     }
+
+    func stacksDumped() { dumped.signal() }
 }
