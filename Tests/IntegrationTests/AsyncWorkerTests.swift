@@ -203,6 +203,10 @@ struct AsyncWorkerTests {
         #expect(try HTTPClient.get(port: plain.port, "/").text == "fine without lifespan")
         try plain.pool.stop()
         #expect(plain.pool.log.contains("does not support the ASGI lifespan protocol"))
+
+        let silent = try AsyncPool(["--asgi", "\(AsyncTestApps.module):silent_lifespan"])
+        #expect(try HTTPClient.get(port: silent.port, "/").text == "fine after a silent lifespan")
+        try silent.pool.stop()
     }
 
     @Test func refusedAppsAndFlagsSayWhatToFix() throws {

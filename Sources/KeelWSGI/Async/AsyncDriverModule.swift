@@ -285,6 +285,11 @@ class Lifespan:
             return ('the app\'s lifespan %s raised %s' % (name, ''.join(
                 traceback.format_exception_only(type(error), error)).strip()), text)
         if 'lifespan.%s.complete' % name not in self.outcome:
+            if name == 'startup':
+                # Returned without a word (`if scope['type'] != 'http': return`): no lifespan, as uvicorn's 'auto'.
+                self.unsupported = True
+                K.log('the app returned from the lifespan scope without answering; serving without lifespan')
+                return None
             return ('the app\'s lifespan task ended without answering lifespan.%s' % name, '')
         return None
 

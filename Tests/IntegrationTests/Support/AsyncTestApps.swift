@@ -191,6 +191,12 @@ async def no_lifespan(scope, receive, send):
     await text(send, 'fine without lifespan')
 
 
+async def silent_lifespan(scope, receive, send):
+    if scope['type'] != 'http':
+        return
+    await text(send, 'fine after a silent lifespan')
+
+
 def not_async(scope, receive, send):
     pass
 
