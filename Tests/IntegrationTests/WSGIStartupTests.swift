@@ -61,7 +61,7 @@ struct WSGIStartupTests {
         (["--wsgi", "my-app"], "--wsgi my-app: give a Python module name"),
         (["--wsgi", "app", "--app", "hello"], "--app and --wsgi/--wsgi-file both name an app"),
         (["--wsgi", "app", "--env", "NOVALUE"], "--env NOVALUE: give KEY=VALUE"),
-        (["--app", "hello", "--virtualenv", "/tmp"], "--virtualenv is for WSGI apps"),
+        (["--app", "hello", "--virtualenv", "/tmp"], "--virtualenv is for Python apps"),
     ])
     func flagMistakesAreRefusedBeforeStarting(arguments: [String], message: String) throws {
         let directory = try Harness.makeTempDirectory()
