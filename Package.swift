@@ -144,7 +144,10 @@ let package = Package(
         ),
         .testTarget(
             name: "KeelPoolTests",
-            dependencies: ["KeelPool", "KeelApp", .product(name: "NIOEmbedded", package: "swift-nio")]
+            dependencies: [
+                "KeelPool", "KeelApp", .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
         ),
         // Runs the built binaries (and the real nginx) on free ports and temp unix paths.
         .testTarget(
