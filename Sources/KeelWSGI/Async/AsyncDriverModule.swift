@@ -475,6 +475,12 @@ class GeventInput:
         data, self.buffer = self.buffer[:cut], self.buffer[cut:]
         return data
 
+    def readinto(self, buffer):
+        view = memoryview(buffer).cast('B')
+        data = self.read1(len(view)) if len(view) else b''
+        view[:len(data)] = data
+        return len(data)
+
     def readlines(self, hint=-1):
         lines = []
         total = 0

@@ -93,8 +93,18 @@ public final class AsyncPythonApp: AsyncApp, @unchecked Sendable {
                 return
             }
         }
+        // A loop that ends without being asked to (an error in the driver) would leave requests unanswered:
+        // the worker goes, and the master starts another.
+        if !stopRequested.load(ordering: .acquiring) && reportedStart.load(ordering: .acquiring)
+            && startupFailure.withLock({ $0 }) == nil
+        {
+            ErrorLog.sink?("the app's loop stopped while the worker was serving: exiting so the master replaces it")
+            _exit(1)
+        }
         stopped.signal()
     }
+
+    private let stopRequested = Atomic<Bool>(false)
 
     /// The driver's `K.started(None | (summary, details))`, on the loop thread.
     func started(_ outcome: PyPointer?) {
@@ -122,6 +132,7 @@ public final class AsyncPythonApp: AsyncApp, @unchecked Sendable {
     }
 
     public func stopServing(withinSeconds seconds: Int) {
+        stopRequested.store(true, ordering: .releasing)
         inbox.post(.stop)
         _ = stopped.wait(timeout: .now() + .seconds(seconds))
     }
