@@ -86,6 +86,19 @@ release_build() {
 }
 
 # require_executable NAME PATH : fails unless PATH (given as NAME=PATH) is an executable.
+# build_keel : KEEL and KEEL_POOL as given (checked), else a release build of keel, keel-pool and the worker
+# library in .build-bench (wsgi.sh, asgi.sh).
+build_keel() {
+    if [ -n "$KEEL" ] && [ -n "$KEEL_POOL" ]; then
+        require_executable KEEL "$KEEL"
+        require_executable KEEL_POOL "$KEEL_POOL"
+        return
+    fi
+    release_build "$ROOT/.build-bench" keel-pool keel KeelPoolWorker
+    KEEL=${KEEL:-$BIN_DIR/keel}
+    KEEL_POOL=${KEEL_POOL:-$BIN_DIR/keel-pool}
+}
+
 require_executable() {
     [ -x "$2" ] || { echo "$1=$2 is not an executable" >&2; exit 1; }
 }

@@ -35,17 +35,6 @@ install_wsgi_servers() {
     fi
 }
 
-build_keel() {
-    if [ -n "$KEEL" ] && [ -n "$KEEL_POOL" ]; then
-        require_executable KEEL "$KEEL"
-        require_executable KEEL_POOL "$KEEL_POOL"
-        return
-    fi
-    release_build "$ROOT/.build-bench" keel-pool keel KeelPoolWorker
-    KEEL=${KEEL:-$BIN_DIR/keel}
-    KEEL_POOL=${KEEL_POOL:-$BIN_DIR/keel-pool}
-}
-
 setup_tmp keel-wsgi
 
 # ROWS: "key|label|rps|p99ms|errors|server CPU µs per request"
