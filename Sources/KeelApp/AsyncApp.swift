@@ -238,7 +238,11 @@ public final class AsyncExchange: Sendable {
             state.waitingForWritable = true
             return .wait
         }
-        if case .disconnected = result { return result }
+        if case .disconnected = result {
+            // The app meant to end its response: the connection still has to count the request as done.
+            if !more { connection.fail(for: self) }
+            return result
+        }
         connection.send(head: head, body: body, more: more, for: self)
         return result
     }

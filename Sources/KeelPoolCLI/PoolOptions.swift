@@ -398,7 +398,7 @@ public struct PoolOptions: ParsableArguments {
         }
         if workerConnections != nil && asgi == nil && gevent == nil {
             throw ValidationError(
-                "--worker-connections is for --asgi apps (and gevent: --gevent N); a WSGI app on threads takes --threads")
+                "--worker-connections is for --asgi apps (gevent workers take --gevent N); a WSGI app on threads takes --threads")
         }
         if let wsMaxSize {
             guard asgi != nil else { throw ValidationError("--ws-max-size is for --asgi apps (WebSockets)") }

@@ -187,6 +187,20 @@ struct AsyncWorkerTests {
         try narrow.pool.stop()
     }
 
+    @Test func clientsThatLeaveBeforeTheLastSendGiveTheirSlotBack() throws {
+        // --gevent 2: two leaked slots would stop the worker accepting, and the last request would hang.
+        let served = try AsyncPool(["--wsgi", "\(AsyncTestApps.module):simple_app", "--gevent", "2"])
+        for _ in 0..<4 {
+            let socket = try TestSocket(tcpPort: served.port)
+            try socket.write("GET /empty HTTP/1.1\r\nHost: test\r\n\r\n")
+            shutdown(socket.fd, Int32(SHUT_RDWR))
+        }
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(try HTTPClient.get(port: served.port, "/echo").status == 200)
+        try served.pool.stop()
+        #expect(!served.pool.log.contains("app failed on GET /empty"), "a client that left is not an app failure")
+    }
+
     @Test func lifespanFailuresAndAppsWithoutLifespan() throws {
         let venv = try AsyncTestApps.requireVenv()
         let directory = try AsyncTestApps.makeDirectory()

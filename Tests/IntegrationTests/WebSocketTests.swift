@@ -121,6 +121,19 @@ struct WebSocketTests {
         try stack.pool.stop()
     }
 
+    @Test func anOpenWebSocketIsNotARequestRunningPastHarakiri() throws {
+        let stack = try Stack(front: false, poolArguments: ["--harakiri", "1"])
+        let socket = try TestSocket(tcpPort: stack.pool.httpPort!)
+        try socket.write(Self.handshake)
+        _ = try Self.readSwitch(socket)
+        Thread.sleep(forTimeInterval: 2.5)
+        try socket.write([0x81, 0x82, 1, 2, 3, 4, 0x68 ^ 1, 0x69 ^ 2])  // "hi", masked
+        let echo = try socket.readSome()
+        #expect(echo == [0x81, 0x02, 0x68, 0x69], "the echo came from the same worker, 2.5 s after the 101")
+        try stack.pool.stop()
+        #expect(!stack.pool.log.contains("HARAKIRI"))
+    }
+
     @Test func oversizedMessageClosesWith1009() throws {
         let stack = try Stack(poolArguments: ["--ws-max-size", "65536"])
         #expect(try stack.client("ws://127.0.0.1:\(stack.pool.httpPort!)/echo", "oversized")["close"] as? Int == 1009)

@@ -105,12 +105,16 @@ final class UpgradeTunnel {
         FrontLog.error("upstream \"\(group.name)\" (WebSocket upgrade): \(detail)")
         self.status = Int(status.code)
         finish()
+        // The upstream may still answer (a late 101): nobody is there for it.
+        upstream?.close(promise: nil)
+        release()
         owner?.tunnelFailed(status: status, detail)
     }
 
     // MARK: bytes
 
     fileprivate func received(_ bytes: ByteBuffer, from side: TunnelEnd.Side) {
+        guard !closed else { return }
         lastActivity = .now()
         switch side {
         case .client:
@@ -180,6 +184,7 @@ final class UpgradeTunnel {
                 context.writeAndFlush(NIOAny(ByteBuffer())).whenComplete { _ in context.close(promise: nil) }
             }
         }
+        release()
     }
 
     /// The client connection is gone (its handler reports it even before the tunnel started).
@@ -187,6 +192,14 @@ final class UpgradeTunnel {
         guard !closed else { return }
         finish()
         upstream?.close(promise: nil)
+        release()
+    }
+
+    /// Drops the connections once their closes are issued (the ends hold the tunnel weakly; this breaks the rest).
+    private func release() {
+        upstream = nil
+        client = nil
+        upstreamEnd = nil
     }
 
     private func finish() {
@@ -213,8 +226,9 @@ final class UpgradeTunnel {
             if quiet >= self.idleTimeout {
                 FrontLog.info(
                     "upstream \"\(self.group.name)\": WebSocket tunnel idle for tunnel_idle_timeout (\(self.idleTimeout.prettySeconds)): closed")
+                let clientContext = self.client?.context
                 self.closed(.client)
-                self.client?.context?.close(promise: nil)
+                clientContext?.close(promise: nil)
             } else {
                 self.armTimer(self.idleTimeout - quiet, waitingForHead: false)
             }
@@ -233,7 +247,8 @@ final class TunnelEnd: ChannelDuplexHandler, RemovableChannelHandler {
         case upstream
     }
 
-    private let tunnel: UpgradeTunnel
+    /// Weak: the tunnel holds its ends (and the client's ProxyHandler holds the tunnel) while it lasts.
+    private weak var tunnel: UpgradeTunnel?
     let side: Side
     private(set) var context: ChannelHandlerContext?
     private var paused = false
@@ -245,18 +260,20 @@ final class TunnelEnd: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        tunnel.received(unwrapInboundIn(data), from: side)
+        tunnel?.received(unwrapInboundIn(data), from: side)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        tunnel.closed(side)
+        tunnel?.closed(side)
+        self.context = nil
         context.fireChannelInactive()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { tunnel.becameWritable(side) }
+        if context.channel.isWritable { tunnel?.becameWritable(side) }
         context.fireChannelWritabilityChanged()
     }
 

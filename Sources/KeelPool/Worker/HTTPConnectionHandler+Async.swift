@@ -21,6 +21,8 @@ extension HTTPConnectionHandler: AsyncConnectionSide {
             state = .discarding
             return writeErrorAndClose(to: head, status: 400, "Bad WebSocket handshake: \(problem)\n")
         }
+        // NIO's decoder parses nothing after an upgrade request: whatever the answer, the connection ends with it.
+        if isWebSocket { keepAlive = false }
         let bodyExpected = !isWebSocket && (declaredLength.map { $0 > 0 } ?? true)
         let responder = AsyncLoopResponder(side: NIOLoopBound(self, eventLoop: context.eventLoop))
         let exchange = AsyncExchange(
@@ -91,6 +93,9 @@ extension HTTPConnectionHandler: AsyncConnectionSide {
                 webSocket = try WebSocketUpgrade.install(
                     exchange: exchange, maxMessageSize: configuration.webSocketMaxSize, pipeline: sync,
                     position: .before(self))
+                scheduler.webSocketAccepted(row: asyncRow)
+                // Accepted while the worker leaves: told at once, as the ones already open were.
+                if draining { webSocket?.goingAway() }
                 sync.removeHandler(try sync.handler(type: HTTPResponseEncoder.self), promise: nil)
                 sync.removeHandler(try sync.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self), promise: nil)
             } catch {

@@ -72,6 +72,14 @@ extension HTTPConnectionHandler {
             context.close(promise: nil)
         case .skipping:
             context.close(promise: nil)
+        case .running where asyncExchange != nil && pendingBytes > 0:
+            // An async app's response waits on a client that reads nothing: no write for a whole period ends it.
+            guard writesCompleted == writesAtLastCheck else {
+                writesAtLastCheck = writesCompleted
+                return
+            }
+            WorkerLog.error("\(asyncExchange!.request.requestLine): the client read nothing for --socket-timeout: closed")
+            context.close(promise: nil)
         case .running, .discarding:
             break  // the app is working, or an error response is on its way
         }

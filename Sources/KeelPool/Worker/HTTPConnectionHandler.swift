@@ -38,7 +38,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
     var state: State = .idle
     /// The connection holds one of the worker's thread slots from accept (or next request) to response end.
     private var holdsSlot = true
-    private var draining = false
+    var draining = false
     var context: ChannelHandlerContext?
     private var responseVersion = HTTPVersion.http1_1
     private var isHeadRequest = false
@@ -56,6 +56,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
     var lastRead = NIODeadline.now()
     var idleCheck: Scheduled<Void>?
     private(set) var pendingBytes = 0
+    /// Response writes completed, and their count at the last --socket-timeout check (an async response whose
+    /// client stopped reading is cut, as the threads' write timeout cuts theirs).
+    private(set) var writesCompleted = 0
+    var writesAtLastCheck = 0
     /// The async app's request being answered on this connection, and its scoreboard row.
     var asyncExchange: AsyncExchange?
     var asyncRow = 0
@@ -325,7 +329,10 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
         let count = bytes.readableBytes
         pendingBytes += count
         let written = context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(bytes))))
-        written.whenComplete { [self] _ in pendingBytes -= count }
+        written.whenComplete { [self] _ in
+            pendingBytes -= count
+            writesCompleted += 1
+        }
         return written
     }
 

@@ -153,8 +153,19 @@ final class RequestScheduler {
         }
     }
 
-    func asyncFinished(row: Int) {
+    /// Rows of accepted WebSockets: their handshake counted as a request, and a socket open for an hour is not a
+    /// request running for an hour (--harakiri would kill the worker).
+    private var webSocketRows: Set<Int> = []
+
+    func webSocketAccepted(row: Int) {
+        guard webSocketRows.insert(row).inserted else { return }
         scoreboard?.board.requestFinished(scoreboard!.record, thread: row, now: monotonicMilliseconds())
+    }
+
+    func asyncFinished(row: Int) {
+        if webSocketRows.remove(row) == nil {
+            scoreboard?.board.requestFinished(scoreboard!.record, thread: row, now: monotonicMilliseconds())
+        }
         freeThreadRows.append(row)
         running -= 1
         counter.requestServed()

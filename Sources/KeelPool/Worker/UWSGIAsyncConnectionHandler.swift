@@ -82,19 +82,16 @@ final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnecti
         requestSeen = true
         timeout?.cancel()
         let request = Request(vars: head.vars)
+        if head.contentLength > configuration.effectiveBodyLimit {
+            let limit = configuration.effectiveBodyLimit
+            WorkerLog.error("\(request.requestLine): request body over the limit of \(limit) bytes (--limit-post): 413")
+            return answerAndClose(413, "Request body is over the limit of \(limit) bytes (--limit-post)\n", context: context)
+        }
         headOnly = request.method == "HEAD"
         let isWebSocket = WebSocketHandshake.isUpgrade(request)
         if isWebSocket, let problem = WebSocketHandshake.problem(request) {
             WorkerLog.error("\(request.requestLine): \(problem): 400")
-            var out = context.channel.allocator.buffer(capacity: 256)
-            let message = "Bad WebSocket handshake: \(problem)\n"
-            HTTPResponseHeadWriter.write(
-                status: 400, headers: [("Content-Type", "text/plain")], contentLength: message.utf8.count, chunked: false,
-                into: &out)
-            out.writeString(message)
-            giveSlot()
-            context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in context.close(promise: nil) }
-            return
+            return answerAndClose(400, "Bad WebSocket handshake: \(problem)\n", context: context)
         }
         let exchange = AsyncExchange(
             id: scheduler.nextExchangeID(), request: request,
@@ -105,6 +102,17 @@ final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnecti
             self.row = row
             app.start(exchange)
         }
+    }
+
+    /// The worker's own answer before any app runs (400, 413), then the close.
+    private func answerAndClose(_ status: Int, _ message: String, context: ChannelHandlerContext) {
+        var out = context.channel.allocator.buffer(capacity: 256)
+        HTTPResponseHeadWriter.write(
+            status: status, headers: [("Content-Type", "text/plain")], contentLength: message.utf8.count, chunked: false,
+            into: &out)
+        out.writeString(message)
+        giveSlot()
+        context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in context.close(promise: nil) }
     }
 
     func read(context: ChannelHandlerContext) {
@@ -203,6 +211,8 @@ final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnecti
                 webSocket = try WebSocketUpgrade.install(
                     exchange: exchange, maxMessageSize: configuration.webSocketMaxSize,
                     pipeline: context.pipeline.syncOperations, position: .first)
+                scheduler.webSocketAccepted(row: row)
+                if scheduler.isDraining { webSocket?.goingAway() }
             } catch {
                 WorkerLog.error("cannot start the WebSocket of \(exchange.request.requestLine): \(error)")
                 return context.close(promise: nil)

@@ -191,9 +191,10 @@ class WebSocketCycle:
     async def send(self, message):
         kind = message['type']
         if kind == 'websocket.send':
+            if self.state == 'connecting':
+                raise RuntimeError("ASGI: 'websocket.send' before 'websocket.accept'")
             if self.state != 'accepted':
-                raise RuntimeError("ASGI: 'websocket.send' before 'websocket.accept'" if self.state == 'connecting'
-                                   else "ASGI: 'websocket.send' after the WebSocket closed")
+                raise ClientDisconnected('the WebSocket is closed')
             text = message.get('text')
             data = text if text is not None else message.get('bytes')
             if data is None:
@@ -216,7 +217,11 @@ class WebSocketCycle:
                 # A close before the accept denies the handshake: an HTTP 403, as uvicorn answers.
                 self.state = 'denied'
                 self.complete = True
-                K.send(self.cap, 403, [(b'content-type', b'text/plain')], b'Forbidden\n', False)
+                try:
+                    K.send(self.cap, 403, [(b'content-type', b'text/plain')], b'Forbidden\n', False)
+                except ClientDisconnected:
+                    self.gone = True
+                    raise
             elif self.state == 'accepted':
                 self.state = 'closed'
                 K.ws_send(self.cap, message.get('code', 1000), message.get('reason') or '')
@@ -268,8 +273,8 @@ class Lifespan:
     async def phase(self, name):
         """None, or (summary, details) when the phase failed."""
         import asyncio
-        if self.unsupported:
-            return None
+        if self.unsupported or (self.task is not None and self.task.done()):
+            return None  # no lifespan, or the app's lifespan returned after its startup: nothing to wait for
         event = self.events['lifespan.' + name] = asyncio.Event()
         if self.task is None:
             self.task = self.loop.create_task(self.main())
@@ -369,6 +374,8 @@ def serve_asgi(app, wake_fd, loop_kind):
                 if not cycle.gone:
                     K.log('app returned without completing its response to %s %s' % (scope['method'], scope['path']))
                 K.fail(cycle.cap)
+            elif cycle.gone:
+                K.fail(cycle.cap)  # its final send found the client gone: the request still has to end
         finally:
             del cycles[rid]
 
@@ -543,20 +550,24 @@ class GeventCycle:
 
     def _send(self, data, more):
         if self.gone:
-            raise OSError('the client closed the connection')
-        if not self.sent:
-            if self.head is None:
-                raise AssertionError('the app sent body bytes before calling start_response()')
-            self.sent = True
-            head = self.head
-            blocked = K.send(self.cap, head[0], head[2], data, more, head[1])
-        else:
-            blocked = K.send(self.cap, None, None, data, more)
+            raise ClientDisconnected('the client closed the connection')
+        try:
+            if not self.sent:
+                if self.head is None:
+                    raise AssertionError('the app sent body bytes before calling start_response()')
+                self.sent = True
+                head = self.head
+                blocked = K.send(self.cap, head[0], head[2], data, more, head[1])
+            else:
+                blocked = K.send(self.cap, None, None, data, more)
+        except ClientDisconnected:
+            self.gone = True
+            raise
         while blocked and more and not self.gone:
             self.wait()
             blocked = K.blocked(self.cap)
         if self.gone and more:
-            raise OSError('the client closed the connection')
+            raise ClientDisconnected('the client closed the connection')
 
     def write(self, data):
         if type(data) is not bytes:
@@ -565,8 +576,8 @@ class GeventCycle:
             self._send(data, True)
 
     def finish(self):
-        self.complete = True
         self._send(b'', False)
+        self.complete = True
 
 
 def serve_gevent(app, wake_fd, file_wrapper):
@@ -588,8 +599,8 @@ def serve_gevent(app, wake_fd, file_wrapper):
         except BaseException as error:
             if not cycle.gone:
                 log_exception('app failed on %s %s' % (environ.get('REQUEST_METHOD'), environ.get('PATH_INFO')), error)
-            if not cycle.complete:
-                K.fail(cycle.cap)
+            # Also after a final send that failed: the connection counts the request as done either way.
+            K.fail(cycle.cap)
         finally:
             close = getattr(result, 'close', None)
             if close is not None:

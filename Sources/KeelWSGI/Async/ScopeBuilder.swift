@@ -25,8 +25,11 @@ final class ScopeBuilder: @unchecked Sendable {
         }
         self.keys = keys
         let asgi = PyDict_New()!
-        PyDict_SetItemString(asgi, "version", Py.string("3.0")!.take())
-        PyDict_SetItemString(asgi, "spec_version", Py.string("2.3")!.take())
+        // Bound to names: a temporary's reference could be dropped before the call that copies it.
+        let version = Py.string("3.0")!
+        let specVersion = Py.string("2.3")!
+        PyDict_SetItemString(asgi, "version", version.pointer)
+        PyDict_SetItemString(asgi, "spec_version", specVersion.pointer)
         self.asgi = PythonObject(owned: asgi)
         http = PythonObject(owned: PyUnicode_InternFromString("http"))
         https = PythonObject(owned: PyUnicode_InternFromString("https"))

@@ -337,6 +337,10 @@ def simple_app(environ, start_response):
     if path == '/file':
         start_response('200 OK', [('Content-Type', 'text/plain')])
         return environ['wsgi.file_wrapper'](open(__file__, 'rb'))
+    if path == '/empty':
+        time.sleep(0.3)
+        start_response('204 No Content', [])
+        return []
     if path == '/write':
         write = start_response('200 OK', [('Content-Type', 'text/plain')])
         write(b'written ')

@@ -62,10 +62,17 @@ final class WebSocketSession: ChannelDuplexHandler, RemovableChannelHandler {
             joined.writeBuffer(&data)
             if frame.fin { deliver(joined, text: fragmentsAreText) } else { fragments = joined }
         case .connectionClose:
-            closeReceived = true
             var data = frame.unmaskedData
+            // RFC 6455 §5.5.1, §7.4: no payload, or a code a peer may send and a UTF-8 reason.
+            guard data.readableBytes != 1 else { return fail(.protocolError, "a close frame of one byte") }
             let code = data.readInteger(as: UInt16.self).map(Int.init) ?? 1005
-            let reason = data.readString(length: data.readableBytes) ?? ""
+            guard code == 1005 || Self.isSendable(closeCode: code) else {
+                return fail(.protocolError, "close code \(code), which a peer may not send")
+            }
+            guard let reason = String(validating: data.readableBytesView, as: UTF8.self) else {
+                return fail(.protocolError, "a close reason that is not UTF-8")
+            }
+            closeReceived = true
             _ = exchange.receiveWebSocket(.closed(code: code, reason: reason))
             if closeSent {
                 context.close(promise: nil)
@@ -168,12 +175,20 @@ final class WebSocketSession: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Close codes an endpoint may put in a close frame (1004-1006 and 1015 are reserved, below 1000 unused).
+    static func isSendable(closeCode code: Int) -> Bool {
+        (1000...1003).contains(code) || (1007...1014).contains(code) || (3000...4999).contains(code)
+    }
+
     @discardableResult
     private func sendClose(code: Int, reason: String, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
         closeSent = true
+        // A control frame carries at most 125 bytes: the reason is cut at a character boundary to fit.
+        var reason = Substring(reason)
+        while reason.utf8.count > 123 { reason = reason.dropLast() }
         var data = context.channel.allocator.buffer(capacity: 2 + reason.utf8.count)
         data.writeInteger(UInt16(clamping: code))
-        data.writeString(reason)
+        data.writeString(String(reason))
         return context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
     }
 }
