@@ -78,6 +78,9 @@ struct WebSocketTests {
         // A close before the accept denies the handshake with a 403.
         #expect(try stack.client("ws://127.0.0.1:\(stack.pool.httpPort!)/deny", "deny")["status"] as? Int == 403)
         #expect(try stack.client("ws://127.0.0.1:\(stack.front!.port)/deny", "deny")["status"] as? Int == 403)
+        // Accept headers with CR/LF are the app's error: a 500, never written as given.
+        #expect(try stack.client("ws://127.0.0.1:\(stack.pool.httpPort!)/bad-header", "deny")["status"] as? Int == 500)
+        #expect(try stack.client("ws://127.0.0.1:\(stack.front!.port)/bad-header", "deny")["status"] as? Int == 500)
         try stack.front!.stop()
         #expect(stack.front!.log.contains("\"GET /echo HTTP/1.1\" 101 "), "the tunnel's access-log line")
 

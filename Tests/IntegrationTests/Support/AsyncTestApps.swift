@@ -216,6 +216,8 @@ async def ws_echo(scope, receive, send):
     assert message['type'] == 'websocket.connect'
     if scope['path'] == '/deny':
         return await send({'type': 'websocket.close'})
+    if scope['path'] == '/bad-header':
+        return await send({'type': 'websocket.accept', 'headers': [(b'x-split', b'a\r\nInjected: yes')]})
     await send({'type': 'websocket.accept', 'subprotocol': (scope['subprotocols'] or [None])[0]})
     while True:
         message = await receive()
