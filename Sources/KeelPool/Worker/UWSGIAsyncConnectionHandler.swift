@@ -197,13 +197,8 @@ final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnecti
     /// the packet go to its frame decoder.
     func acceptWebSocket(subprotocol: String?, headers: [(name: String, value: String)], exchange: AsyncExchange) {
         guard exchange === self.exchange, webSocket == nil, let context else { return }
-        // The app's extra headers go out as written: the same checks as a response head's (CR/LF, names).
-        if let problem = ResponseHeadCheck.problem(status: 101, reason: nil, headers: headers) {
-            WorkerLog.error("app accepted the WebSocket \(exchange.request.requestLine) with \(problem): sent 500 instead")
-            return asyncFail(exchange: exchange)
-        }
-        WebSocketHandshake.acceptHeaders(
-            for: exchange.request, subprotocol: subprotocol, extra: headers, channel: context.channel
+        WebSocketHandshake.accept(
+            exchange.request, subprotocol: subprotocol, extra: headers, channel: context.channel
         ).whenComplete { [self] result in
             guard case .success(let fields) = result, let context = self.context else {
                 return asyncFail(exchange: exchange)

@@ -31,10 +31,17 @@ enum WebSocketHandshake {
         return nil
     }
 
-    /// The 101's headers (Upgrade, Connection, Sec-WebSocket-Accept) with the app's own, computed by NIO's upgrader.
-    static func acceptHeaders(
-        for request: Request, subprotocol: String?, extra: [(name: String, value: String)], channel: any Channel
+    struct RefusedHeaders: Error {}
+
+    /// The 101's headers (Upgrade, Connection, Sec-WebSocket-Accept) with the app's own, computed by NIO's upgrader;
+    /// fails (logged here) when the app's headers would not pass as a response head's (CR/LF, names).
+    static func accept(
+        _ request: Request, subprotocol: String?, extra: [(name: String, value: String)], channel: any Channel
     ) -> EventLoopFuture<[(name: String, value: String)]> {
+        if let problem = ResponseHeadCheck.problem(status: 101, reason: nil, headers: extra) {
+            WorkerLog.error("app accepted the WebSocket \(request.requestLine) with \(problem): sent 500 instead")
+            return channel.eventLoop.makeFailedFuture(RefusedHeaders())
+        }
         var headers = HTTPHeaders()
         headers.add(name: "Sec-WebSocket-Key", value: (request["HTTP_SEC_WEBSOCKET_KEY"] ?? "").trimmingSpaces)
         headers.add(name: "Sec-WebSocket-Version", value: "13")
