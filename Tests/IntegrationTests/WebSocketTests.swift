@@ -16,7 +16,7 @@ struct WebSocketTests {
         let front: FrontUnderTest?
         let venv: String
 
-        init(front: Bool = true, poolArguments: [String] = [], frontConfig: Bool = false) throws {
+        init(front: Bool = true, poolArguments: [String] = [], frontConfig: Bool = false, limits: [String] = []) throws {
             venv = try AsyncTestApps.requireVenv()
             directory = try AsyncTestApps.makeDirectory()
             pool = try PoolUnderTest(
@@ -27,7 +27,7 @@ struct WebSocketTests {
             let config = [
                 "[[listen]]", "address = \"127.0.0.1:{PORT}\"", "[upstream.app]",
                 "servers = [\"unix:\(pool.socketPath!)\"]", "[[route]]", "uwsgi = \"app\"",
-            ].joined(separator: "\n")
+            ].joined(separator: "\n") + (limits.isEmpty ? "" : "\n[limits]\n" + limits.joined(separator: "\n"))
             self.front = !front ? nil
                 : frontConfig ? try FrontUnderTest(config: config) : try FrontUnderTest(["--uwsgi", "unix:\(pool.socketPath!)"])
         }
@@ -135,6 +135,35 @@ struct WebSocketTests {
         #expect(echo == [0x81, 0x02, 0x68, 0x69], "the echo came from the same worker, 2.5 s after the 101")
         try stack.pool.stop()
         #expect(!stack.pool.log.contains("HARAKIRI"))
+    }
+
+    @Test func keelLimitsTunnelsAndClosesIdleOnes() throws {
+        let stack = try Stack(frontConfig: true, limits: ["max_tunnels = 1", "tunnel_idle_timeout = \"1s\""])
+        let port = stack.front!.port
+        let first = try TestSocket(tcpPort: port)
+        try first.write(Self.handshake)
+        _ = try Self.readSwitch(first)
+        // A second upgrade while one tunnel is open: 503 with max_tunnels = 1; plain requests still pass.
+        let second = try HTTPClient.request(
+            port: port, "/echo",
+            headers: [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+                      ("Sec-WebSocket-Version", "13")])
+        #expect(second.status == 503)
+        #expect(try stack.front!.get("/echo").text == "plain http answer")
+        // Nothing either way for tunnel_idle_timeout: keel closes the tunnel (the client sees the end).
+        let start = Date()
+        while (try? first.readSome())?.isEmpty == false {}
+        let waited = Date().timeIntervalSince(start)
+        #expect(waited < 5, "closed after about 1 s idle (took \(waited) s)")
+        try Harness.waitUntil("the tunnel's slot to come back", seconds: 5) {
+            let socket = try TestSocket(tcpPort: port)
+            try socket.write(Self.handshake)
+            return (try? Self.readSwitch(socket)) != nil
+        }
+        try stack.front!.stop()
+        #expect(stack.front!.log.contains("(limits.max_tunnels): answered 503"))
+        #expect(stack.front!.log.contains("idle for tunnel_idle_timeout"))
+        try stack.pool.stop()
     }
 
     @Test func oversizedMessageClosesWith1009() throws {
