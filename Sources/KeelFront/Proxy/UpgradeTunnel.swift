@@ -41,8 +41,6 @@ final class UpgradeTunnel {
     private(set) var status = 0
     /// Bytes sent to the client (the response head included), for the access log.
     private(set) var bytesToClient = 0
-    private(set) var serverDescription = "-"
-    private(set) var startTime = NIODeadline.now()
 
     init(group: UpstreamGroup, request: Request, loop: any EventLoop, idleTimeout: TimeAmount, owner: any Owner) {
         self.group = group
@@ -59,27 +57,18 @@ final class UpgradeTunnel {
             return false
         }
         counted = true
-        startTime = .now()
         guard let server = group.pickServer() else {
             fail(.badGateway, "upstream \"\(group.name)\" has no servers")
             return true
         }
-        let address = group.server(server)
-        serverDescription = address.description
-        let bootstrap = ClientBootstrap(group: loop).connectTimeout(group.configuration.connectTimeout)
-            .channelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let end = TunnelEnd(tunnel: self, side: .upstream)
-                    upstreamEnd = end
-                    try channel.pipeline.syncOperations.addHandler(end)
-                }
-            }
-        let connected: EventLoopFuture<Channel>
-        switch (address, group.socketAddresses[server]) {
-        case (_, .some(let resolved)): connected = bootstrap.connect(to: resolved)
-        case (.unix(let path), nil): connected = bootstrap.connect(unixDomainSocketPath: path)
-        case (.tcp(let host, let port), nil): connected = bootstrap.connect(host: host, port: port)
-        }
+        let end = TunnelEnd(tunnel: self, side: .upstream)
+        upstreamEnd = end
+        // The connection is made on this loop, where its initializer runs too.
+        let bound = NIOLoopBound(end, eventLoop: loop)
+        let connected = UpstreamConnector.channel(
+            to: group.server(server), resolved: group.socketAddresses[server], on: loop,
+            timeout: group.configuration.connectTimeout
+        ) { pipeline in try pipeline.addHandler(bound.value) }
         connected.assumeIsolated().whenComplete { [self] result in
             switch result {
             case .success(let channel):
@@ -94,7 +83,7 @@ final class UpgradeTunnel {
                 armTimer(group.configuration.readTimeout, waitingForHead: true)
             case .failure(let error):
                 _ = group.recordFailure(server)
-                fail(.badGateway, "connect() to \(address) failed (\(error))")
+                fail(.badGateway, "\(error)")
             }
         }
         return true

@@ -24,21 +24,30 @@ enum UpstreamConnector {
         to address: FrontConfiguration.ServerAddress, resolved: SocketAddress?, codec: Codec, on loop: any EventLoop,
         timeout: TimeAmount
     ) -> EventLoopFuture<(Channel, UpstreamResponseRelay)> {
+        channel(to: address, resolved: resolved, on: loop, timeout: timeout) { sync in
+            switch codec {
+            case .uwsgi:
+                try sync.addHandler(UWSGIClientCodec())
+            case .http:
+                try sync.addHTTPClientHandlers(leftOverBytesStrategy: .dropBytes)
+            }
+            let relay = UpstreamResponseRelay()
+            relay.serverKey = address.description
+            try sync.addHandler(relay)
+        }.flatMapThrowing { channel in
+            (channel, try channel.pipeline.syncOperations.handler(type: UpstreamResponseRelay.self))
+        }
+    }
+
+    /// A connection to `address` with `handlers` in its pipeline (requests' codecs, or a WebSocket tunnel's raw end).
+    static func channel(
+        to address: FrontConfiguration.ServerAddress, resolved: SocketAddress?, on loop: any EventLoop, timeout: TimeAmount,
+        handlers: @escaping @Sendable (ChannelPipeline.SynchronousOperations) throws -> Void
+    ) -> EventLoopFuture<Channel> {
         var bootstrap = ClientBootstrap(group: loop)
             .connectTimeout(timeout)
             .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    let sync = channel.pipeline.syncOperations
-                    switch codec {
-                    case .uwsgi:
-                        try sync.addHandler(UWSGIClientCodec())
-                    case .http:
-                        try sync.addHTTPClientHandlers(leftOverBytesStrategy: .dropBytes)
-                    }
-                    let relay = UpstreamResponseRelay()
-                    relay.serverKey = address.description
-                    try sync.addHandler(relay)
-                }
+                channel.eventLoop.makeCompletedFuture { try handlers(channel.pipeline.syncOperations) }
             }
         if case .tcp = address {
             // Kept connections to other hosts: keep-alive probes find a peer that vanished (TCP_NODELAY is NIO's default).
@@ -61,8 +70,6 @@ enum UpstreamConnector {
         }
         return connected.flatMapErrorThrowing { error in
             throw ConnectError(address: address, underlying: error)
-        }.flatMapThrowing { channel in
-            (channel, try channel.pipeline.syncOperations.handler(type: UpstreamResponseRelay.self))
         }
     }
 }

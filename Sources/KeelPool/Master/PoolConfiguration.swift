@@ -14,9 +14,9 @@ public struct PoolConfiguration: Sendable {
     public var pidfile: String?
     /// Seconds TERM waits for in-flight requests before workers are killed.
     public var gracefulTimeout: Int
-    /// Kill a worker whose request has run longer than this many seconds (0 = never).
     /// Async workers (ASGI, gevent): `threads` is --worker-connections, and stats list only the rows in use.
     public var isAsync = false
+    /// Kill a worker whose request has run longer than this many seconds (0 = never).
     public var harakiri: Int = 0
     /// `--chown-socket`: owner and group of unix socket files (nil = the master's).
     public var chownSocket: (uid: uid_t?, gid: gid_t?)?

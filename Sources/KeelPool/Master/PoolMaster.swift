@@ -48,8 +48,10 @@ public final class PoolMaster {
             if let path = configuration.logTo { try LogFile.redirect(to: path) }
             try bindSockets()
             // Room for every worker twice over: a reload or a recycle briefly runs old and new side by side.
-            // A row per thread and per protocol: uwsgi threads and HTTP app threads are counted apart.
-            let protocols = (configuration.uwsgiSockets.isEmpty ? 0 : 1) + (configuration.httpSockets.isEmpty ? 0 : 1)
+            // A row per thread and per protocol: uwsgi threads and HTTP app threads are counted apart. An async
+            // worker's one scheduler serves both protocols from one set of --worker-connections rows.
+            let protocols = configuration.isAsync
+                ? 1 : (configuration.uwsgiSockets.isEmpty ? 0 : 1) + (configuration.httpSockets.isEmpty ? 0 : 1)
             scoreboard = try Scoreboard.create(
                 capacity: max(64, configuration.processes * 4), threads: configuration.threads * protocols,
                 above: Int32(3 + sockets.count + 1))

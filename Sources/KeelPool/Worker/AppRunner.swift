@@ -50,10 +50,9 @@ enum AppRunner {
 
     /// `response`, or a 500 if its head cannot be sent as it is.
     static func validated(_ response: Response, requestLine: String) -> Response {
-        guard let problem = ResponseHeadCheck.problem(
-            status: response.status, reason: response.reason, headers: response.headers)
+        guard ResponseHeadCheck.refuses(
+            status: response.status, reason: response.reason, headers: response.headers, of: requestLine)
         else { return response }
-        WorkerLog.error("app answered \(requestLine) with \(problem): sent 500 instead")
         return Response(status: 500, "Internal Server Error\n")
     }
 

@@ -46,15 +46,13 @@ extension HTTPConnectionHandler: AsyncConnectionSide {
             return
         }
         if let head {
-            if let problem = ResponseHeadCheck.problem(status: head.status, reason: head.reason, headers: head.headers) {
-                WorkerLog.error("app answered \(exchange.request.requestLine) with \(problem): sent 500 instead")
+            if head.isRefused(for: exchange) {
                 exchange.written(count)
                 return answerFailure(exchange)
             }
-            let declared = head.headers.first { $0.name.lowercased() == "content-length" }.flatMap { Int($0.value) }
             writeResponseHead(
                 status: head.status, reason: head.reason, headers: head.headers.withoutFraming,
-                contentLength: declared ?? (more ? nil : count))
+                contentLength: head.declaredLength ?? (more ? nil : count))
         }
         if count > 0 {
             writeResponseBody(body).whenComplete { _ in exchange.written(count) }
@@ -117,7 +115,7 @@ extension HTTPConnectionHandler: AsyncConnectionSide {
         asyncExchange = nil
         scheduler.asyncFinished(row: asyncRow)
         state = .idle
-        releaseSlot()
+        giveSlot()
         if context == nil { return }
         if webSocket == nil { context?.close(promise: nil) }
     }
@@ -141,6 +139,16 @@ extension HTTPConnectionHandler: AsyncConnectionSide {
         asyncExchange = nil
         scheduler.asyncFinished(row: asyncRow)
         endResponse()
+    }
+}
+
+extension AsyncResponseHead {
+    /// The Content-Length the app declared, kept for the response; nil frames it by the body's own end.
+    var declaredLength: Int? { headers.first { $0.name.lowercased() == "content-length" }.flatMap { Int($0.value) } }
+
+    /// True (logged) when the head cannot go out as the app gave it: the connection answers 500 instead.
+    func isRefused(for exchange: AsyncExchange) -> Bool {
+        ResponseHeadCheck.refuses(status: status, reason: reason, headers: headers, of: exchange.request.requestLine)
     }
 }
 

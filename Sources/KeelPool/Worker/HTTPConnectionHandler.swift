@@ -100,9 +100,7 @@ final class HTTPConnectionHandler: ChannelDuplexHandler, ResponseSink, Drainable
         context.fireChannelInactive()
     }
 
-    func releaseSlot() { giveSlot() }
-
-    private func giveSlot() {
+    func giveSlot() {
         if holdsSlot {
             holdsSlot = false
             scheduler.giveSlot()

@@ -79,15 +79,10 @@ final class RequestScheduler {
         requestLine: [String], offLoop: Bool = false, _ job: @escaping @Sendable () -> Void,
         completion: @escaping () -> Void
     ) {
-        let start = { [self] in
-            running += 1
-            // running ≤ threads, so a row is always free here.
-            let row = freeThreadRows.popLast()!
-            scoreboard?.board.requestStarted(
-                scoreboard!.record, thread: row, lineParts: requestLine, now: monotonicMilliseconds())
+        admit { [self] in
+            let row = claimRow(requestLine)
             let completion = { [self] in
-                scoreboard?.board.requestFinished(scoreboard!.record, thread: row, now: monotonicMilliseconds())
-                freeThreadRows.append(row)
+                releaseRow(row)
                 completion()
             }
             if let pool = threadPool ?? (offLoop ? singleBodyThread() : nil) {
@@ -101,11 +96,32 @@ final class RequestScheduler {
                 finished(completion)
             }
         }
+    }
+
+    /// Starts `begin` now when fewer than `threads` run and nobody queues before it, else queues it.
+    private func admit(_ begin: @escaping () -> Void) {
         if running < threads && queue.isEmpty {
-            start()
+            begin()
         } else {
-            queue.append(start)
+            queue.append(begin)
         }
+    }
+
+    /// A request starts: it runs, on a scoreboard row of its own (running ≤ threads, so one is always free).
+    private func claimRow(_ requestLine: [String]) -> Int {
+        running += 1
+        let row = freeThreadRows.popLast()!
+        scoreboard?.board.requestStarted(
+            scoreboard!.record, thread: row, lineParts: requestLine, now: monotonicMilliseconds())
+        return row
+    }
+
+    /// Its row is free again; `finished` then counts the request as served.
+    private func releaseRow(_ row: Int) {
+        if webSocketRows.remove(row) == nil {
+            scoreboard?.board.requestFinished(scoreboard!.record, thread: row, now: monotonicMilliseconds())
+        }
+        freeThreadRows.append(row)
     }
 
     private func singleBodyThread() -> NIOThreadPool {
@@ -139,18 +155,7 @@ final class RequestScheduler {
     /// kept-alive connection's next request can arrive while the worker is full). It counts as running (a
     /// scoreboard row, the drain) until `asyncFinished`.
     func executeAsync(requestLine: [String], _ start: @escaping (_ row: Int) -> Void) {
-        let begin = { [self] in
-            running += 1
-            let row = freeThreadRows.popLast()!
-            scoreboard?.board.requestStarted(
-                scoreboard!.record, thread: row, lineParts: requestLine, now: monotonicMilliseconds())
-            start(row)
-        }
-        if running < threads && queue.isEmpty {
-            begin()
-        } else {
-            queue.append(begin)
-        }
+        admit { [self] in start(claimRow(requestLine)) }
     }
 
     /// Rows of accepted WebSockets: their handshake counted as a request, and a socket open for an hour is not a
@@ -163,14 +168,8 @@ final class RequestScheduler {
     }
 
     func asyncFinished(row: Int) {
-        if webSocketRows.remove(row) == nil {
-            scoreboard?.board.requestFinished(scoreboard!.record, thread: row, now: monotonicMilliseconds())
-        }
-        freeThreadRows.append(row)
-        running -= 1
-        counter.requestServed()
-        if running < threads, let next = queue.popFirst() { next() }
-        finishDrainIfIdle()
+        releaseRow(row)
+        finished {}
     }
 
     // MARK: graceful stop

@@ -132,4 +132,13 @@ enum ResponseHeadCheck {
         return nil
     }
 
+    /// True when the app's head cannot go out: the problem is logged with the request, and the caller answers 500.
+    static func refuses(
+        status: Int, reason: String?, headers: [(name: String, value: String)], of requestLine: String,
+        what: String = "answered"
+    ) -> Bool {
+        guard let problem = problem(status: status, reason: reason, headers: headers) else { return false }
+        WorkerLog.error("app \(what) \(requestLine) with \(problem): sent 500 instead")
+        return true
+    }
 }

@@ -151,12 +151,11 @@ final class UWSGIAsyncConnectionHandler: ChannelDuplexHandler, DrainableConnecti
         }
         var out = context.channel.allocator.buffer(capacity: count + (head == nil ? 0 : 256))
         if let head {
-            if let problem = ResponseHeadCheck.problem(status: head.status, reason: head.reason, headers: head.headers) {
-                WorkerLog.error("app answered \(exchange.request.requestLine) with \(problem): sent 500 instead")
+            if head.isRefused(for: exchange) {
                 exchange.written(count)
                 return asyncFail(exchange: exchange)
             }
-            let declared = head.headers.first { $0.name.lowercased() == "content-length" }.flatMap { Int($0.value) }
+            let declared = head.declaredLength
             let switching = head.status == 101
             HTTPResponseHeadWriter.write(
                 status: head.status, reason: head.reason, headers: switching ? head.headers : head.headers.withoutFraming,

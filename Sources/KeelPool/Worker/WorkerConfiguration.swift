@@ -26,7 +26,8 @@ public struct WorkerConfiguration: Sendable {
     public var handler: any Handler
     /// An app with a loop of its own (ASGI, gevent); `threads` is then --worker-connections.
     public var asyncApp: (any AsyncApp)?
-    /// --ws-max-size: the largest WebSocket message (and frame) an async app accepts; larger ones close with 1009.
+    /// --ws-max-size: the largest WebSocket message (and frame) an async app accepts; larger ones close with 1009
+    /// (default uvicorn's, 16 MiB).
     public var webSocketMaxSize = 16 * 1024 * 1024
     /// Largest request body accepted, in bytes; 0 = no limit (uWSGI's --limit-post).
     public var limitPost: Int

@@ -580,7 +580,7 @@ class GeventCycle:
         self.complete = True
 
 
-def serve_gevent(app, wake_fd, file_wrapper):
+def serve_gevent(app, wake_fd):
     import gevent, gevent.event
     from gevent import get_hub
     hub = get_hub()

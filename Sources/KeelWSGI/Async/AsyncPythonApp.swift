@@ -70,20 +70,20 @@ public final class AsyncPythonApp: AsyncApp, @unchecked Sendable {
     /// The loop thread's whole life: the driver's serve function returns after the app's shutdown.
     private func runLoop() {
         GIL.with {
+            // serve_asgi(app, wake_fd, loop_kind) or serve_gevent(app, wake_fd).
             let name: String
-            let third: PyPointer
+            var extra: PyPointer?
             switch kind {
             case .asgi(let loop):
                 name = "serve_asgi"
-                third = Py.string(loop)!.take()
+                extra = Py.string(loop)!.take()
             case .gevent:
                 name = "serve_gevent"
-                third = keel_py_new_ref(support.fileWrapperClass.pointer)
             }
-            let args = PyTuple_New(3)!
+            let args = PyTuple_New(extra == nil ? 2 : 3)!
             PyTuple_SetItem(args, 0, keel_py_new_ref(app.pointer))
             PyTuple_SetItem(args, 1, PyLong_FromLong(Int(inbox.fd)))
-            PyTuple_SetItem(args, 2, third)
+            if let extra { PyTuple_SetItem(args, 2, extra) }
             defer { Py_DecRef(args) }
             guard let serve = Py.attribute(driver.pointer, name), PyOwned(PyObject_CallObject(serve.pointer, args)) != nil
             else {

@@ -38,8 +38,9 @@ enum WebSocketHandshake {
     static func accept(
         _ request: Request, subprotocol: String?, extra: [(name: String, value: String)], channel: any Channel
     ) -> EventLoopFuture<[(name: String, value: String)]> {
-        if let problem = ResponseHeadCheck.problem(status: 101, reason: nil, headers: extra) {
-            WorkerLog.error("app accepted the WebSocket \(request.requestLine) with \(problem): sent 500 instead")
+        if ResponseHeadCheck.refuses(
+            status: 101, reason: nil, headers: extra, of: "the WebSocket \(request.requestLine)", what: "accepted")
+        {
             return channel.eventLoop.makeFailedFuture(RefusedHeaders())
         }
         var headers = HTTPHeaders()
