@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // The system OpenSSL (libssl-dev), with static inline wrappers of the macros KeelTLS needs.
@@ -53,6 +55,9 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 // RFC 6455 framing for ASGI apps' WebSockets (frame parsing is not written again here).
                 .product(name: "NIOWebSocket", package: "swift-nio"),
+                // The master's /metrics (--metrics): swift-metrics' API, exposed by swift-prometheus.
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         // CPython's C API, compiled against Debian's 3.11 headers but linked by no library target: the worker library
@@ -87,6 +92,18 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 // gzip on the system zlib (links libz; NIOHTTPCompression would vendor its own).
                 .product(name: "CompressNIO", package: "compress-nio"),
+                // keel's /metrics ([metrics] listen): swift-metrics' API, exposed by swift-prometheus.
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        // `keel-pool tune`: the built-in load generator, the shape search and its reports. Runs keel-pool as a child.
+        .target(
+            name: "KeelTune",
+            dependencies: [
+                "KeelSystem", "CKeelSys",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         // Depends on keel-pool so `swift run keel` builds the pool binary keel spawns (it looks beside itself).
@@ -116,7 +133,7 @@ let package = Package(
         .executableTarget(
             name: "keel-pool",
             dependencies: [
-                "KeelPoolCLI", "KeelPool", "KeelApp",
+                "KeelPoolCLI", "KeelPool", "KeelApp", "KeelTune",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             // The embedded fallback: WSGI on Debian's libpython3.11 when libKeelPoolWorker.so is not beside keel-pool.
@@ -127,6 +144,7 @@ let package = Package(
             dependencies: ["UWSGI", .product(name: "NIOTestUtils", package: "swift-nio")]
         ),
         .testTarget(name: "KeelAppTests", dependencies: ["KeelApp"]),
+        .testTarget(name: "KeelTuneTests", dependencies: ["KeelTune"]),
         .testTarget(name: "KeelHTTPTests", dependencies: ["KeelHTTP"]),
         .testTarget(
             name: "KeelTLSTests",

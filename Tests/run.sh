@@ -18,6 +18,9 @@ pkg-config --exists python3-embed || missing+=(libpython3.11-dev pkg-config)
 pkg-config --exists openssl || missing+=(libssl-dev pkg-config)
 /usr/bin/python3 -c "import flask" 2>/dev/null || missing+=(python3-flask)
 /usr/bin/python3 -c "import venv, ensurepip" 2>/dev/null || missing+=(python3-venv)
+# promtool checks both /metrics expositions; headless Chromium renders keel's status page.
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
