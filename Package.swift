@@ -56,7 +56,14 @@ let package = Package(
                 // RFC 6455 framing for ASGI apps' WebSockets (frame parsing is not written again here).
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 // The master's /metrics (--metrics): swift-metrics' API, exposed by swift-prometheus.
-                .product(name: "Metrics", package: "swift-metrics"),
+                "KeelMetrics", .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
+        ),
+        // swift-metrics over swift-prometheus for both servers, with the help text promtool requires.
+        .target(
+            name: "KeelMetrics",
+            dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),

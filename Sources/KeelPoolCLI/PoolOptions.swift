@@ -210,6 +210,13 @@ public struct PoolOptions: ParsableArguments {
     var stats: String?
 
     @Option(
+        name: .customLong("metrics"),
+        help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics from the master.", valueName: "HOST:PORT"))
+    var metrics: String?
+
+    @OptionGroup(title: "Adaptive workers (uWSGI's cheaper)") var cheaper: CheaperOptions
+
+    @Option(
         name: .customLong("chown-socket"),
         help: ArgumentHelp("Owner of unix socket files: USER or USER:GROUP (names or numbers).", valueName: "USER[:GROUP]"))
     var chownSocket: String?
@@ -343,6 +350,16 @@ public struct PoolOptions: ParsableArguments {
                 throw ValidationError("--stats \(stats) is also a serving socket; give the stats server its own address")
             }
             configuration.reloadOnRSS = reloadOnRSS
+            configuration.metrics = try metrics.map { try ListenAddress.parse($0, flag: "--metrics") }
+            if let metrics = configuration.metrics {
+                guard case .tcp = metrics else {
+                    throw ValidationError("--metrics \(metrics): give HOST:PORT (Prometheus scrapes over TCP)")
+                }
+                guard !all.contains(metrics), metrics != configuration.stats else {
+                    throw ValidationError("--metrics \(metrics) is already used by another socket; give it its own address")
+                }
+            }
+            configuration.cheaper = try cheaper.policy(processes: processes)
             return configuration
         } catch let error as PoolError {
             throw ValidationError(error.description)

@@ -24,6 +24,10 @@ public struct PoolConfiguration: Sendable {
     public var logTo: String?
     /// Where the stats server listens (nil = no stats server).
     public var stats: ListenAddress?
+    /// Where the master serves Prometheus `/metrics` (nil = not served).
+    public var metrics: ListenAddress?
+    /// `--cheaper`: adaptive workers between `cheaper.minimum` and `processes` (nil = always `processes`).
+    public var cheaper: CheaperPolicy?
     /// Recycle a worker after it has lived this many seconds (0 = never).
     public var maxWorkerLifetime: Int = 0
     /// Recycle a worker whose resident memory exceeds this many MiB (0 = never).

@@ -6,8 +6,9 @@ import Glibc
 /// TTOU), harakiri, and what repeated startup failures mean.
 extension PoolMaster {
     /// Replaces a worker: its successor is spawned now, before the old one (draining) has left.
-    func recycle(_ index: Int, reason: String, signalWorker: Bool, now: Int64) {
+    func recycle(_ index: Int, reason: String, cause: RespawnReason, signalWorker: Bool, now: Int64) {
         guard case .running = phase, slots[index].isLive, slots[index].pid != nil else { return }
+        metrics?.respawned(cause)
         let successor = WorkerSlot(id: slots[index].id, generation: slots[index].generation, spawnAt: now)
         stopSlot(index, reason: "\(reason): recycling", signal: signalWorker)
         slots.append(successor)
@@ -18,6 +19,7 @@ extension PoolMaster {
     func stopSlot(_ index: Int, reason: String, signal: Bool = true) {
         let pid = slots[index].pid
         MasterLog.info("worker \(slots[index].id)\(pid.map { " (pid \($0))" } ?? ""): \(reason)")
+        if pid != nil { recordDeparture(id: slots[index].id, pid: pid, reason: reason) }
         slots[index].stop()
         if signal, let pid { kill(pid, WorkerSignal.leave) }
     }
@@ -31,9 +33,13 @@ extension PoolMaster {
             }
             guard case .ready(let pid, let since) = slots[index].state else { continue }
             if configuration.maxWorkerLifetime > 0 && now - since >= Int64(configuration.maxWorkerLifetime) * 1000 {
-                recycle(index, reason: "lived --max-worker-lifetime \(configuration.maxWorkerLifetime)s", signalWorker: true, now: now)
+                recycle(
+                    index, reason: "lived --max-worker-lifetime \(configuration.maxWorkerLifetime)s", cause: .lifetime,
+                    signalWorker: true, now: now)
             } else if configuration.reloadOnRSS > 0, let rss = residentMiB(of: pid), rss > configuration.reloadOnRSS {
-                recycle(index, reason: "RSS \(rss) MiB over --reload-on-rss \(configuration.reloadOnRSS)", signalWorker: true, now: now)
+                recycle(
+                    index, reason: "RSS \(rss) MiB over --reload-on-rss \(configuration.reloadOnRSS)", cause: .rss,
+                    signalWorker: true, now: now)
             }
         }
     }
@@ -81,6 +87,7 @@ extension PoolMaster {
                         + "its clients get 502 from the proxy")
                 slots[index].harakiriAt = now
                 slots[index].harakiriCount += 1
+                metrics?.harakiriFired()
                 kill(pid, WorkerSignal.harakiri)
                 break
             }

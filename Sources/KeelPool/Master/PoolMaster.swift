@@ -23,6 +23,12 @@ public final class PoolMaster {
     var spawner: WorkerSpawner!
     var scoreboard: Scoreboard!
     var statsServer: StatsServer?
+    var metricsServer: MetricsServer?
+    var metrics: PoolMetrics?
+    /// `--cheaper`'s decisions (nil: the pool keeps `targetProcesses`).
+    var cheaper: CheaperStateMachine?
+    /// The last workers that left or were replaced, oldest first (stats' `recent_recycles`).
+    var recentDepartures: [WorkerDeparture] = []
     var phase = Phase.running
     var startupFailuresInARow = 0
     /// The file stamps --py-autoreload already reloaded for ("PATH MTIME_NS SIZE").
@@ -38,7 +44,8 @@ public final class PoolMaster {
 
     public init(configuration: PoolConfiguration) {
         self.configuration = configuration
-        self.targetProcesses = configuration.processes
+        self.targetProcesses = configuration.cheaper?.initial ?? configuration.processes
+        self.cheaper = configuration.cheaper.map { CheaperStateMachine(policy: $0, now: monotonicMilliseconds()) }
     }
 
     /// Binds, spawns and supervises until the pool is stopped; returns the process exit code.
@@ -59,6 +66,11 @@ public final class PoolMaster {
                 statsServer = try StatsServer(address: address)
                 MasterLog.info("stats server listening on \(address)")
             }
+            if let address = configuration.metrics {
+                metricsServer = try MetricsServer(address: address)
+                metrics = PoolMetrics()
+                MasterLog.info("metrics: http://\(address)/metrics")
+            }
             try writePidfile()
         } catch {
             MasterLog.error(error.description)
@@ -72,7 +84,12 @@ public final class PoolMaster {
             "keel-pool starting: app \(configuration.appName), \(configuration.processes) processes × "
                 + "\(configuration.threads) \(configuration.isAsync ? "worker-connections" : "threads"), master pid \(getpid())"
                 + (configuration.pythonHost.map { ", Python: \($0)" } ?? ""))
-        slots = (1...configuration.processes).map { WorkerSlot(id: $0) }
+        if let policy = configuration.cheaper {
+            MasterLog.info(
+                "cheaper (\(policy.algorithm.rawValue)): \(policy.initial) workers to start, between \(policy.minimum) and "
+                    + "\(policy.maximum), deciding every \(policy.periodSeconds) s")
+        }
+        slots = (1...targetProcesses).map { WorkerSlot(id: $0) }
 
         var lastHealthCheck: Int64 = 0
         while true {
@@ -80,11 +97,9 @@ public final class PoolMaster {
             spawnDueWorkers(now: now)
             readStatusPipes(now: now)
             killStuckRequests(now: now)
-            statsServer?.serve {
-                statsDocument(
-                    now: now, slots: slots, sockets: sockets, scoreboard: scoreboard, generation: generation,
-                    respawns: respawnsByID, listsIdleRows: !configuration.isAsync)
-            }
+            tickCheaper(now: now)
+            statsServer?.serve { statsDocument(now: now) }
+            metricsServer?.serve(now: now) { metricsExposition() }
             if now - lastHealthCheck >= 1000 {
                 lastHealthCheck = now
                 recycleAgedOrBloatedWorkers(now: now)
@@ -133,6 +148,10 @@ public final class PoolMaster {
             killAll(WorkerSignal.reopenLogs)
         case SIGTTIN:
             guard case .running = phase else { return }
+            guard cheaper == nil else {
+                MasterLog.warning("TTIN ignored: --cheaper decides the number of workers (\(targetProcesses) now)")
+                return
+            }
             guard targetProcesses < scoreboard.capacity / 2 else {
                 MasterLog.warning(
                     "TTIN: already \(targetProcesses) workers, the most this pool's scoreboard holds; "
@@ -145,6 +164,10 @@ public final class PoolMaster {
             MasterLog.info("TTIN: one more worker, now \(targetProcesses)")
         case SIGTTOU:
             guard case .running = phase else { return }
+            guard cheaper == nil else {
+                MasterLog.warning("TTOU ignored: --cheaper decides the number of workers (\(targetProcesses) now)")
+                return
+            }
             guard targetProcesses > 1 else {
                 MasterLog.warning("TTOU: already at 1 worker; ignored")
                 return
@@ -202,6 +225,7 @@ public final class PoolMaster {
 
     private func cleanup() {
         statsServer?.close()
+        metricsServer?.close()
         for socket in sockets { socket.close() }
         sockets.removeAll()
         if let path = configuration.pidfile { unlink(path) }
@@ -282,6 +306,7 @@ public final class PoolMaster {
             // A current worker is serving: the oldest serving worker of an older generation may leave now.
             let older = slots.indices.filter { slots[$0].generation < generation && slots[$0].isReady }
             if let oldest = older.min(by: { slots[$0].generation < slots[$1].generation }) {
+                metrics?.respawned(.reload)
                 stopSlot(oldest, reason: "replaced by generation \(generation)")
             }
         } else if line.hasPrefix("autoreload ") {
@@ -291,7 +316,7 @@ public final class PoolMaster {
             let path = change.split(separator: " ").dropLast(2).joined(separator: " ")
             reload(because: "--py-autoreload: \(path) changed")
         } else if line == "recycle" {
-            recycle(index, reason: "reached --max-requests", signalWorker: false, now: now)
+            recycle(index, reason: "reached --max-requests", cause: .maxRequests, signalWorker: false, now: now)
         } else if line.hasPrefix("error: ") {
             slots[index].reportedError = String(line.dropFirst(7))
         } else if line.hasPrefix("fatal: ") {
@@ -314,11 +339,15 @@ public final class PoolMaster {
             let replace: Bool
             if case .running = phase { replace = slots[index].generation == generation } else { replace = false }
             let served = slots[index].scoreboardSlot.map { scoreboard.read($0) }.flatMap { $0.pid == pid ? $0.requests : nil }
+            countFinalRequests(slot: index, pid: pid)
+            let killedByHarakiri = slots[index].harakiriAt != nil
             let action = slots[index].exited(now: now, replace: replace, servedRequests: served ?? 0)
             switch action {
             case .none:
                 MasterLog.info("worker \(slotID) (pid \(pid)) exited: \(reason)")
             case .respawn(let at, let afterStartupFailure):
+                metrics?.respawned(killedByHarakiri ? .harakiri : .died)
+                recordDeparture(id: slotID, pid: pid, reason: killedByHarakiri ? "harakiri" : reason, now: now)
                 let delay = at - now
                 let when = delay > 0 ? "respawning in \(delay) ms" : "respawning"
                 if afterStartupFailure {

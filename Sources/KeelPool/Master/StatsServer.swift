@@ -42,10 +42,9 @@ final class StatsServer {
 
 extension PoolMaster {
     /// The stats document: the pool, its sockets, and per worker and thread what the scoreboard says.
-    func statsDocument(
-        now: Int64, slots: [WorkerSlot], sockets: [ListenSocket], scoreboard: Scoreboard, generation: Int,
-        respawns: [Int: Int], listsIdleRows: Bool = true
-    ) -> String {
+    func statsDocument(now: Int64) -> String {
+        let respawns = respawnsByID
+        let listsIdleRows = !configuration.isAsync
         var workers: [String] = []
         for slot in slots.sorted(by: { ($0.id, $0.generation) < ($1.id, $1.generation) }) {
             guard let pid = slot.pid else { continue }
@@ -97,6 +96,11 @@ extension PoolMaster {
         }
         return "{\n  \"version\": \"keel-pool\",\n  \"pid\": \(getpid()),\n  \"generation\": \(generation),\n"
             + "  \"respawns\": \(respawns.values.reduce(0, +)),\n"
+            + "  \"async\": \(configuration.isAsync),\n"
+            + "  \"threads_per_worker\": \(configuration.threads),\n"
+            + "  \"processes\": \(targetProcesses),\n"
+            + "  \"cheaper\": \(cheaperStats),\n"
+            + "  \"recent_recycles\": \(departuresStats(now: now)),\n"
             + "  \"sockets\": [" + socketList.joined(separator: ", ") + "],\n"
             + "  \"workers\": [\n" + workers.joined(separator: ",\n") + "\n  ]\n}\n"
     }

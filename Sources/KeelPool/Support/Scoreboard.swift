@@ -101,6 +101,7 @@ public final class Scoreboard: @unchecked Sendable {
     }
 
     public func setPID(_ index: Int, _ pid: Int32) { store(worker(index) + Self.pidOffset, Int64(pid)) }
+    public func pid(_ index: Int) -> Int32 { Int32(truncatingIfNeeded: load(worker(index) + Self.pidOffset)) }
     public func setGeneration(_ index: Int, _ generation: Int) {
         store(worker(index) + Self.generationOffset, Int64(generation))
     }
@@ -190,6 +191,11 @@ public final class Scoreboard: @unchecked Sendable {
         /// Persistent (keel-wire) uwsgi connections open now.
         public var persistent: Int64
         public var threads: [ThreadView]
+    }
+
+    /// Rows of worker record `index` with a request running, without building the request lines (the master's tick).
+    public func busyRows(_ index: Int) -> Int {
+        (0..<threads).reduce(0) { $0 + (load(thread(index, $1) + Self.startOffset) > 0 ? 1 : 0) }
     }
 
     public func read(_ index: Int) -> WorkerView {

@@ -126,8 +126,9 @@ final class PoolUnderTest: @unchecked Sendable {
     /// Starts keel-pool with `arguments`, plus `--http-socket 127.0.0.1:PORT` and/or `--socket DIR/app.sock`.
     init(http: Bool = true, uwsgi: Bool = false, _ arguments: [String]) throws {
         directory = try Harness.makeTempDirectory()
-        let processesFlag = arguments.firstIndex(of: "--processes").map { arguments[$0 + 1] }
-        processes = processesFlag.flatMap { Int($0) } ?? 1
+        // The workers to wait for: --processes, or with --cheaper the ones it starts with.
+        let flag = { (name: String) in arguments.firstIndex(of: name).flatMap { Int(arguments[$0 + 1]) } }
+        processes = flag("--cheaper-initial") ?? flag("--cheaper") ?? flag("--processes") ?? 1
         var all = arguments
         if http {
             let port = try Harness.freePort()
