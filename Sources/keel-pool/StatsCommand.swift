@@ -58,6 +58,12 @@ extension KeelPoolCommand {
                 let queue = (socket["queue"] as? Int).map(String.init) ?? "n/a"
                 lines.append("socket \(socket["name"] ?? "?") (\(socket["proto"] ?? "?")), listen queue \(queue)")
             }
+            if let cheaper = document["cheaper"] as? [String: Any] {
+                let busyness = (cheaper["busyness"] as? Int).map { ", busyness \($0)% in the last period" } ?? ""
+                lines.append(
+                    "cheaper (\(cheaper["algo"] ?? "?")): target \(cheaper["target"] ?? "?") workers of "
+                        + "\(cheaper["min"] ?? "?")-\(cheaper["max"] ?? "?")\(busyness)")
+            }
             let header = ["WID", "PID", "GEN", "STATUS", "REQUESTS", "RESPAWNS", "HARAKIRI", "RSS MiB", "AVG ms", "CONNS", "KEPT",
                 "IN FLIGHT", "CURRENT",
             ]
@@ -81,6 +87,12 @@ extension KeelPoolCommand {
                 lines.append(
                     row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
                         .joined(separator: "  ").trimmingCharacters(in: .whitespaces))
+            }
+            let departures = document["recent_recycles"] as? [[String: Any]] ?? []
+            if !departures.isEmpty { lines.append("recent recycles (newest first):") }
+            for departure in departures.prefix(5) {
+                let ago = (departure["ago_ms"] as? Int).map { String(format: "%.1f s ago", Double($0) / 1000) } ?? ""
+                lines.append("  worker \(departure["id"] ?? "?") (pid \(departure["pid"] ?? "?")), \(ago): \(departure["reason"] ?? "")")
             }
             return lines.joined(separator: "\n")
         }

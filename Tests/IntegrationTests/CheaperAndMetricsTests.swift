@@ -63,6 +63,9 @@ struct CheaperAndMetricsTests {
         // The stats list the retirements with their reasons.
         let document = try UWSGIStatsReader.read(unixPath: stats)
         #expect(document.contains("\"recent_recycles\": [{") && document.contains("retiring this idle worker"))
+        let table = try CLITests.run(["stats", stats]).output
+        #expect(table.contains("cheaper (\(algorithm)): target 1 workers of 1-4"), "\(table)")
+        #expect(table.contains("recent recycles (newest first):") && table.contains("retiring this idle worker"), "\(table)")
         try pool.stop()
     }
 
