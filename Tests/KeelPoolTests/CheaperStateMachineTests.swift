@@ -14,7 +14,8 @@ import Testing
     }
 
     static func sample(busy: Int, rows: Int, queue: Int = 0, starting: Int = 0, idle: Int = 0) -> Sample {
-        Sample(busyRows: busy, rows: rows, queue: queue, starting: starting, idleWorkers: idle)
+        // 64 rows per worker: the queues below fit in one worker, so growth goes by --cheaper-step.
+        Sample(busyRows: busy, rows: rows, queue: queue, starting: starting, idleWorkers: idle, rowsPerWorker: 64)
     }
 
     /// Feeds the same sample every 100 ms for `seconds`; returns the decisions that were not `.hold`.
@@ -44,6 +45,14 @@ import Testing
             == .grow(to: 2, reason: "listen queue 40 reached --cheaper-backlog-alert 33"))
         #expect(machine.sample(Self.sample(busy: 2, rows: 2, queue: 40, starting: 1), now: 200) == .hold)
         #expect(machine.sample(Self.sample(busy: 4, rows: 4, queue: 40), now: 300) == .grow(to: 3, reason: "listen queue 40 reached --cheaper-backlog-alert 33"))
+    }
+
+    @Test func aQueueGrowsByTheWorkersItNeedsNotJustAStep() {
+        var machine = Self.machine()
+        var sample = Self.sample(busy: 4, rows: 4, queue: 40)
+        sample.rowsPerWorker = 16
+        // 40 waiting at 16 per worker: 3 more workers, capped at --processes 4.
+        #expect(machine.sample(sample, now: 100) == .grow(to: 4, reason: "listen queue 40 reached --cheaper-backlog-alert 33"))
     }
 
     @Test func growthStopsAtTheMaximum() {

@@ -59,6 +59,8 @@ struct CheaperStateMachine {
         var starting: Int
         /// Ready workers of the current generation with no request running: one of them can be retired.
         var idleWorkers: Int
+        /// Requests one worker runs at once (`--threads` or `--worker-connections`): how many a queue needs.
+        var rowsPerWorker = 1
     }
 
     enum Decision: Equatable {
@@ -94,7 +96,9 @@ struct CheaperStateMachine {
             target < policy.maximum
         {
             calmPeriods = 0
-            return grow("listen queue \(sample.queue) reached --cheaper-backlog-alert \(policy.backlogAlert)")
+            return grow(
+                "listen queue \(sample.queue) reached --cheaper-backlog-alert \(policy.backlogAlert)",
+                absorbing: sample.queue, perWorker: sample.rowsPerWorker)
         }
         guard now - periodStart >= periodMilliseconds else { return .hold }
         let busyness = rowSum > 0 ? (busySum * 100 + rowSum / 2) / rowSum : 0
@@ -123,7 +127,9 @@ struct CheaperStateMachine {
             if queue >= policy.backlogAlert {
                 calmPeriods = 0
                 guard target < policy.maximum, sample.starting == 0 else { return .hold }
-                return grow("listen queue reached \(queue) (--cheaper-backlog-alert \(policy.backlogAlert)) in the last \(period)")
+                return grow(
+                    "listen queue reached \(queue) (--cheaper-backlog-alert \(policy.backlogAlert)) in the last \(period)",
+                    absorbing: queue, perWorker: sample.rowsPerWorker)
             }
             guard queue == 0 else {
                 calmPeriods = 0
@@ -133,8 +139,10 @@ struct CheaperStateMachine {
         }
     }
 
-    private mutating func grow(_ reason: String) -> Decision {
-        target = min(policy.maximum, target + policy.step)
+    /// Adds `--cheaper-step` workers, or as many as a waiting queue needs to be served at once.
+    private mutating func grow(_ reason: String, absorbing queue: Int = 0, perWorker: Int = 1) -> Decision {
+        let forQueue = (queue + max(1, perWorker) - 1) / max(1, perWorker)
+        target = min(policy.maximum, target + max(policy.step, forQueue))
         return .grow(to: target, reason: reason)
     }
 

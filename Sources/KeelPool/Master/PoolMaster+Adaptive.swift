@@ -38,7 +38,8 @@ extension PoolMaster {
     func tickCheaper(now: Int64) {
         guard var machine = cheaper, case .running = phase else { return }
         let busy = busyRowsBySlot()
-        var sample = CheaperStateMachine.Sample(busyRows: 0, rows: 0, queue: 0, starting: 0, idleWorkers: 0)
+        var sample = CheaperStateMachine.Sample(
+            busyRows: 0, rows: 0, queue: 0, starting: 0, idleWorkers: 0, rowsPerWorker: configuration.threads)
         for index in slots.indices where slots[index].generation == generation {
             switch slots[index].state {
             case .starting, .waiting: sample.starting += 1
