@@ -14,6 +14,7 @@ enum StatusPageHTML {
         <meta charset="utf-8">
         <meta name="viewport" content="width=device-width, initial-scale=1">
         <title>keel status</title>
+        <link rel="icon" href="data:,">
         <style>
         body { font: 14px/1.4 system-ui, sans-serif; margin: 16px 24px; color: #1d232a; background: #f6f7f9; }
         h1 { font-size: 20px; margin: 0 0 12px; }
@@ -36,7 +37,8 @@ enum StatusPageHTML {
         .thread[data-state=busy] { background: #ffd8a8; border-color: #f0a04b; color: #5a3000; }
         .thread[data-state=stopping] { background: #f7c6c7; border-color: #d9686c; color: #6b0f13; }
         .thread[data-state=starting] { background: #dbe7ff; border-color: #94b3f0; color: #1d3f80; }
-        .legend span { display: inline-block; padding: 1px 8px; border-radius: 4px; margin-right: 6px; font-size: 12px; }
+        .legend { margin-bottom: 10px; }
+        .legend .thread { display: inline-block; width: auto; min-height: 0; padding: 1px 8px; margin-right: 6px; font-size: 12px; }
         ul.sockets, ol.recycles { margin: 4px 0 8px; padding-left: 20px; }
         .small { font-size: 12px; color: #5b6673; }
         </style>
