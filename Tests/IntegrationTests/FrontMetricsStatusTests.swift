@@ -95,6 +95,41 @@ struct FrontMetricsStatusTests {
         #expect(try keel.stop() == 0)
     }
 
+    @Test func tlsHandshakesAndTheirFailuresAreCounted() throws {
+        let directory = try Harness.makeTempDirectory()
+        _ = try TLSTools.makeCertificate(in: directory, name: "one", names: ["localhost"])
+        let metricsPort = try Harness.freePort()
+        let keel = try FrontUnderTest(
+            config: """
+                [[listen]]
+                address = "127.0.0.1:{PORT}"
+                tls = true
+                [tls]
+                handshake_timeout = "1s"
+                [[tls.certificate]]
+                cert = "{DIR}/one.pem"
+                key = "{DIR}/one.key"
+                [metrics]
+                listen = "127.0.0.1:\(metricsPort)"
+                [[route]]
+                return = 200
+                """, directory: directory)
+        let before = Self.samples(try Self.scrape(metricsPort))
+        let curl = try TLSTools.shell("curl -sk --max-time 20 https://127.0.0.1:\(keel.port)/", seconds: 30)
+        #expect(curl.code == 0, "\(curl.output)")
+        // Plain HTTP on the TLS port: a failed handshake.
+        let plain = try TestSocket(tcpPort: keel.port)
+        try plain.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        _ = try? plain.readToEOF()
+        try Harness.waitUntil("the failure to be counted", seconds: 10) {
+            Self.samples(try Self.scrape(metricsPort))["keel_tls_handshake_failures_total"] == (before["keel_tls_handshake_failures_total"] ?? 0) + 1
+        }
+        let after = Self.samples(try Self.scrape(metricsPort))
+        #expect(after["keel_tls_handshakes_total"] == (before["keel_tls_handshakes_total"] ?? 0) + 1)
+        #expect(after[#"keel_http_requests_total{route="/",method="GET",status="2xx"}"#] == 1)
+        #expect(try keel.stop() == 0)
+    }
+
     static func statusConfig(allow: String? = nil) -> String {
         """
         [[listen]]
