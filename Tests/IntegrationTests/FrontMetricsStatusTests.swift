@@ -206,6 +206,73 @@ struct FrontMetricsStatusTests {
         #expect(try keel.stop(signal: SIGINT) == 0)
     }
 
+    /// The fields keel-pool is gaining (threads per worker, async, cheaper, recent recycles) reach the page when
+    /// present; a stuck stats server costs the page an error line, never the JSON's latency.
+    @Test func outsidePoolsWithNewFieldsAndAStuckOne() throws {
+        let directory = try Harness.makeTempDirectory()
+        let document = """
+            {"version": "keel-pool", "pid": 4242, "threads_per_worker": 2, "async": false,
+             "cheaper": {"algo": "spare", "min": 1, "max": 4, "target": 2},
+             "recent_recycles": [{"id": 3, "pid": 4100, "reason": "max-requests", "ago_ms": 2500}],
+             "sockets": [{"name": "/run/app.sock", "proto": "uwsgi", "queue": 7}],
+             "workers": [
+              {"id": 1, "pid": 4301, "status": "busy", "requests": 9, "in_flight": 1, "rss_mib": 30,
+               "threads": [{"id": 0, "status": "busy", "request": "POST /upload HTTP/1.1", "running_ms": 1500},
+                           {"id": 1, "status": "idle"}]},
+              {"id": 2, "pid": 4302, "status": "stopping", "requests": 100, "in_flight": 0, "rss_mib": 31,
+               "threads": [{"id": 0, "status": "idle"}, {"id": 1, "status": "idle"}]}
+             ]}
+            """
+        let good = try FakeStatsServer(path: directory + "/good.sock", document: document)
+        let stuck = try FakeStatsServer(path: directory + "/stuck.sock", document: nil)
+        defer {
+            good.stop()
+            stuck.stop()
+        }
+        let keel = try FrontUnderTest(
+            config: """
+                [[listen]]
+                address = "127.0.0.1:{PORT}"
+                [status]
+                [status.pools]
+                outside = "{DIR}/good.sock"
+                stuck = "{DIR}/stuck.sock"
+                [[route]]
+                return = 200
+                """, directory: directory)
+        try Harness.waitUntil("the refresh to give up on the stuck pool", seconds: 10) {
+            try keel.get("/keel/status.json").text.contains("no whole answer within")
+        }
+        // Served from the last refresh: fast even while a refresh waits on the stuck pool.
+        for _ in 0..<5 {
+            let started = Date()
+            #expect(try keel.get("/keel/status.json").status == 200)
+            #expect(Date().timeIntervalSince(started) < 0.5)
+        }
+        let url = "http://127.0.0.1:\(keel.port)/keel/status"
+        let chromium = [
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(directory)/chromium",
+            "--window-size=1200,900", "--virtual-time-budget=3000",
+        ]
+        let screenshot = directory + "/status.png"
+        _ = try Self.run("/usr/bin/chromium", chromium + ["--screenshot=\(screenshot)", url], in: directory, seconds: 90)
+        let (status, dom) = try Self.run("/usr/bin/chromium", chromium + ["--dump-dom", url], in: directory, seconds: 90)
+        #expect(status == 0)
+        #expect(dom.contains("data-pool=\"outside\" data-workers=\"2\" data-busy-workers=\"1\" data-busy-threads=\"1\""), "\(dom)")
+        #expect(dom.contains("2 workers × 2 threads"))
+        #expect(dom.contains("cheaper spare 1–4 (target 2)"))
+        #expect(dom.contains("data-socket=\"/run/app.sock\" data-queue=\"7\""))
+        #expect(dom.contains("<span class=\"req\">POST /upload HTTP/1.1</span><span class=\"ms\">1.5 s</span>"))
+        #expect(dom.components(separatedBy: "data-state=\"stopping\" data-worker-id=\"2\"").count - 1 == 2)
+        #expect(dom.contains("data-recycle-id=\"3\" data-pid=\"4100\">worker 3 (pid 4100): max-requests, 2.5 s ago"))
+        #expect(dom.contains("data-pool=\"stuck\" data-error=\"no whole answer within 800ms\""))
+        if let copy = ProcessInfo.processInfo.environment["KEEL_STATUS_SCREENSHOT"] {
+            try? FileManager.default.removeItem(atPath: copy)
+            try FileManager.default.copyItem(atPath: screenshot, toPath: copy)
+        }
+        #expect(try keel.stop() == 0)
+    }
+
     @Test func statusPageIsRefusedOutsideAllow() throws {
         let keel = try FrontUnderTest(config: Self.statusConfig(allow: "\"10.0.0.0/8\""))
         #expect(try keel.get("/keel/status").status == 403)

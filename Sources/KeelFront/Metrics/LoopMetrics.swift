@@ -15,13 +15,16 @@ final class LoopMetrics: @unchecked Sendable {
         samples.reserveCapacity(Self.batch)
     }
 
-    /// One finished request: counters now, durations into this loop's batch.
+    /// Every finished request, metrics on or off (the status page's requests/s).
+    func countRequest() {
+        requestsServed.add(1, ordering: .relaxed)
+    }
+
+    /// One finished request with metrics on: counters now, durations into this loop's batch.
     func requestEnded(
-        _ metrics: RuntimeMetrics?, route: Int?, method: HTTPMethod, status: Int, durationNanoseconds: Int64,
+        _ metrics: RuntimeMetrics, route: Int?, method: HTTPMethod, status: Int, durationNanoseconds: Int64,
         upstream: (UpstreamMetrics, Int64)?, bodyBytesIn: Int, bodyBytesOut: Int
     ) {
-        requestsServed.add(1, ordering: .relaxed)
-        guard let metrics else { return }
         let route = metrics.routes.forRoute(route)
         route.requests(method: method, status: status).increment()
         if bodyBytesIn > 0 { metrics.front.requestBodyBytes.increment(by: bodyBytesIn) }

@@ -207,16 +207,20 @@ extension ProxyHandler: UpstreamExchange.Sink {
 
     /// The end of a request, whatever its outcome: its metrics, then its access-log line.
     func logAccess(_ inFlight: RequestInFlight) {
+        loopLocal.metrics.countRequest()
+        // Without metrics and access log a request's end costs no clock read.
+        guard runtime.metrics != nil || runtime.accessLog != nil else { return }
         let request = inFlight.request
         let now = NIODeadline.now()
         let upstreamTime = inFlight.exchange.map { ($0.finishTime ?? now) - $0.startTime }
-        var upstream: (UpstreamMetrics, Int64)?
-        if let metrics = inFlight.exchange?.group.metrics, let upstreamTime { upstream = (metrics, upstreamTime.nanoseconds) }
-        loopLocal.metrics.requestEnded(
-            runtime.metrics, route: inFlight.route?.index, method: request.head.method, status: inFlight.status,
-            durationNanoseconds: (now - request.startTime).nanoseconds,
-            upstream: upstream,
-            bodyBytesIn: inFlight.bodyBytesReceived, bodyBytesOut: inFlight.bodyBytesSent)
+        if let metrics = runtime.metrics {
+            var upstream: (UpstreamMetrics, Int64)?
+            if let group = inFlight.exchange?.group.metrics, let upstreamTime { upstream = (group, upstreamTime.nanoseconds) }
+            loopLocal.metrics.requestEnded(
+                metrics, route: inFlight.route?.index, method: request.head.method, status: inFlight.status,
+                durationNanoseconds: (now - request.startTime).nanoseconds, upstream: upstream,
+                bodyBytesIn: inFlight.bodyBytesReceived, bodyBytesOut: inFlight.bodyBytesSent)
+        }
         guard let accessLog = runtime.accessLog else { return }
         accessLog.log(
             AccessLog.Entry(
