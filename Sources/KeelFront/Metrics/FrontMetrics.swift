@@ -27,14 +27,15 @@ public final class FrontMetrics: Sendable {
 
     public init() {
         factory = PrometheusMetricsFactory(registry: registry)
-        connectionsActive = registry.makeGauge(name: "keel_connections_active", help: "Client connections open now.")
-        tlsHandshakes = Self.counter(registry, factory, "keel_tls_handshakes_total", [], "TLS handshakes completed.")
+        connectionsActive = registry.makeGauge(
+            descriptor: Self.name("connections", "active", "Client connections open now."))
+        tlsHandshakes = Self.counter(registry, factory, "tls_handshakes", "total", [], "TLS handshakes completed.")
         tlsHandshakeFailures = Self.counter(
-            registry, factory, "keel_tls_handshake_failures_total", [], "TLS handshakes that failed or timed out.")
+            registry, factory, "tls_handshake_failures", "total", [], "TLS handshakes that failed or timed out.")
         requestBodyBytes = Self.counter(
-            registry, factory, "keel_request_body_bytes_total", [], "Request body bytes received from clients.")
+            registry, factory, "request_body_bytes", "total", [], "Request body bytes received from clients.")
         responseBodyBytes = Self.counter(
-            registry, factory, "keel_response_body_bytes_total", [], "Response body bytes sent to clients (before gzip).")
+            registry, factory, "response_body_bytes", "total", [], "Response body bytes sent to clients (before gzip).")
     }
 
     /// The text exposition of every metric (Prometheus format 0.0.4).
@@ -54,11 +55,11 @@ public final class FrontMetrics: Sendable {
     func upstreamMetrics(_ upstream: FrontConfiguration.Upstream) -> UpstreamMetrics {
         let failures = upstream.servers.map { server in
             Self.counter(
-                registry, factory, "keel_upstream_failures_total", [("upstream", upstream.name), ("server", server.description)],
+                registry, factory, "upstream_failures", "total", [("upstream", upstream.name), ("server", server.description)],
                 "Upstream connects that failed, responses that timed out or were malformed, by server.")
         }
         let time = Self.timer(
-            registry, factory, "keel_upstream_response_seconds", [("upstream", upstream.name)],
+            registry, factory, "upstream_response", "seconds", [("upstream", upstream.name)],
             "Time from picking an upstream server to the end of its response.")
         return UpstreamMetrics(failures: failures, responseTime: time)
     }
@@ -69,12 +70,12 @@ public final class FrontMetrics: Sendable {
             for status in Self.statusClasses {
                 requests.append(
                     Self.counter(
-                        registry, factory, "keel_http_requests_total", [("route", label), ("method", method), ("status", status)],
+                        registry, factory, "http_requests", "total", [("route", label), ("method", method), ("status", status)],
                         "Requests answered, by route, method and status class (499: the client left first)."))
             }
         }
         let duration = Self.timer(
-            registry, factory, "keel_http_request_duration_seconds", [("route", label)],
+            registry, factory, "http_request_duration", "seconds", [("route", label)],
             "Time from a request's head to the end of its response.")
         return RouteMetrics(requests: requests, duration: duration)
     }
@@ -84,20 +85,27 @@ public final class FrontMetrics: Sendable {
         route.hosts.isEmpty ? route.pathPrefix : route.hosts.joined(separator: ",") + route.pathPrefix
     }
 
+    /// keel_METRIC_UNIT, with its HELP line.
+    private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "keel", metricName: metric, unitName: unit, helpText: help)
+    }
+
     private static func counter(
-        _ registry: PrometheusCollectorRegistry, _ factory: PrometheusMetricsFactory, _ name: String,
+        _ registry: PrometheusCollectorRegistry, _ factory: PrometheusMetricsFactory, _ metric: String, _ unit: String,
         _ labels: [(String, String)], _ help: String
     ) -> CoreMetrics.Counter {
-        let handler = registry.makeCounter(name: name, labels: labels, help: help)
-        return CoreMetrics.Counter(label: name, dimensions: labels, handler: handler, factory: factory)
+        let descriptor = name(metric, unit, help)
+        let handler = registry.makeCounter(descriptor: descriptor, labels: labels)
+        return CoreMetrics.Counter(label: descriptor.name, dimensions: labels, handler: handler, factory: factory)
     }
 
     private static func timer(
-        _ registry: PrometheusCollectorRegistry, _ factory: PrometheusMetricsFactory, _ name: String,
+        _ registry: PrometheusCollectorRegistry, _ factory: PrometheusMetricsFactory, _ metric: String, _ unit: String,
         _ labels: [(String, String)], _ help: String
     ) -> CoreMetrics.Timer {
-        let handler = registry.makeDurationHistogram(name: name, labels: labels, buckets: durationBuckets, help: help)
-        return CoreMetrics.Timer(label: name, dimensions: labels, handler: handler, factory: factory)
+        let descriptor = name(metric, unit, help)
+        let handler = registry.makeDurationHistogram(descriptor: descriptor, labels: labels, buckets: durationBuckets)
+        return CoreMetrics.Timer(label: descriptor.name, dimensions: labels, handler: handler, factory: factory)
     }
 
     static func methodIndex(_ method: HTTPMethod) -> Int {

@@ -74,7 +74,7 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
             context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         }
         let written = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive { written.whenComplete { _ in context.close(promise: nil) } }
+        if !keepAlive { written.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
     }
 }
 
