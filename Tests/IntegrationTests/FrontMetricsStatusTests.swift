@@ -13,7 +13,9 @@ struct FrontMetricsStatusTests {
     static func samples(_ exposition: String) -> [String: Double] {
         var values: [String: Double] = [:]
         for line in exposition.split(separator: "\n") where !line.hasPrefix("#") {
-            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else {
+                continue
+            }
             values[String(line[..<space])] = value
         }
         return values
@@ -28,7 +30,9 @@ struct FrontMetricsStatusTests {
 
     /// Runs a program to its end within `seconds` (killed past them); returns its exit status and its output, which
     /// goes through a file in `directory` (a pipe nobody drains could stall it).
-    static func run(_ executable: String, _ arguments: [String], in directory: String, seconds: Double) throws -> (Int32, String) {
+    static func run(_ executable: String, _ arguments: [String], in directory: String, seconds: Double) throws -> (
+        Int32, String
+    ) {
         let outputPath = directory + "/run-\(UUID().uuidString).out"
         FileManager.default.createFile(atPath: outputPath, contents: nil)
         let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
@@ -67,7 +71,9 @@ struct FrontMetricsStatusTests {
         let before = Self.samples(try Self.scrape(keel.port2))
         for _ in 0..<7 { #expect(try keel.get("/api/items").status == 200) }
         for _ in 0..<3 {
-            #expect(try HTTPClient.request(port: keel.port, method: "POST", "/api/items", body: Array("hello".utf8)).status == 200)
+            #expect(
+                try HTTPClient.request(port: keel.port, method: "POST", "/api/items", body: Array("hello".utf8)).status
+                    == 200)
         }
         #expect(try HTTPClient.request(port: keel.port, method: "PROPFIND", "/api/pot").status == 200)
         #expect(try keel.get("/dead").status == 502)
@@ -82,7 +88,10 @@ struct FrontMetricsStatusTests {
         #expect(delta(#"keel_http_request_duration_seconds_count{route="/api"}"#) == 11)
         #expect(delta("keel_request_body_bytes_total") == 15)
         #expect(delta("keel_response_body_bytes_total") >= 11 * 2)
-        #expect(delta(#"keel_upstream_failures_total{upstream="unix:\#(keel.directory)/nobody.sock",server="unix:\#(keel.directory)/nobody.sock"}"#) == 1)
+        #expect(
+            delta(
+                #"keel_upstream_failures_total{upstream="unix:\#(keel.directory)/nobody.sock",server="unix:\#(keel.directory)/nobody.sock"}"#
+            ) == 1)
         #expect(after["keel_connections_active"] != nil)
         #expect(after["keel_tls_handshakes_total"] == 0)
 
@@ -122,7 +131,8 @@ struct FrontMetricsStatusTests {
         try plain.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         _ = try? plain.readToEOF()
         try Harness.waitUntil("the failure to be counted", seconds: 10) {
-            Self.samples(try Self.scrape(metricsPort))["keel_tls_handshake_failures_total"] == (before["keel_tls_handshake_failures_total"] ?? 0) + 1
+            Self.samples(try Self.scrape(metricsPort))["keel_tls_handshake_failures_total"]
+                == (before["keel_tls_handshake_failures_total"] ?? 0) + 1
         }
         let after = Self.samples(try Self.scrape(metricsPort))
         #expect(after["keel_tls_handshakes_total"] == (before["keel_tls_handshakes_total"] ?? 0) + 1)
@@ -161,10 +171,14 @@ struct FrontMetricsStatusTests {
             let pool = (document?["pools"] as? [[String: Any]])?.first
             statsAddress = pool?["stats_address"] as? String ?? ""
             let workers = (pool?["stats"] as? [String: Any])?["workers"] as? [[String: Any]] ?? []
-            let busy = workers.flatMap { $0["threads"] as? [[String: Any]] ?? [] }.filter { $0["status"] as? String == "busy" }
+            let busy = workers.flatMap { $0["threads"] as? [[String: Any]] ?? [] }.filter {
+                $0["status"] as? String == "busy"
+            }
             return busy.count == 3
         }
-        #expect(statsAddress.hasPrefix("unix:/tmp/keel-stats-"), "keel gave the pool a private stats socket: \(statsAddress)")
+        #expect(
+            statsAddress.hasPrefix("unix:/tmp/keel-stats-"),
+            "keel gave the pool a private stats socket: \(statsAddress)")
 
         let url = "http://127.0.0.1:\(keel.port)/keel/status"
         let screenshot = keel.directory + "/status.png"
@@ -172,16 +186,20 @@ struct FrontMetricsStatusTests {
             "--headless=new", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(keel.directory)/chromium",
             "--window-size=1200,900", "--virtual-time-budget=3000",
         ]
-        let (shotStatus, _) = try Self.run("/usr/bin/chromium", chromium + ["--screenshot=\(screenshot)", url], in: keel.directory, seconds: 90)
+        let (shotStatus, _) = try Self.run(
+            "/usr/bin/chromium", chromium + ["--screenshot=\(screenshot)", url], in: keel.directory, seconds: 90)
         #expect(shotStatus == 0)
-        let (domStatus, dom) = try Self.run("/usr/bin/chromium", chromium + ["--dump-dom", url], in: keel.directory, seconds: 90)
+        let (domStatus, dom) = try Self.run(
+            "/usr/bin/chromium", chromium + ["--dump-dom", url], in: keel.directory, seconds: 90)
         #expect(domStatus == 0)
         // The pool's own answer at the same moment, read straight from its stats socket.
         let raw = try TestSocket(unixPath: String(statsAddress.dropFirst("unix:".count))).readToEOF()
         let stats = try #require(try JSONSerialization.jsonObject(with: Data(raw)) as? [String: Any])
         let workers = stats["workers"] as? [[String: Any]] ?? []
         let busyWorkers = workers.filter { $0["status"] as? String == "busy" }.count
-        let running = workers.flatMap { $0["threads"] as? [[String: Any]] ?? [] }.compactMap { $0["request"] as? String }
+        let running = workers.flatMap { $0["threads"] as? [[String: Any]] ?? [] }.compactMap {
+            $0["request"] as? String
+        }
 
         #expect(dom.contains("data-pool=\"app\""), "\(dom.prefix(2000))")
         #expect(dom.contains("data-workers=\"\(workers.count)\""))
@@ -255,10 +273,14 @@ struct FrontMetricsStatusTests {
             "--window-size=1200,900", "--virtual-time-budget=3000",
         ]
         let screenshot = directory + "/status.png"
-        _ = try Self.run("/usr/bin/chromium", chromium + ["--screenshot=\(screenshot)", url], in: directory, seconds: 90)
-        let (status, dom) = try Self.run("/usr/bin/chromium", chromium + ["--dump-dom", url], in: directory, seconds: 90)
+        _ = try Self.run(
+            "/usr/bin/chromium", chromium + ["--screenshot=\(screenshot)", url], in: directory, seconds: 90)
+        let (status, dom) = try Self.run(
+            "/usr/bin/chromium", chromium + ["--dump-dom", url], in: directory, seconds: 90)
         #expect(status == 0)
-        #expect(dom.contains("data-pool=\"outside\" data-workers=\"2\" data-busy-workers=\"1\" data-busy-threads=\"1\""), "\(dom)")
+        #expect(
+            dom.contains("data-pool=\"outside\" data-workers=\"2\" data-busy-workers=\"1\" data-busy-threads=\"1\""),
+            "\(dom)")
         #expect(dom.contains("2 workers × 2 threads"))
         #expect(dom.contains("cheaper spare 1–4 (target 2)"))
         #expect(dom.contains("data-socket=\"/run/app.sock\" data-queue=\"7\""))

@@ -14,18 +14,24 @@ import Testing
         .init("[metrics]\nlisten = 9100", "metrics.listen", "expected a string"),
         .init("[metrics]\npath = \"/m\"", "metrics.path", "unknown key"),
         .init("[metrics]\n", "metrics", "missing listen"),
-        .init("listen = \"127.0.0.1:9100\"\n[metrics]\nlisten = \"127.0.0.1:9100\"" + route, "metrics.listen", "is also listen[0]"),
+        .init(
+            "listen = \"127.0.0.1:9100\"\n[metrics]\nlisten = \"127.0.0.1:9100\"" + route, "metrics.listen",
+            "is also listen[0]"),
         .init("[status]\npath = \"keel/status\"" + route, "status.path", "must start with \"/\""),
         .init("[status]\npath = \"/keel status\"" + route, "status.path", "may not hold spaces"),
-        .init("[status]\nallow = [\"10.0.0.0/8\", \"10.0.0/8\"]", "status.allow[1]", "not an IP address or CIDR network"),
-        .init("[status]\nallow = [\"10.0.0.0/33\"]", "status.allow[0]", "prefix length after \"/\" must be from 0 to 32"),
+        .init(
+            "[status]\nallow = [\"10.0.0.0/8\", \"10.0.0/8\"]", "status.allow[1]", "not an IP address or CIDR network"),
+        .init(
+            "[status]\nallow = [\"10.0.0.0/33\"]", "status.allow[0]", "prefix length after \"/\" must be from 0 to 32"),
         .init("[status]\nallow = [\"::1/129\"]", "status.allow[0]", "from 0 to 128"),
         .init("[status]\nallow = [\"10.1.0.0/8\"]", "status.allow[0]", "did you mean 10.0.0.0/8?"),
         .init("[status]\nallow = [1]", "status.allow[0]", "expected a string"),
         .init("[status]\nalow = []", "status.alow", "did you mean \"allow\"?"),
-        .init("[status.pools]\nother = \"localhost\"", "status.pools.other", "expected a unix socket path or HOST:PORT"),
         .init(
-            "[status.pools]\napp = \"/tmp/s.sock\"\n[[pool]]\nname = \"app\"\nargs = [\"--socket\", \"/tmp/a.sock\"]" + route,
+            "[status.pools]\nother = \"localhost\"", "status.pools.other", "expected a unix socket path or HOST:PORT"),
+        .init(
+            "[status.pools]\napp = \"/tmp/s.sock\"\n[[pool]]\nname = \"app\"\nargs = [\"--socket\", \"/tmp/a.sock\"]"
+                + route,
             "status.pools.app", "is a [[pool]] keel starts"),
     ]
 
@@ -56,7 +62,10 @@ import Testing
         #expect(status.path == "/_status")
         #expect(status.jsonPath == "/_status.json")
         #expect(status.allow.map(\.description) == ["10.0.0.0/8", "192.168.1.7/32", "::1/128"])
-        #expect(status.pools == ["outside": .tcp(host: "127.0.0.1", port: 9191), "other": .unix(path: "/run/other-stats.sock")])
+        #expect(
+            status.pools == [
+                "outside": .tcp(host: "127.0.0.1", port: 9191), "other": .unix(path: "/run/other-stats.sock"),
+            ])
     }
 
     @Test func statusDefaultsToLoopbackAtKeelStatus() throws {
@@ -68,7 +77,8 @@ import Testing
     }
 
     @Test(arguments: [
-        ("10.0.0.0/8", "10.200.3.4", true), ("10.0.0.0/8", "11.0.0.1", false), ("127.0.0.0/8", "::ffff:127.0.0.1", true),
+        ("10.0.0.0/8", "10.200.3.4", true), ("10.0.0.0/8", "11.0.0.1", false),
+        ("127.0.0.0/8", "::ffff:127.0.0.1", true),
         ("::1/128", "::1", true), ("::1/128", "127.0.0.1", false), ("127.0.0.0/8", "::1", false),
         ("192.168.1.7", "192.168.1.7", true), ("192.168.1.7", "192.168.1.8", false), ("0.0.0.0/0", "8.8.8.8", true),
         ("fd00::/8", "fd12:3456::1", true), ("fd00::/8", "fe80::1", false), ("10.0.0.0/8", "unix:", false),
@@ -105,8 +115,11 @@ import Testing
     @Test func bundlePoolsGetAPrivateStatsSocketUnlessTheyHaveOne() throws {
         var config = FrontConfiguration()
         config.pools = [
-            .init(name: "own", args: ["--socket", "/tmp/a.sock", "--stats", "127.0.0.1:9191"], socket: .unix(path: "/tmp/a.sock")),
-            .init(name: "added", args: ["--socket", "/tmp/b.sock", "--", "app:extra"], socket: .unix(path: "/tmp/b.sock")),
+            .init(
+                name: "own", args: ["--socket", "/tmp/a.sock", "--stats", "127.0.0.1:9191"],
+                socket: .unix(path: "/tmp/a.sock")),
+            .init(
+                name: "added", args: ["--socket", "/tmp/b.sock", "--", "app:extra"], socket: .unix(path: "/tmp/b.sock")),
         ]
         var status = FrontConfiguration.Status()
         status.pools = ["outside": .tcp(host: "127.0.0.1", port: 9292)]
@@ -115,11 +128,16 @@ import Testing
         defer { sources.removeDirectory() }
         let directory = try #require(sources.directory)
         #expect(sources.pools[0].args == config.pools[0].args)
-        #expect(sources.pools[1].args == ["--socket", "/tmp/b.sock", "--stats", "\(directory)/pool1.sock", "--", "app:extra"])
+        #expect(
+            sources.pools[1].args == [
+                "--socket", "/tmp/b.sock", "--stats", "\(directory)/pool1.sock", "--", "app:extra",
+            ])
         #expect(sources.sources.map(\.name) == ["own", "added", "outside"])
-        #expect(sources.sources.map(\.address) == [
-            .tcp(host: "127.0.0.1", port: 9191), .unix(path: "\(directory)/pool1.sock"), .tcp(host: "127.0.0.1", port: 9292),
-        ])
+        #expect(
+            sources.sources.map(\.address) == [
+                .tcp(host: "127.0.0.1", port: 9191), .unix(path: "\(directory)/pool1.sock"),
+                .tcp(host: "127.0.0.1", port: 9292),
+            ])
         config.status = nil
         let none = try PoolStatsSources(config)
         #expect(none.directory == nil && none.sources.isEmpty && none.pools == config.pools)
@@ -144,7 +162,9 @@ import Testing
     @Test func requestsCountExactlyOncePerRequest() throws {
         var config = FrontConfiguration(routes: [
             .init(pathPrefix: "/api", action: .fixed(status: 200, body: "", contentType: "text/plain")),
-            .init(hosts: ["example.com"], pathPrefix: "/", action: .fixed(status: 200, body: "", contentType: "text/plain")),
+            .init(
+                hosts: ["example.com"], pathPrefix: "/",
+                action: .fixed(status: 200, body: "", contentType: "text/plain")),
         ])
         config.upstreams = ["app": .init(name: "app", servers: [.unix(path: "/tmp/x.sock")])]
         let metrics = FrontMetrics()
@@ -153,7 +173,8 @@ import Testing
         let loop = LoopMetrics()
         for _ in 0..<7 {
             loop.requestEnded(
-                runtime, route: 0, method: .GET, status: 200, durationNanoseconds: 2_000_000, upstream: (upstream, 1_000_000),
+                runtime, route: 0, method: .GET, status: 200, durationNanoseconds: 2_000_000,
+                upstream: (upstream, 1_000_000),
                 bodyBytesIn: 0, bodyBytesOut: 10)
         }
         for _ in 0..<3 {
@@ -161,7 +182,9 @@ import Testing
                 runtime, route: 1, method: .RAW(value: "BREW"), status: 418, durationNanoseconds: 1, upstream: nil,
                 bodyBytesIn: 5, bodyBytesOut: 0)
         }
-        loop.requestEnded(runtime, route: nil, method: .GET, status: 404, durationNanoseconds: 1, upstream: nil, bodyBytesIn: 0, bodyBytesOut: 0)
+        loop.requestEnded(
+            runtime, route: nil, method: .GET, status: 404, durationNanoseconds: 1, upstream: nil, bodyBytesIn: 0,
+            bodyBytesOut: 0)
         upstream.failures[0].increment()
         loop.flush()
         let text = String(decoding: metrics.exposition(connections: 3), as: UTF8.self)
@@ -177,17 +200,23 @@ import Testing
         #expect(lines.contains("keel_connections_active 3.0"))
         // A reload resolves the same series again: counts carry on.
         let again = RuntimeMetrics(front: metrics, routes: metrics.resolve(config))
-        loop.requestEnded(again, route: 0, method: .GET, status: 201, durationNanoseconds: 1, upstream: nil, bodyBytesIn: 0, bodyBytesOut: 0)
+        loop.requestEnded(
+            again, route: 0, method: .GET, status: 201, durationNanoseconds: 1, upstream: nil, bodyBytesIn: 0,
+            bodyBytesOut: 0)
         let after = String(decoding: metrics.exposition(connections: 0), as: UTF8.self)
         #expect(after.contains(#"keel_http_requests_total{route="/api",method="GET",status="2xx"} 8"#))
     }
 
     @Test func samplesWaitForTheFlush() {
-        let config = FrontConfiguration(routes: [.init(pathPrefix: "/", action: .fixed(status: 200, body: "", contentType: "text/plain"))])
+        let config = FrontConfiguration(routes: [
+            .init(pathPrefix: "/", action: .fixed(status: 200, body: "", contentType: "text/plain"))
+        ])
         let metrics = FrontMetrics()
         let runtime = RuntimeMetrics(front: metrics, routes: metrics.resolve(config))
         let loop = LoopMetrics()
-        loop.requestEnded(runtime, route: 0, method: .GET, status: 200, durationNanoseconds: 1, upstream: nil, bodyBytesIn: 0, bodyBytesOut: 0)
+        loop.requestEnded(
+            runtime, route: 0, method: .GET, status: 200, durationNanoseconds: 1, upstream: nil, bodyBytesIn: 0,
+            bodyBytesOut: 0)
         let before = String(decoding: metrics.exposition(connections: 0), as: UTF8.self)
         #expect(before.contains(#"keel_http_request_duration_seconds_count{route="/"} 0"#))
         loop.flush()

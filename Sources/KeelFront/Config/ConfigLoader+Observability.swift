@@ -47,19 +47,28 @@ extension ConfigLoader {
             guard (1...65535).contains(metrics.listener.port) else {
                 return ("metrics.listen", "port \(metrics.listener.port): use a port from 1 to 65535")
             }
-            if let index = config.listeners.firstIndex(where: { $0.port == metrics.listener.port && $0.host == metrics.listener.host }) {
-                return ("metrics.listen", "\(metrics.listener.address) is also listen[\(index)]; give /metrics its own port")
+            if let index = config.listeners.firstIndex(where: {
+                $0.port == metrics.listener.port && $0.host == metrics.listener.host
+            }) {
+                return (
+                    "metrics.listen", "\(metrics.listener.address) is also listen[\(index)]; give /metrics its own port"
+                )
             }
         }
         guard let status = config.status else { return nil }
         if !status.path.hasPrefix("/") {
             return ("status.path", "\"\(status.path)\" must start with \"/\", like \"/keel/status\"")
         }
-        if status.path.utf8.contains(where: { $0 <= 0x20 || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") || $0 >= 0x7F }) {
+        if status.path.utf8.contains(where: {
+            $0 <= 0x20 || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") || $0 >= 0x7F
+        }) {
             return ("status.path", "\"\(status.path)\" may not hold spaces, \"?\", \"#\" or non-ASCII characters")
         }
         for name in status.pools.keys.sorted() where config.pools.contains(where: { $0.name == name }) {
-            return ("status.pools.\(name)", "\"\(name)\" is a [[pool]] keel starts, whose stats keel finds itself; remove it or rename")
+            return (
+                "status.pools.\(name)",
+                "\"\(name)\" is a [[pool]] keel starts, whose stats keel finds itself; remove it or rename"
+            )
         }
         return nil
     }

@@ -55,7 +55,8 @@ public final class FrontMetrics: Sendable {
     func upstreamMetrics(_ upstream: FrontConfiguration.Upstream) -> UpstreamMetrics {
         let failures = upstream.servers.map { server in
             Self.counter(
-                registry, factory, "upstream_failures", "total", [("upstream", upstream.name), ("server", server.description)],
+                registry, factory, "upstream_failures", "total",
+                [("upstream", upstream.name), ("server", server.description)],
                 "Upstream connects that failed, responses that timed out or were malformed, by server.")
         }
         let time = Self.timer(
@@ -70,7 +71,8 @@ public final class FrontMetrics: Sendable {
             for status in Self.statusClasses {
                 requests.append(
                     Self.counter(
-                        registry, factory, "http_requests", "total", [("route", label), ("method", method), ("status", status)],
+                        registry, factory, "http_requests", "total",
+                        [("route", label), ("method", method), ("status", status)],
                         "Requests answered, by route, method and status class (499: the client left first)."))
             }
         }
@@ -130,7 +132,8 @@ struct RouteMetrics: Sendable {
     let duration: CoreMetrics.Timer
 
     func requests(method: HTTPMethod, status: Int) -> CoreMetrics.Counter {
-        requests[FrontMetrics.methodIndex(method) * FrontMetrics.statusClasses.count + FrontMetrics.statusClassIndex(status)]
+        requests[
+            FrontMetrics.methodIndex(method) * FrontMetrics.statusClasses.count + FrontMetrics.statusClassIndex(status)]
     }
 }
 

@@ -46,7 +46,9 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
     private func answer(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         let path = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         guard path == "/metrics", head.method == .GET || head.method == .HEAD else {
-            return respond(.notFound, "text/plain; charset=utf-8", Array("Not Found: metrics are at /metrics\n".utf8), head, context)
+            return respond(
+                .notFound, "text/plain; charset=utf-8", Array("Not Found: metrics are at /metrics\n".utf8), head,
+                context)
         }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         server.metricsExposition(on: context.eventLoop).whenComplete { result in
@@ -55,7 +57,8 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
             case .success(let bytes):
                 handler.respond(.ok, "text/plain; version=0.0.4; charset=utf-8", bytes, head, context)
             case .failure(let error):
-                handler.respond(.internalServerError, "text/plain; charset=utf-8", Array("\(error)\n".utf8), head, context)
+                handler.respond(
+                    .internalServerError, "text/plain; charset=utf-8", Array("\(error)\n".utf8), head, context)
             }
         }
     }
@@ -67,7 +70,9 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
         let keepAlive = head.isKeepAlive
         var headers: HTTPHeaders = ["Content-Type": contentType, "Content-Length": String(body.count)]
         headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))),
+            promise: nil)
         if head.method != .HEAD {
             var buffer = context.channel.allocator.buffer(capacity: body.count)
             buffer.writeBytes(body)

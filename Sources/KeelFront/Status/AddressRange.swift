@@ -19,7 +19,8 @@ public struct AddressRange: Sendable, Equatable, CustomStringConvertible {
     public init(_ text: String) throws(ConfigValueError) {
         let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
         guard let bytes = Self.addressBytes(String(parts[0])) else {
-            throw ConfigValueError("\"\(text)\": not an IP address or CIDR network; write \"10.0.0.0/8\", \"192.168.1.7\" or \"::1/128\"")
+            throw ConfigValueError(
+                "\"\(text)\": not an IP address or CIDR network; write \"10.0.0.0/8\", \"192.168.1.7\" or \"::1/128\"")
         }
         let maximum = bytes.count * 8
         var length = maximum
@@ -35,7 +36,9 @@ public struct AddressRange: Sendable, Equatable, CustomStringConvertible {
             network[index] &= keep == 8 ? 0xFF : ~(0xFF >> UInt8(keep))
         }
         guard network == bytes else {
-            throw ConfigValueError("\"\(text)\": address bits are set past the /\(length) prefix; did you mean \(Self.format(network))/\(length)?")
+            throw ConfigValueError(
+                "\"\(text)\": address bits are set past the /\(length) prefix; did you mean \(Self.format(network))/\(length)?"
+            )
         }
         self.network = network
         self.prefixLength = length
@@ -45,7 +48,9 @@ public struct AddressRange: Sendable, Equatable, CustomStringConvertible {
     public func contains(_ address: String) -> Bool {
         guard var bytes = Self.addressBytes(address) else { return false }
         // An IPv4 client on a dual-stack socket shows as ::ffff:a.b.c.d; nginx matches it against IPv4 rules.
-        if bytes.count == 16, network.count == 4, bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF, bytes[11] == 0xFF {
+        if bytes.count == 16, network.count == 4, bytes[0..<10].allSatisfy({ $0 == 0 }), bytes[10] == 0xFF,
+            bytes[11] == 0xFF
+        {
             bytes = Array(bytes[12...])
         }
         guard bytes.count == network.count else { return false }

@@ -56,7 +56,9 @@ private final class DocumentReader: ChannelInboundHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
-            finish(.failure(PoolStatsClient.Failure(description: "no whole answer within \(timeout.prettySeconds)")), context: context)
+            finish(
+                .failure(PoolStatsClient.Failure(description: "no whole answer within \(timeout.prettySeconds)")),
+                context: context)
         }
         context.fireChannelActive()
     }
@@ -75,7 +77,11 @@ private final class DocumentReader: ChannelInboundHandler {
         if trimmed.first == UInt8(ascii: "{"), text.utf8.last(where: { $0 > 0x20 }) == UInt8(ascii: "}") {
             finish(.success(text), context: context)
         } else {
-            finish(.failure(PoolStatsClient.Failure(description: "the answer is not a JSON object (is this a keel-pool --stats address?)")), context: context)
+            finish(
+                .failure(
+                    PoolStatsClient.Failure(
+                        description: "the answer is not a JSON object (is this a keel-pool --stats address?)")),
+                context: context)
         }
         context.fireChannelInactive()
     }

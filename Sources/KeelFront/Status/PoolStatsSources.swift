@@ -16,14 +16,18 @@ struct PoolStatsSources {
         sources = []
         guard let status = configuration.status else { return }
         for index in pools.indices {
-            if let text = Self.statsArgument(in: pools[index].args), let address = try? ConfigValues.poolSocketAddress(text) {
+            if let text = Self.statsArgument(in: pools[index].args),
+                let address = try? ConfigValues.poolSocketAddress(text)
+            {
                 sources.append(.init(name: pools[index].name, address: address))
                 continue
             }
             if directory == nil {
                 var template = Array("/tmp/keel-stats-XXXXXX".utf8CString)
                 guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
-                    throw PoolSupervisor.StartError(description: "cannot create a directory for the pools' stats sockets under /tmp (errno \(errno))")
+                    throw PoolSupervisor.StartError(
+                        description:
+                            "cannot create a directory for the pools' stats sockets under /tmp (errno \(errno))")
                 }
                 directory = String(cString: made)
             }

@@ -44,7 +44,9 @@ struct StatusRefresher: Sendable {
     private func fetchAll() async -> [(Source, Result<String, PoolStatsClient.Failure>)] {
         await withTaskGroup(of: (Int, Result<String, PoolStatsClient.Failure>).self) { tasks in
             for (index, source) in sources.enumerated() {
-                tasks.addTask { (index, await PoolStatsClient.fetch(source.address, group: group, timeout: Self.fetchTimeout)) }
+                tasks.addTask {
+                    (index, await PoolStatsClient.fetch(source.address, group: group, timeout: Self.fetchTimeout))
+                }
             }
             var results = [Result<String, PoolStatsClient.Failure>?](repeating: nil, count: sources.count)
             for await (index, result) in tasks { results[index] = result }
@@ -60,10 +62,12 @@ struct StatusRefresher: Sendable {
     ) -> String {
         let rate = (perSecond * 10).rounded() / 10
         var text = "{\"keel\": {\"pid\": \(getpid()), \"connections\": \(connections), \"requests\": \(requests), "
-        text += "\"requests_per_s\": \(rate), \"uptime_s\": \(Int(uptime)), \"event_loops\": \(eventLoops)},\n\"pools\": ["
+        text +=
+            "\"requests_per_s\": \(rate), \"uptime_s\": \(Int(uptime)), \"event_loops\": \(eventLoops)},\n\"pools\": ["
         for (index, (source, result)) in pools.enumerated() {
             if index > 0 { text += ",\n" }
-            text += "{\"name\": \(JSONText.quote(source.name)), \"stats_address\": \(JSONText.quote(source.address.description)), "
+            text +=
+                "{\"name\": \(JSONText.quote(source.name)), \"stats_address\": \(JSONText.quote(source.address.description)), "
             switch result {
             case .success(let stats): text += "\"error\": null, \"stats\": \(stats)}"
             case .failure(let failure): text += "\"error\": \(JSONText.quote(failure.description)), \"stats\": null}"

@@ -22,7 +22,9 @@ final class FakeStatsServer: @unchecked Sendable {
         self.listenFD = listenFD
         var addr = unixAddress(path)
         let bound = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listenFD, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(listenFD, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard bound == 0, listen(listenFD, 16) == 0 else { throw HarnessError("fake stats: cannot listen on \(path)") }
         Thread { [self] in acceptLoop() }.start()
