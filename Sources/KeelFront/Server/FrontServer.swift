@@ -154,7 +154,11 @@ public final class FrontServer: Sendable {
             notes.append("limits.max_connections changed: restart keel to apply it")
         }
         if old.metrics != configuration.metrics { notes.append("[metrics] changed: restart keel to apply it") }
-        if (old.status == nil) != (configuration.status == nil) { notes.append("[status] added or removed: restart keel to apply it") }
+        if (old.status == nil) != (configuration.status == nil) {
+            notes.append("[status] added or removed: restart keel to apply it")
+        } else if old.status?.pools != configuration.status?.pools {
+            notes.append("[status.pools] changed: restart keel to apply it (path and allow are applied now)")
+        }
         let fresh = FrontRuntime(
             configuration: configuration, tls: tls, accessLog: accessLog, metrics: metrics,
             statusBoard: configuration.status == nil ? nil : statusBoard)
@@ -194,7 +198,8 @@ public final class FrontServer: Sendable {
         return flushMetricSamples(on: loop).map { metrics.exposition(connections: counter.current) }
     }
 
-    /// Writes every loop's pending access-log lines (the 1 s tick, USR1, shutdown).
+    /// Writes every loop's pending access-log lines and hands its histogram samples over (the 1 s tick, USR1,
+    /// shutdown).
     public func flushAccessLogs() async {
         for local in loopLocals.values {
             try? await local.loop.submit {

@@ -40,7 +40,7 @@ enum PoolStatsClient {
 }
 
 /// Collects what the stats server sends up to its close; fails on the deadline or past the size limit.
-private final class DocumentReader: ChannelInboundHandler {
+final class DocumentReader: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private let promise: EventLoopPromise<String>
@@ -98,3 +98,6 @@ private final class DocumentReader: ChannelInboundHandler {
         context.close(promise: nil)
     }
 }
+
+@available(*, unavailable)
+extension DocumentReader: Sendable {}
