@@ -12,6 +12,7 @@
 #
 #   bench/front.sh                        # rows N, K0, K, K2, N2, NU, KU
 #   DRIFT=0 bench/front.sh                # without the second nginx row
+#   METRICS=1 bench/front.sh              # also row KM: row K with [metrics] and [status] on (goal: CPU/req ≤ 1.03× K)
 #   KEEL=... KEEL_POOL=... bench/front.sh # prebuilt binaries: no release build
 #   DURATION=30s CONNECTIONS=128 bench/front.sh
 set -euo pipefail
@@ -19,13 +20,14 @@ set -euo pipefail
 KEEL=${KEEL:-}                 # a prebuilt keel binary
 KEEL_POOL=${KEEL_POOL:-}       # a prebuilt keel-pool binary (both given: no release build)
 DRIFT=${DRIFT:-1}              # 1: measure nginx again at the end (row N2) as a drift check
+METRICS=${METRICS:-0}          # 1: add row KM, keel on the keel wire with /metrics and the status page configured
 OUT_PREFIX="front-"            # bench/.out/front-latest.md, front-wrk-KEY.txt, front-cmd-NAME.txt
 
 # DURATION (10s), CONNECTIONS (64), WRK_THREADS (2), WARMUP (2s), READY_TIMEOUT (20): in lib.sh.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SCRATCH="$ROOT/.build-bench"   # its own scratch dir: a debug build in .build is not locked or replaced
-INVOCATION="DURATION=$DURATION CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS WARMUP=$WARMUP DRIFT=$DRIFT${KEEL:+ KEEL=$KEEL}${KEEL_POOL:+ KEEL_POOL=$KEEL_POOL} bench/front.sh"
+INVOCATION="DURATION=$DURATION CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS WARMUP=$WARMUP DRIFT=$DRIFT METRICS=$METRICS${KEEL:+ KEEL=$KEEL}${KEEL_POOL:+ KEEL_POOL=$KEEL_POOL} bench/front.sh"
 
 if [ "$#" -gt 0 ]; then
     echo "bench/front.sh takes no arguments; set DURATION, CONNECTIONS, WRK_THREADS, WARMUP, DRIFT (0|1)," >&2
@@ -137,10 +139,13 @@ row_keel() {   # row_keel KEY NAME EVENT_LOOPS KEEPALIVE [SOCKET APP] : keel →
     port=$(free_port)
     printf '[[listen]]\naddress = "127.0.0.1:%s"\n[upstream.app]\nservers = ["unix:%s"]\nkeepalive = %s\n[[route]]\npath = "/"\nuwsgi = "app"\n[log]\naccess = "off"\n' \
         "$port" "$sock" "$keepalive" >"$config"
+    if [ "${WITH_METRICS:-0}" = 1 ]; then
+        printf '[metrics]\nlisten = "127.0.0.1:%s"\n[status]\npath = "/keel/status"\n' "$(free_port)" >>"$config"
+    fi
     start "$name" TERM "$KEEL" --config "$config" --event-loops "$loops"
     pid=$LAST_PID
     wait_ready "http://127.0.0.1:$port/"
-    wire=$([ "$keepalive" = 0 ] && echo "a connection per request" || echo "keel wire, keepalive $keepalive")
+    wire=$([ "$keepalive" = 0 ] && echo "a connection per request" || echo "keel wire, keepalive $keepalive")$([ "${WITH_METRICS:-0}" = 1 ] && echo ", metrics and status page on")
     [ "$app" = keel-pool ] || wire="a connection per request: $app does not speak the keel wire"
     measure "$key" "keel ($loops event loop$([ "$loops" = 1 ] || echo s), $wire) → $app" "http://127.0.0.1:$port/" "$pid" "$pid"
     stop_server "$pid"
@@ -161,6 +166,7 @@ report() {
     echo "| --- | ---: | ---: | ---: | ---: |"
     ratio_line "keel on the keel wire ÷ nginx, equal workers (K / N): the compass ratio (goal ≥ 1.3×)" K N
     ratio_line "keel a connection per request ÷ nginx (K0 / N): before the keel wire" K0 N
+    ratio_line "keel with metrics on ÷ off (KM / K): front CPU goal ≤ 1.03×" KM K
     ratio_line "keel wire ÷ a connection per request (K / K0)" K K0
     ratio_line "keel ÷ nginx, equal workers, vs the drift-check run (K / N2)" K N2
     ratio_line "keel with 2 event loops ÷ nginx (K2 / N)" K2 N
@@ -208,6 +214,7 @@ POOL_SID=$LAST_PID
 row_nginx N nginx
 row_keel K0 keel-0 1 0
 row_keel K keel-1 1 128
+if [ "$METRICS" = 1 ]; then WITH_METRICS=1 row_keel KM keel-metrics 1 128; fi
 row_keel K2 keel-2 2 128
 if [ "$DRIFT" = 1 ]; then row_nginx N2 nginx-2; fi
 stop_server "$POOL_SID"

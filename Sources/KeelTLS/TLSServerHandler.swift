@@ -27,6 +27,7 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
     private let connection: TLSConnection?
     private let handshakeTimeout: TimeAmount
     private let log: @Sendable (String) -> Void
+    private let handshakeFailed: @Sendable () -> Void
     private var state = State.handshaking
     private var handshakeDeadline: Scheduled<Void>?
     /// Writes from above before the handshake finished: sent once it has.
@@ -42,12 +43,17 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
     /// How many times the buffers were given back (for tests).
     private(set) var buffersReleased = 0
 
-    /// `log` gets one line per failed handshake (nginx logs these at info level).
-    public init(context: TLSServerContext, handshakeTimeout: TimeAmount, log: @escaping @Sendable (String) -> Void = { _ in }) {
+    /// `log` gets one line per failed handshake (nginx logs these at info level); `handshakeFailed` is called once per
+    /// handshake that failed or timed out (keel's metrics count them).
+    public init(
+        context: TLSServerContext, handshakeTimeout: TimeAmount, log: @escaping @Sendable (String) -> Void = { _ in },
+        handshakeFailed: @escaping @Sendable () -> Void = {}
+    ) {
         self.tlsContext = context
         self.connection = context.makeConnection()
         self.handshakeTimeout = handshakeTimeout
         self.log = log
+        self.handshakeFailed = handshakeFailed
     }
 
     // MARK: lifecycle
@@ -92,6 +98,7 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
         handshakeDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: handshakeTimeout) {
             guard case .handshaking = self.state else { return }
             self.log("TLS handshake with \(Self.peer(context)) timed out: closing")
+            self.handshakeFailed()
             self.state = .closed
             self.failWritesBeforeHandshake(TLSError.handshakeTimeout)
             context.fireErrorCaught(TLSError.handshakeTimeout)
@@ -154,6 +161,7 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
             if flushBeforeHandshake { flush(context: context) }
         case .failed(let reason):
             log("TLS handshake with \(Self.peer(context)) failed: \(reason)")
+            handshakeFailed()
             fail(context, TLSError.handshakeFailed(reason))
         }
     }

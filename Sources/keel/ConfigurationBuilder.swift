@@ -64,6 +64,15 @@ enum ConfigurationBuilder {
         if let errorLog = options.errorLog { configuration.logs.errorLog = errorLog }
         if let level = options.logLevel { configuration.logs.level = level }
         if let loops = options.eventLoops { configuration.eventLoops = loops }
+        if let metrics = options.metrics {
+            let listener = try flag("--metrics") { () throws(ConfigValueError) in try ConfigValues.listener(metrics) }
+            configuration.metrics = .init(listener: listener)
+        }
+        if let path = options.statusPath {
+            var status = configuration.status ?? .init()
+            status.path = path
+            configuration.status = status
+        }
         if let grace = options.gracefulTimeout { configuration.limits.gracefulTimeout = .seconds(Int64(grace)) }
         if configuration.routes.isEmpty {
             throw ConfigError(file: "command line", key: "", message: "nothing to serve: give --uwsgi, --proxy, --static or --pool, or [[route]] tables in --config")

@@ -45,6 +45,12 @@ struct KeelOptions: ParsableArguments {
     @Option(name: .customLong("pool"), parsing: .unconditionalSingleValue, help: ArgumentHelp("Start and supervise a keel-pool with these flags, e.g. --pool \"--socket /tmp/app.sock --app hello\" (repeatable).", valueName: "flags"))
     var pools: [String] = []
 
+    @Option(name: .customLong("metrics"), help: ArgumentHelp("Serve Prometheus metrics at http://HOST:PORT/metrics (a listener of its own).", valueName: "address"))
+    var metrics: String?
+
+    @Option(name: .customLong("status"), help: ArgumentHelp("Serve the live status page at this path on the listeners (loopback clients only; [status] in --config for more).", valueName: "path"))
+    var statusPath: String?
+
     /// No file and no flag at all: the embedded demo.
     var isEmpty: Bool {
         configPath == nil && listen.isEmpty && tlsListen.isEmpty && certificates.isEmpty && keys.isEmpty && uwsgi.isEmpty && proxy.isEmpty && staticRoutes.isEmpty && pools.isEmpty

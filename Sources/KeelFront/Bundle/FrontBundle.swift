@@ -33,7 +33,15 @@ public enum FrontBundle {
         FrontLog.configure(sink: logs.errorSink, level: Logger.Level(configName: configuration.logs.level) ?? .info)
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sigquit, .sighup, .sigusr1)
 
-        let pools = PoolSupervisor(pools: configuration.pools)
+        let statsSources: PoolStatsSources
+        do {
+            statsSources = try PoolStatsSources(configuration)
+        } catch {
+            FrontLog.error("\(error)")
+            return 1
+        }
+        defer { statsSources.removeDirectory() }
+        let pools = PoolSupervisor(pools: statsSources.pools)
         if !pools.isEmpty {
             do {
                 try await pools.start()
@@ -55,15 +63,34 @@ public enum FrontBundle {
         defer { reaper.cancel() }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.eventLoops)
         logCertificates(tls)
-        let server = FrontServer(configuration: configuration, tls: tls, accessLog: logs.accessLog, group: group)
+        let server = FrontServer(
+            configuration: configuration, tls: tls, accessLog: logs.accessLog, group: group,
+            metrics: configuration.metrics == nil ? nil : FrontMetrics())
+        var metricsChannel: (any Channel)?
         do {
             try await server.start()
+            if let metrics = configuration.metrics {
+                do {
+                    metricsChannel = try await MetricsServer.start(metrics.listener, server: server, group: group)
+                } catch {
+                    throw FrontServer.StartError(description: "cannot listen on \(metrics.listener.address) for metrics.listen: \(error) (is another server using that port?)")
+                }
+                FrontLog.notice("metrics on http://\(metricsChannel?.localAddress?.hostAndPort ?? metrics.listener.address)/metrics")
+            }
         } catch {
             FrontLog.error("\(error)")
+            await server.shutdown(grace: .zero)
             await pools.stop(grace: 5)
             try? await group.shutdownGracefully()
             return 1
         }
+        var refresher: Task<Void, Never>?
+        if let board = server.statusBoard, let status = configuration.status {
+            let statusRefresher = StatusRefresher(sources: statsSources.sources, board: board, group: group, server: server)
+            refresher = Task { await statusRefresher.run() }
+            FrontLog.notice("status page at \(status.path) (\(statsSources.sources.count) pools)")
+        }
+        defer { refresher?.cancel() }  // on the early returns; the stop path ends it before the loops
         FrontLog.notice("keel listening on \(server.boundAddresses.map(\.hostAndPort).joined(separator: ", ")) with \(configuration.eventLoops) event loops")
         announce(server.boundAddresses)
         // Stopped (and awaited) before the loops stop: a flush is a task on each loop.
@@ -110,12 +137,14 @@ public enum FrontBundle {
                 FrontLog.notice("TERM: no new connections; draining requests in flight (up to \(grace.prettySeconds))")
                 flusher.cancel()
                 await flusher.value
+                await stopObservers(refresher, metricsChannel)
                 await stop(server: server, pools: pools, group: group, grace: grace)
                 return 0
             default:
                 FrontLog.notice("\(signal): stopping now")
                 flusher.cancel()
                 await flusher.value
+                await stopObservers(refresher, metricsChannel)
                 await stop(server: server, pools: pools, group: group, grace: .milliseconds(100))
                 return 0
             }
@@ -131,6 +160,13 @@ public enum FrontBundle {
             FrontLog.info("TLS certificate \(path) for \(names.isEmpty ? "(no names)" : names.joined(separator: ", "))\(index == 0 ? " (default)" : "")")
         }
         for warning in tls.warnings { FrontLog.warning("TLS: \(warning)") }
+    }
+
+    /// The status refresh and the metrics listener end before the event loops they use.
+    private static func stopObservers(_ refresher: Task<Void, Never>?, _ metricsChannel: (any Channel)?) async {
+        refresher?.cancel()
+        await refresher?.value
+        try? await metricsChannel?.close()
     }
 
     private static func stop(server: FrontServer, pools: PoolSupervisor, group: MultiThreadedEventLoopGroup, grace: TimeAmount) async {

@@ -31,6 +31,7 @@ extension ConfigLoader {
             }
         }
         if let (key, message) = tlsProblem(config) { throw fail(key, message) }
+        if let (key, message) = observabilityProblem(config) { throw fail(key, message) }
         if let (key, message) = limitsProblem(config.limits) { throw fail("limits.\(key)", message) }
         if let (key, message) = logsProblem(config.logs) { throw fail("log.\(key)", message) }
         if let (key, message) = compressionProblem(config.compression) { throw fail("gzip.\(key)", message) }

@@ -13,7 +13,7 @@ import TOMLKit
 public enum ConfigLoader {
     static let documentKeys = [
         "event_loops", "listen", "limits", "log", "gzip", "mime_types", "tls", "upstream", "route", "pool", "server_tokens",
-        "open_file_cache",
+        "open_file_cache", "metrics", "status",
     ]
     static let gzipKeys = ["enabled", "level", "min_length", "types"]
     static let openFileCacheKeys = ["max", "inactive", "valid"]
@@ -68,6 +68,8 @@ public enum ConfigLoader {
                 config.mimeTypes[extensionName.lowercased()] = type
             }
         }
+        if let metrics = try document.table("metrics") { config.metrics = try parseMetrics(metrics) }
+        if let status = try document.table("status") { config.status = try parseStatus(status) }
         if let upstreams = try document.table("upstream") { config.upstreams = try parseUpstreams(upstreams) }
         let baseDirectory = directory(of: file)
         for route in try document.tables("route", example: "[[route]]") ?? [] {

@@ -28,6 +28,10 @@ public struct FrontConfiguration: Sendable, Equatable {
     public var openFileCache: OpenFileCache?
     /// `server_tokens` (nginx's name): the version in the `Server` header; off sends "keel" alone.
     public var serverTokens = true
+    /// `[metrics]` / `--metrics`: Prometheus metrics on their own listener; nil is off.
+    public var metrics: Metrics?
+    /// `[status]`: the live status page on keel's listeners; nil is off.
+    public var status: Status?
 
     public init(
         listeners: [Listener] = [], upstreams: [String: Upstream] = [:], routes: [Route] = [],

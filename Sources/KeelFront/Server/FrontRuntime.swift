@@ -13,13 +13,28 @@ final class FrontRuntime: Sendable {
     let tls: TLSServerContext?
     /// Every static route's directory, opened once per load.
     private let staticRoots: [String: StaticRoot]
+    /// This configuration's metric handles, resolved here so requests only index them; nil when metrics are off.
+    let metrics: RuntimeMetrics?
+    /// The status page, when `[status]` is configured.
+    let statusPage: StatusPage?
 
-    init(configuration: FrontConfiguration, tls: TLSServerContext?, accessLog: AccessLog?) {
+    init(
+        configuration: FrontConfiguration, tls: TLSServerContext?, accessLog: AccessLog?, metrics: FrontMetrics? = nil,
+        statusBoard: StatusBoard? = nil
+    ) {
         self.configuration = configuration
         self.tls = tls
         self.router = Router(routes: configuration.routes)
+        self.metrics = metrics.map { RuntimeMetrics(front: $0, routes: $0.resolve(configuration)) }
+        if let status = configuration.status, let statusBoard {
+            self.statusPage = StatusPage(configuration: status, board: statusBoard)
+        } else {
+            self.statusPage = nil
+        }
         var groups: [String: UpstreamGroup] = [:]
-        for (name, upstream) in configuration.upstreams { groups[name] = UpstreamGroup(configuration: upstream) }
+        for (name, upstream) in configuration.upstreams {
+            groups[name] = UpstreamGroup(configuration: upstream, metrics: metrics?.upstreamMetrics(upstream))
+        }
         self.upstreams = groups
         self.accessLog = accessLog
         var roots: [String: StaticRoot] = [:]
@@ -66,6 +81,8 @@ final class LoopLocalState: @unchecked Sendable {
     /// The runtime this loop's new requests use, handed over by `FrontServer.reload` (no lock on the request path).
     private var runtimeInForce: FrontRuntime
     private let openFileCache = OpenFileCache()
+    /// This loop's histogram batch and request count.
+    let metrics = LoopMetrics()
 
     init(loop: any EventLoop, runtime: FrontRuntime) {
         self.loop = loop

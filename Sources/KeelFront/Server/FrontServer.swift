@@ -24,10 +24,21 @@ public final class FrontServer: Sendable {
     private let quiesceBox: NIOLockedValueBox<ServerQuiescingHelper?>
     private let counter: ConnectionCounter
     private let channels: NIOLockedValueBoxChannels
+    /// The process's metrics (`[metrics]`), nil when off; each runtime resolves its handles from it.
+    public let metrics: FrontMetrics?
+    /// What the status page serves (`[status]`), nil when off.
+    let statusBoard: StatusBoard?
 
-    public init(configuration: FrontConfiguration, tls: TLSServerContext?, accessLog: AccessLog?, group: MultiThreadedEventLoopGroup) {
+    public init(
+        configuration: FrontConfiguration, tls: TLSServerContext?, accessLog: AccessLog?, group: MultiThreadedEventLoopGroup,
+        metrics: FrontMetrics? = nil
+    ) {
         self.group = group
-        self.runtime = FrontRuntimeHolder(FrontRuntime(configuration: configuration, tls: tls, accessLog: accessLog))
+        self.metrics = metrics
+        let board = configuration.status.map { _ in StatusBoard() }
+        self.statusBoard = board
+        self.runtime = FrontRuntimeHolder(
+            FrontRuntime(configuration: configuration, tls: tls, accessLog: accessLog, metrics: metrics, statusBoard: board))
         var locals: [ObjectIdentifier: LoopLocalState] = [:]
         for loop in group.makeIterator() { locals[ObjectIdentifier(loop)] = LoopLocalState(loop: loop, runtime: runtime.current) }
         self.loopLocals = locals
@@ -62,6 +73,7 @@ public final class FrontServer: Sendable {
         // A plaintext listener that redirects sends clients to the first TLS listener's port.
         let redirectPort = listener.redirectToHTTPS ? configuration.listeners.first(where: \.tls)?.port : nil
         let isTLS = listener.tls
+        let metrics = self.metrics
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -92,10 +104,14 @@ public final class FrontServer: Sendable {
                         throw StartError(description: "TLS listener without certificates")
                     }
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(TLSServerHandler(context: tls, handshakeTimeout: settings.handshakeTimeout, log: { FrontLog.info($0) }))
+                    try sync.addHandler(
+                        TLSServerHandler(
+                            context: tls, handshakeTimeout: settings.handshakeTimeout, log: { FrontLog.info($0) },
+                            handshakeFailed: { metrics?.tlsHandshakeFailures.increment() }))
                     // HTTP/1.1 is the one protocol offered; ALPN picks the pipeline, so h2 can join here.
                     try sync.addHandler(ApplicationProtocolNegotiationHandler { _, channel in
-                        channel.eventLoop.makeCompletedFuture {
+                        metrics?.tlsHandshakes.increment()
+                        return channel.eventLoop.makeCompletedFuture {
                             try Self.addHTTPHandlers(to: channel, current: current, loopLocal: local, isTLS: true, redirectPort: nil)
                         }
                     })
@@ -137,7 +153,15 @@ public final class FrontServer: Sendable {
         if old.limits.maxConnections != configuration.limits.maxConnections {
             notes.append("limits.max_connections changed: restart keel to apply it")
         }
-        let fresh = FrontRuntime(configuration: configuration, tls: tls, accessLog: accessLog)
+        if old.metrics != configuration.metrics { notes.append("[metrics] changed: restart keel to apply it") }
+        if (old.status == nil) != (configuration.status == nil) {
+            notes.append("[status] added or removed: restart keel to apply it")
+        } else if old.status?.pools != configuration.status?.pools {
+            notes.append("[status.pools] changed: restart keel to apply it (path and allow are applied now)")
+        }
+        let fresh = FrontRuntime(
+            configuration: configuration, tls: tls, accessLog: accessLog, metrics: metrics,
+            statusBoard: configuration.status == nil ? nil : statusBoard)
         runtime.replace(with: fresh)
         for local in loopLocals.values {
             local.loop.execute {
@@ -153,10 +177,35 @@ public final class FrontServer: Sendable {
 
     public var accessLog: AccessLog? { runtime.current.accessLog }
 
-    /// Writes every loop's pending access-log lines (the 1 s tick, USR1, shutdown).
+    /// Client connections open now, across every listener.
+    public var connectionCount: Int { counter.current }
+
+    /// Requests finished since start, across every loop (each loop counts its own).
+    public var requestsServed: Int {
+        loopLocals.values.reduce(0) { $0 + $1.metrics.requestsServed.load(ordering: .relaxed) }
+    }
+
+    /// Every loop hands its batch of histogram samples over (before a scrape, and each second).
+    func flushMetricSamples(on loop: any EventLoop) -> EventLoopFuture<Void> {
+        let flushed = loopLocals.values.map { local in local.loop.submit { local.metrics.flush() } }
+        return EventLoopFuture.andAllComplete(flushed, on: loop)
+    }
+
+    /// The text exposition for `/metrics`, with every loop's samples in.
+    func metricsExposition(on loop: any EventLoop) -> EventLoopFuture<[UInt8]> {
+        guard let metrics else { return loop.makeSucceededFuture([]) }
+        let counter = self.counter
+        return flushMetricSamples(on: loop).map { metrics.exposition(connections: counter.current) }
+    }
+
+    /// Writes every loop's pending access-log lines and hands its histogram samples over (the 1 s tick, USR1,
+    /// shutdown).
     public func flushAccessLogs() async {
         for local in loopLocals.values {
-            try? await local.loop.submit { local.accessLog.flush() }.get()
+            try? await local.loop.submit {
+                local.accessLog.flush()
+                local.metrics.flush()
+            }.get()
         }
     }
 

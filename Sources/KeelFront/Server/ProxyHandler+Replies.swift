@@ -205,15 +205,28 @@ extension ProxyHandler: UpstreamExchange.Sink {
         context.close(promise: nil)
     }
 
+    /// The end of a request, whatever its outcome: its metrics, then its access-log line.
     func logAccess(_ inFlight: RequestInFlight) {
-        guard let accessLog = runtime.accessLog else { return }
+        loopLocal.metrics.countRequest()
+        // Without metrics and access log a request's end costs no clock read.
+        guard runtime.metrics != nil || runtime.accessLog != nil else { return }
         let request = inFlight.request
-        let upstreamTime = inFlight.exchange.map { ($0.finishTime ?? .now()) - $0.startTime }
+        let now = NIODeadline.now()
+        let upstreamTime = inFlight.exchange.map { ($0.finishTime ?? now) - $0.startTime }
+        if let metrics = runtime.metrics {
+            var upstream: (UpstreamMetrics, Int64)?
+            if let group = inFlight.exchange?.group.metrics, let upstreamTime { upstream = (group, upstreamTime.nanoseconds) }
+            loopLocal.metrics.requestEnded(
+                metrics, route: inFlight.route?.index, method: request.head.method, status: inFlight.status,
+                durationNanoseconds: (now - request.startTime).nanoseconds, upstream: upstream,
+                bodyBytesIn: inFlight.bodyBytesReceived, bodyBytesOut: inFlight.bodyBytesSent)
+        }
+        guard let accessLog = runtime.accessLog else { return }
         accessLog.log(
             AccessLog.Entry(
                 remoteAddress: request.connection.remoteAddress, requestLine: request.requestLine, status: inFlight.status,
                 bodyBytesSent: inFlight.bodyBytesSent, referer: request.head.headers.first(name: "referer"),
-                userAgent: request.head.headers.first(name: "user-agent"), requestTime: .now() - request.startTime,
+                userAgent: request.head.headers.first(name: "user-agent"), requestTime: now - request.startTime,
                 upstreamTime: upstreamTime),
             into: loopLocal.accessLog)
     }

@@ -38,6 +38,8 @@ final class ProxyHandler: ChannelDuplexHandler {
         var tunnel: UpgradeTunnel?
         /// The request's end arrived: nothing of it is left unread on the socket.
         var requestComplete = false
+        /// The body bytes read (buffered or spilled), for the metrics.
+        var bodyBytesReceived = 0
     }
 
     let loopLocal: LoopLocalState
@@ -106,6 +108,10 @@ final class ProxyHandler: ChannelDuplexHandler {
             state = .discardingBody(RequestInFlight(request: request, keepAlive: keepAlive), .redirect(.movedPermanently, location))
             return
         }
+        if let statusPage = runtime.statusPage, let reply = statusPage.reply(path: request.rawPath, method: head.method, client: request.connection.remoteAddress) {
+            state = .discardingBody(RequestInFlight(request: request, keepAlive: keepAlive), reply)
+            return
+        }
         let route = runtime.router.match(host: request.hostName, path: request.rawPath)
         var inFlight = RequestInFlight(request: request, route: route, keepAlive: keepAlive)
 
@@ -164,6 +170,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         switch state {
         case .receiving(var inFlight, let body):
             inFlight.requestComplete = true
+            inFlight.bodyBytesReceived = Int(body.byteCount)
             state = .responding(inFlight)
             dispatch(inFlight, body: body, context: context)
         case .discardingBody(var inFlight, let reply):

@@ -58,7 +58,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         case finished
     }
 
-    private let group: UpstreamGroup
+    let group: UpstreamGroup
     private let kind: Kind
     private let head: HTTPRequestHead
     /// Held until the exchange ends: a spilled body's temp file lives as long as this buffer.
@@ -185,6 +185,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
                     self.group.recordSuccess(server)
                     self.attach(channel, relay, server: server, reused: false)
                 case .failure(let error):
+                    self.group.countFailure(server)
                     let markedDown = self.group.recordFailure(server)
                     FrontLog.error(
                         "upstream \"\(self.group.name)\": \(error)\(markedDown ? "; server marked down for \(self.group.configuration.failTimeout.prettySeconds)" : "")")
@@ -424,7 +425,8 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         if case .waiting(let server) = state, case .uwsgi(_, let kept?) = kind {
             kept.stopWaiting(self, address: group.server(server))
         }
-        if case .active(let channel, let relay, _, _) = state {
+        if case .active(let channel, let relay, let server, _) = state {
+            group.countFailure(server)
             relay.listener = nil
             channel.close(promise: nil)
         }

@@ -26,8 +26,12 @@ final class UpstreamGroup: Sendable {
         var downUntil: [NIODeadline]
     }
 
-    init(configuration: FrontConfiguration.Upstream) {
+    /// Failure counters per server and the response-time histogram; nil when metrics are off.
+    let metrics: UpstreamMetrics?
+
+    init(configuration: FrontConfiguration.Upstream, metrics: UpstreamMetrics? = nil) {
         self.configuration = configuration
+        self.metrics = metrics
         let count = configuration.servers.count
         self.socketAddresses = configuration.servers.map { server in
             switch server {
@@ -75,6 +79,11 @@ final class UpstreamGroup: Sendable {
             }
             return false
         }
+    }
+
+    /// A failure the metrics count by server: a connect, a timeout or a malformed response.
+    func countFailure(_ index: Int) {
+        metrics?.failures[index].increment()
     }
 
     func recordSuccess(_ index: Int) {
