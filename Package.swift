@@ -100,8 +100,7 @@ let package = Package(
                 // gzip on the system zlib (links libz; NIOHTTPCompression would vendor its own).
                 .product(name: "CompressNIO", package: "compress-nio"),
                 // keel's /metrics ([metrics] listen): swift-metrics' API, exposed by swift-prometheus.
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
+                "KeelMetrics", .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         // `keel-pool tune`: the built-in load generator, the shape search and its reports. Runs keel-pool as a child.

@@ -1,47 +1,53 @@
 import CoreMetrics
 import NIOHTTP1
-import Prometheus
+import KeelMetrics
 
 /// keel's metrics: one Prometheus registry for the process, and swift-metrics handles made from it once (at start
 /// and at each reload, per route, method and status class), so a request only indexes arrays and bumps atomics.
 /// Labels are bounded: routes come from the configuration, methods outside the common eight count as OTHER.
 public final class FrontMetrics: Sendable {
-    let registry = PrometheusCollectorRegistry()
-    let factory: PrometheusMetricsFactory
+    /// 1 ms to 30 s: proxied apps' answers, not a static server's microseconds.
+    static let durationBuckets: [Double] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
+    static let descriptions: [String: DescribedPrometheusFactory.Description] = [
+        "keel_connections_active": .init(help: "Client connections open now."),
+        "keel_tls_handshakes_total": .init(help: "TLS handshakes completed."),
+        "keel_tls_handshake_failures_total": .init(help: "TLS handshakes that failed or timed out."),
+        "keel_request_body_bytes_total": .init(help: "Request body bytes received from clients."),
+        "keel_response_body_bytes_total": .init(help: "Response body bytes sent to clients (before gzip)."),
+        "keel_upstream_failures_total": .init(
+            help: "Upstream connects that failed, responses that timed out or were malformed, by server."),
+        "keel_upstream_response_seconds": .init(
+            help: "Time from picking an upstream server to the end of its response.", buckets: durationBuckets),
+        "keel_http_requests_total": .init(
+            help: "Requests answered, by route, method and status class (499: the client left first)."),
+        "keel_http_request_duration_seconds": .init(
+            help: "Time from a request's head to the end of its response.", buckets: durationBuckets),
+    ]
+
+    let factory = DescribedPrometheusFactory(descriptions: FrontMetrics.descriptions)
 
     /// "2xx" and so on: index = status / 100 - 1.
     static let statusClasses = ["1xx", "2xx", "3xx", "4xx", "5xx"]
     static let methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "OTHER"]
-    /// 1 ms to 30 s: proxied apps' answers, not a static server's microseconds.
-    static let durationBuckets: [Duration] = [
-        .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
-        .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
-        .seconds(5), .seconds(10), .seconds(30),
-    ]
 
-    let connectionsActive: Prometheus.Gauge
+    let connectionsActive: CoreMetrics.Gauge
     let tlsHandshakes: CoreMetrics.Counter
     let tlsHandshakeFailures: CoreMetrics.Counter
     let requestBodyBytes: CoreMetrics.Counter
     let responseBodyBytes: CoreMetrics.Counter
 
     public init() {
-        factory = PrometheusMetricsFactory(registry: registry)
-        connectionsActive = registry.makeGauge(
-            descriptor: Self.name("connections", "active", "Client connections open now."))
-        tlsHandshakes = Self.counter(registry, factory, "tls_handshakes", "total", [], "TLS handshakes completed.")
-        tlsHandshakeFailures = Self.counter(
-            registry, factory, "tls_handshake_failures", "total", [], "TLS handshakes that failed or timed out.")
-        requestBodyBytes = Self.counter(
-            registry, factory, "request_body_bytes", "total", [], "Request body bytes received from clients.")
-        responseBodyBytes = Self.counter(
-            registry, factory, "response_body_bytes", "total", [], "Response body bytes sent to clients (before gzip).")
+        connectionsActive = Gauge(label: "keel_connections_active", factory: factory)
+        tlsHandshakes = Counter(label: "keel_tls_handshakes_total", factory: factory)
+        tlsHandshakeFailures = Counter(label: "keel_tls_handshake_failures_total", factory: factory)
+        requestBodyBytes = Counter(label: "keel_request_body_bytes_total", factory: factory)
+        responseBodyBytes = Counter(label: "keel_response_body_bytes_total", factory: factory)
     }
 
     /// The text exposition of every metric (Prometheus format 0.0.4).
     func exposition(connections: Int) -> [UInt8] {
-        connectionsActive.set(to: Double(connections))
-        return registry.emitToBuffer()
+        connectionsActive.record(connections)
+        return factory.exposition()
     }
 
     /// Handles for one configuration's routes and upstreams (the registry hands back the same series on reload).
@@ -54,14 +60,11 @@ public final class FrontMetrics: Sendable {
     /// Per server of an upstream group: its failure counter; and the group's upstream-time histogram.
     func upstreamMetrics(_ upstream: FrontConfiguration.Upstream) -> UpstreamMetrics {
         let failures = upstream.servers.map { server in
-            Self.counter(
-                registry, factory, "upstream_failures", "total",
-                [("upstream", upstream.name), ("server", server.description)],
-                "Upstream connects that failed, responses that timed out or were malformed, by server.")
+            Counter(
+                label: "keel_upstream_failures_total", dimensions: [("upstream", upstream.name), ("server", server.description)],
+                factory: factory)
         }
-        let time = Self.timer(
-            registry, factory, "upstream_response", "seconds", [("upstream", upstream.name)],
-            "Time from picking an upstream server to the end of its response.")
+        let time = Timer(label: "keel_upstream_response_seconds", dimensions: [("upstream", upstream.name)], factory: factory)
         return UpstreamMetrics(failures: failures, responseTime: time)
     }
 
@@ -70,44 +73,18 @@ public final class FrontMetrics: Sendable {
         for method in Self.methods {
             for status in Self.statusClasses {
                 requests.append(
-                    Self.counter(
-                        registry, factory, "http_requests", "total",
-                        [("route", label), ("method", method), ("status", status)],
-                        "Requests answered, by route, method and status class (499: the client left first)."))
+                    Counter(
+                        label: "keel_http_requests_total", dimensions: [("route", label), ("method", method), ("status", status)],
+                        factory: factory))
             }
         }
-        let duration = Self.timer(
-            registry, factory, "http_request_duration", "seconds", [("route", label)],
-            "Time from a request's head to the end of its response.")
+        let duration = Timer(label: "keel_http_request_duration_seconds", dimensions: [("route", label)], factory: factory)
         return RouteMetrics(requests: requests, duration: duration)
     }
 
     /// "/api" for a route of the default server, "example.com/api" for one with hosts.
     static func routeLabel(_ route: FrontConfiguration.Route) -> String {
         route.hosts.isEmpty ? route.pathPrefix : route.hosts.joined(separator: ",") + route.pathPrefix
-    }
-
-    /// keel_METRIC_UNIT, with its HELP line.
-    private static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
-        MetricNameDescriptor(namespace: "keel", metricName: metric, unitName: unit, helpText: help)
-    }
-
-    private static func counter(
-        _ registry: PrometheusCollectorRegistry, _ factory: PrometheusMetricsFactory, _ metric: String, _ unit: String,
-        _ labels: [(String, String)], _ help: String
-    ) -> CoreMetrics.Counter {
-        let descriptor = name(metric, unit, help)
-        let handler = registry.makeCounter(descriptor: descriptor, labels: labels)
-        return CoreMetrics.Counter(label: descriptor.name, dimensions: labels, handler: handler, factory: factory)
-    }
-
-    private static func timer(
-        _ registry: PrometheusCollectorRegistry, _ factory: PrometheusMetricsFactory, _ metric: String, _ unit: String,
-        _ labels: [(String, String)], _ help: String
-    ) -> CoreMetrics.Timer {
-        let descriptor = name(metric, unit, help)
-        let handler = registry.makeDurationHistogram(descriptor: descriptor, labels: labels, buckets: durationBuckets)
-        return CoreMetrics.Timer(label: descriptor.name, dimensions: labels, handler: handler, factory: factory)
     }
 
     static func methodIndex(_ method: HTTPMethod) -> Int {
