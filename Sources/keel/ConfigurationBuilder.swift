@@ -64,15 +64,7 @@ enum ConfigurationBuilder {
         if let errorLog = options.errorLog { configuration.logs.errorLog = errorLog }
         if let level = options.logLevel { configuration.logs.level = level }
         if let loops = options.eventLoops { configuration.eventLoops = loops }
-        if let metrics = options.metrics {
-            let listener = try flag("--metrics") { () throws(ConfigValueError) in try ConfigValues.listener(metrics) }
-            configuration.metrics = .init(listener: listener)
-        }
-        if let path = options.statusPath {
-            var status = configuration.status ?? .init()
-            status.path = path
-            configuration.status = status
-        }
+        try applyObservability(options, to: &configuration)
         if let grace = options.gracefulTimeout { configuration.limits.gracefulTimeout = .seconds(Int64(grace)) }
         if configuration.routes.isEmpty {
             throw ConfigError(file: "command line", key: "", message: "nothing to serve: give --uwsgi, --proxy, --static or --pool, or [[route]] tables in --config")
@@ -104,6 +96,19 @@ enum ConfigurationBuilder {
     /// The embedded default: http://127.0.0.1:8080 and https://127.0.0.1:8443 (a self-signed certificate from
     /// `DemoCertificate`) in front of two pools: the WSGI example app (`DemoWSGIApp`, written to `socketDirectory`)
     /// on `/`, and keel-pool's built-in Swift `hello` handler on `/swift/`.
+    /// `--metrics` and `--status`, over a file's configuration or the demo's.
+    static func applyObservability(_ options: KeelOptions, to configuration: inout FrontConfiguration) throws(ConfigError) {
+        if let metrics = options.metrics {
+            let listener = try flag("--metrics") { () throws(ConfigValueError) in try ConfigValues.listener(metrics) }
+            configuration.metrics = .init(listener: listener)
+        }
+        if let path = options.statusPath {
+            var status = configuration.status ?? .init()
+            status.path = path
+            configuration.status = status
+        }
+    }
+
     static func demo(socketDirectory: String, certificate: TLSConfiguration.Certificate) -> FrontConfiguration {
         var configuration = FrontConfiguration()
         configuration.listeners = [.init(host: "127.0.0.1", port: 8080), .init(host: "127.0.0.1", port: 8443, tls: true)]
@@ -122,6 +127,8 @@ enum ConfigurationBuilder {
         configuration.upstreams["wsgi"] = .init(name: "wsgi", servers: [.unix(path: wsgiSocket)])
         configuration.upstreams["swift"] = .init(name: "swift", servers: [.unix(path: swiftSocket)])
         configuration.routes = [.init(action: .uwsgi(upstream: "wsgi")), .init(pathPrefix: "/swift/", action: .uwsgi(upstream: "swift"))]
+        // The live status page at /keel/status, for loopback clients only.
+        configuration.status = .init()
         return configuration
     }
 

@@ -41,7 +41,9 @@ struct KeelCommand: AsyncParsableCommand {
                         printError("keel: created a self-signed certificate for localhost (first run): \(demoCertificate.certificate.chainPath)")
                     }
                     try writeDemoApp(into: demoDirectory!)
-                    configuration = ConfigurationBuilder.demo(socketDirectory: demoDirectory!, certificate: demoCertificate.certificate)
+                    var demo = ConfigurationBuilder.demo(socketDirectory: demoDirectory!, certificate: demoCertificate.certificate)
+                    try ConfigurationBuilder.applyObservability(options, to: &demo)
+                    configuration = demo
                 } catch {
                     printError("keel: \(error)")
                     throw ExitCode(1)
@@ -79,7 +81,7 @@ struct KeelCommand: AsyncParsableCommand {
                     "keel: demo running — http://\(addresses[0].hostAndPort)/ and https://\(addresses[1].hostAndPort)/ "
                         + "(self-signed: curl -k): / → the WSGI example app (deploy/examples/wsgi/app.py: /, /env, /echo, "
                         + "/sleep?s=1; keel-pool 2 processes × 4 threads), /swift/ → keel-pool's built-in Swift hello "
-                        + "handler. Ctrl-C stops them all.")
+                        + "handler, /keel/status → the live status page (loopback only). Ctrl-C stops them all.")
             }
             if let demoDirectory { removeDemoDirectory(demoDirectory) }
             if code != 0 { throw ExitCode(code) }

@@ -51,7 +51,7 @@ struct KeelOptions: ParsableArguments {
     @Option(name: .customLong("status"), help: ArgumentHelp("Serve the live status page at this path on the listeners (loopback clients only; [status] in --config for more).", valueName: "path"))
     var statusPath: String?
 
-    /// No file and no flag at all: the embedded demo.
+    /// Nothing to serve was given: the demo runs (with --metrics and --status applied to it).
     var isEmpty: Bool {
         configPath == nil && listen.isEmpty && tlsListen.isEmpty && certificates.isEmpty && keys.isEmpty && uwsgi.isEmpty && proxy.isEmpty && staticRoutes.isEmpty && pools.isEmpty
     }
