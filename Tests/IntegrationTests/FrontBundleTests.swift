@@ -154,6 +154,13 @@ struct FrontBundleTests {
         #expect(try HTTPClient.get(port: 8080, "/env").text.contains("wsgi.version = (1, 0)"))
         #expect(try HTTPClient.get(port: 8080, "/swift/x").text == "Hello world!\n")
         #expect(keel.log.contains("demo running"))
+        // The live status page is on, for loopback clients, with both pools' stats behind it.
+        try Harness.waitUntil("both pools in the status JSON") {
+            let status = try HTTPClient.get(port: 8080, "/keel/status.json").text
+            return status.contains("\"name\": \"wsgi\"") && status.contains("\"name\": \"swift\"")
+                && status.contains("\"threads_per_worker\": 4")
+        }
+        #expect(try HTTPClient.get(port: 8080, "/keel/status").text.contains("<html"))
         let https = try TLSTools.shell("curl -sk https://127.0.0.1:8443/env")
         #expect(https.output.contains("'wsgi.url_scheme' = 'https'") || https.output.contains("wsgi.url_scheme = 'https'"), "\(https.output)")
         // The app the demo runs is the one in deploy/examples (carried in the binary).
