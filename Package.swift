@@ -104,6 +104,7 @@ let package = Package(
                 "KeelSystem", "CKeelSys",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         // Depends on keel-pool so `swift run keel` builds the pool binary keel spawns (it looks beside itself).
