@@ -47,9 +47,6 @@ extension KeelPoolCommand {
         @Flag(help: "Measure every shape of the grid instead of searching (the benchmark's baseline).")
         var sweep = false
 
-        @Argument(parsing: .allUnrecognized, help: ArgumentHelp("The app's keel-pool flags.", valueName: "APP FLAGS"))
-        var appFlags: [String] = []
-
         func run() throws {
             let configuration = try validated()
             let code = TuneRunner(configuration: configuration).run()
@@ -66,7 +63,9 @@ extension KeelPoolCommand {
                     paths += try TuneInput.weightedPaths(text, file: urlFile)
                 }
                 guard !paths.isEmpty else { throw ValidationError("give at least one --url PATH (or --urls FILE) to request") }
-                let app = try TuneConfiguration.appArguments(appFlags)
+                // The parent command's PoolOptions take the app's flags, so they are read from the command line.
+                let afterTune = CommandLine.arguments.drop { $0 != "tune" }.dropFirst()
+                let app = try TuneConfiguration.appArguments(TuneConfiguration.appFlags(in: Array(afterTune)))
                 guard !app.arguments.isEmpty else {
                     throw ValidationError("no app to tune: give the app's flags as for a run, e.g. --wsgi-file app.py")
                 }

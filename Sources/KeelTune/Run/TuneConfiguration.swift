@@ -46,6 +46,31 @@ public struct TuneConfiguration: Sendable {
         "--stats",
     ]
 
+    /// tune's own options that take a value, and its one flag; every other argument after `tune` is the app's.
+    public static let optionsWithValue = [
+        "--url", "--urls", "--concurrency", "--budget", "--max-memory", "--p99-target", "--rate", "--out",
+    ]
+    public static let flags = ["--sweep"]
+
+    /// The arguments after `tune` without tune's own options: what each keel-pool run gets.
+    public static func appFlags(in arguments: [String]) -> [String] {
+        var kept: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            let name = String(argument.split(separator: "=", maxSplits: 1).first ?? "")
+            if optionsWithValue.contains(name) {
+                index += argument.contains("=") ? 1 : 2
+            } else if flags.contains(argument) {
+                index += 1
+            } else {
+                kept.append(argument)
+                index += 1
+            }
+        }
+        return kept
+    }
+
     /// Splits the pass-through flags into the app's flags and the worker kind, or says which flag to drop.
     public static func appArguments(_ arguments: [String]) throws(TuneError) -> (arguments: [String], kind: WorkerKind) {
         var kept: [String] = []
