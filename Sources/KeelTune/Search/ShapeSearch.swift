@@ -171,14 +171,24 @@ public struct ShapeSearch: Sendable {
     }
 
     /// The smallest eligible shape within `tolerance` of the fastest: fewer threads and processes cost less memory
-    /// and contention for the same throughput. Nil when no shape is eligible.
+    /// and contention for the same throughput. For a CPU-bound app (blocking ratio under 2) fewer threads come
+    /// first: under the GIL a thread only overlaps the worker's own I/O, which one more process does without
+    /// contention. Nil when no shape is eligible.
     public var recommendation: Measurement? {
         let eligible = measurements.filter(isEligible)
         guard let fastest = eligible.max(by: { $0.requestsPerSecond < $1.requestsPerSecond }) else { return nil }
         let floor = fastest.requestsPerSecond * (1 - configuration.tolerance)
-        return eligible.filter { $0.requestsPerSecond >= floor }.min {
-            ($0.shape.total, $0.shape.processes) < ($1.shape.total, $1.shape.processes)
+        let cpuBound = (appBlockingRatio ?? 1) < 2
+        return eligible.filter { $0.requestsPerSecond >= floor }.min { a, b in
+            cpuBound
+                ? (a.shape.perProcess, a.shape.total) < (b.shape.perProcess, b.shape.total)
+                : (a.shape.total, a.shape.processes) < (b.shape.total, b.shape.processes)
         }
+    }
+
+    /// The app's blocking ratio, as measured with one request at a time per worker (the probe, or any 1-thread shape).
+    public var appBlockingRatio: Double? {
+        (measurements.first { $0.shape == probe } ?? measurements.first { $0.shape.perProcess == 1 })?.blockingRatio
     }
 
     private func rate(of shape: Shape) -> Double? {
