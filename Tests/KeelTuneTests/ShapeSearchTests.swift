@@ -41,7 +41,7 @@ import Testing
         #expect(search.next() == Shape(processes: 4, perProcess: 1))
     }
 
-    @Test(arguments: [(100.0, 8), (1.0, 1), (0.4, 1), (3.0, 4), (2.0, 2), (5.0, 4), (7.0, 8)])
+    @Test(arguments: [(100.0, 8), (1.0, 1), (0.4, 1), (1.6, 1), (3.0, 4), (2.0, 2), (5.0, 4), (7.0, 8)])
     func startsFromTheBlockingRatio(ratio: Double, perProcess: Int) {
         let search = ShapeSearch(configuration: .init(cores: 2, clientConcurrency: 16))
         #expect(search.startingPerProcess(ratio) == perProcess)
@@ -69,6 +69,15 @@ import Testing
         let pick = search.recommendation!
         #expect(pick.shape.perProcess == 1)
         #expect(pick.shape.processes == 2)
+        #expect(search.isCPUBound)
+        // Threads are never tried: a measured gain from them would be the worker's I/O overlap, or noise.
+        #expect(search.measurements.allSatisfy { $0.shape.perProcess == 1 })
+    }
+
+    @Test func asyncWorkersAreNeverHeldAtOneConnection() {
+        let search = Self.run(ModelApp(latency: 0.002, cpu: 0.002), .init(cores: 2, kind: .asgi, clientConcurrency: 16))
+        #expect(!search.isCPUBound)
+        #expect(search.measurements.contains { $0.shape.perProcess > 1 })
     }
 
     @Test func climbsToMoreProcessesWhenTheCoresAllow() {

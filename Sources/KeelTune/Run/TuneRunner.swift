@@ -22,7 +22,7 @@ public final class TuneRunner {
         self.configuration = configuration
         search = ShapeSearch(
             configuration: .init(
-                cores: configuration.cores, clientConcurrency: configuration.concurrency.upperBound,
+                cores: configuration.cores, kind: configuration.kind, clientConcurrency: configuration.concurrency.upperBound,
                 maxMemory: configuration.maxMemory, p99TargetMs: configuration.p99TargetMs, sweep: configuration.sweep))
         progress = Progress(budget: configuration.budgetSeconds)
         deadline = startedAt + configuration.budgetSeconds
@@ -61,13 +61,15 @@ public final class TuneRunner {
         }
         let report = makeReport(status: status, message: message)
         writeReports(report)
-        print(TerminalTable.render(report), terminator: "")
+        if !report.measurements.isEmpty { print(TerminalTable.render(report), terminator: "") }
         if let command = report.recommendedCommand {
             print("recommended (\(TerminalTable.format(report.recommended!.requestsPerSecond, 1)) req/s):\n  \(command)")
         }
-        if let message { progress.line(message) }
         print("reports: \(configuration.outDirectory)/\(ReportFiles.htmlName), "
             + "\(configuration.outDirectory)/\(ReportFiles.jsonName)")
+        // The one line that says what went wrong comes last, after stdout's table.
+        fflush(nil)
+        if let message { progress.line(message) }
         switch status {
         case .interrupted: return 128 + TuneSignals.pending
         case .failed: return 1

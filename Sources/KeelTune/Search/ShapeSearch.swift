@@ -12,6 +12,7 @@ import Glibc
 public struct ShapeSearch: Sendable {
     public struct Configuration: Sendable, Codable {
         public var cores: Int
+        public var kind: WorkerKind
         public var processes: ClosedRange<Int>
         /// Per-process values tried: powers of two up to the client concurrency.
         public var perProcess: [Int]
@@ -25,10 +26,11 @@ public struct ShapeSearch: Sendable {
         public var sweep: Bool
 
         public init(
-            cores: Int, clientConcurrency: Int, maxMemory: Int? = nil, p99TargetMs: Double? = nil,
+            cores: Int, kind: WorkerKind = .threads, clientConcurrency: Int, maxMemory: Int? = nil, p99TargetMs: Double? = nil,
             improvement: Double = 0.05, tolerance: Double = 0.05, sweep: Bool = false
         ) {
             self.cores = max(1, cores)
+            self.kind = kind
             processes = 1...max(2, 2 * self.cores)
             var levels = [1]
             while levels.last! < max(1, clientConcurrency) && levels.last! < 256 { levels.append(levels.last! * 2) }
@@ -129,18 +131,31 @@ public struct ShapeSearch: Sendable {
     /// The per-process value the probe's blocking ratio points at: the power of two nearest the ratio, at most
     /// what the client concurrency can keep busy across the probe's processes.
     public func startingPerProcess(_ blockingRatio: Double) -> Int {
+        if configuration.kind == .threads && blockingRatio < Self.cpuBoundRatio { return 1 }
         let levels = configuration.perProcess
         let useful = max(1, ceilDiv(levels.last!, probe.processes))
         let wanted = min(max(1, blockingRatio), Double(useful))
         return levels.min { abs(log2(Double($0)) - log2(wanted)) < abs(log2(Double($1)) - log2(wanted)) } ?? 1
     }
 
+    /// A blocking ratio under this means a worker cannot overlap two requests: the app is CPU-bound.
+    public static let cpuBoundRatio = 2.0
+
+    /// The app is CPU-bound by the probe's blocking ratio. Then the search holds threads at 1 and moves processes
+    /// only: under the GIL a second thread adds only the overlap of the worker's socket I/O with Python, which one
+    /// more process gives too without GIL contention, and on a shared machine that small gain drowns in noise.
+    public var isCPUBound: Bool {
+        configuration.kind == .threads && (appBlockingRatio ?? Self.cpuBoundRatio) < Self.cpuBoundRatio
+    }
+
     public func neighbours(of shape: Shape) -> [Shape] {
         let levels = configuration.perProcess
         let index = levels.firstIndex(of: shape.perProcess) ?? 0
         var around: [Shape] = []
-        if index + 1 < levels.count { around.append(Shape(processes: shape.processes, perProcess: levels[index + 1])) }
-        if index > 0 { around.append(Shape(processes: shape.processes, perProcess: levels[index - 1])) }
+        if !isCPUBound {
+            if index + 1 < levels.count { around.append(Shape(processes: shape.processes, perProcess: levels[index + 1])) }
+            if index > 0 { around.append(Shape(processes: shape.processes, perProcess: levels[index - 1])) }
+        }
         if shape.processes + 1 <= configuration.processes.upperBound {
             around.append(Shape(processes: shape.processes + 1, perProcess: shape.perProcess))
         }
@@ -173,12 +188,12 @@ public struct ShapeSearch: Sendable {
     /// The smallest eligible shape within `tolerance` of the fastest: fewer threads and processes cost less memory
     /// and contention for the same throughput. For a CPU-bound app (blocking ratio under 2) fewer threads come
     /// first: under the GIL a thread only overlaps the worker's own I/O, which one more process does without
-    /// contention. Nil when no shape is eligible.
+    /// contention (as in `isCPUBound`). Nil when no shape is eligible.
     public var recommendation: Measurement? {
         let eligible = measurements.filter(isEligible)
         guard let fastest = eligible.max(by: { $0.requestsPerSecond < $1.requestsPerSecond }) else { return nil }
         let floor = fastest.requestsPerSecond * (1 - configuration.tolerance)
-        let cpuBound = (appBlockingRatio ?? 1) < 2
+        let cpuBound = isCPUBound
         return eligible.filter { $0.requestsPerSecond >= floor }.min { a, b in
             cpuBound
                 ? (a.shape.perProcess, a.shape.total) < (b.shape.perProcess, b.shape.total)
