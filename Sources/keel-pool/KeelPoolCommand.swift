@@ -21,7 +21,7 @@ struct KeelPoolCommand: ParsableCommand {
               keel-pool --http-socket 127.0.0.1:8000 --app hello
               keel-pool --socket /run/app.sock --chmod-socket 660 --processes 4 --threads 2 --app env
             """,
-        subcommands: [Check.self, Stats.self, Tune.self, WorkerCommand.self, ExecAsCommand.self])
+        subcommands: [Check.self, Stats.self, Tune.self, TunePoolCommand.self, WorkerCommand.self, ExecAsCommand.self])
 
     @OptionGroup var options: PoolOptions
 

@@ -102,4 +102,17 @@ extension KeelPoolCommand {
                 + "\(two(parts.tm_hour))\(two(parts.tm_min))\(two(parts.tm_sec))"
         }
     }
+
+    /// Hidden: tune starts each keel-pool through this, so the pool ends when tune does (see `TiedExec`).
+    struct TunePoolCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: TiedExec.subcommand, shouldDisplay: false)
+
+        @Option(name: .customLong("tune-parent")) var parent: Int32
+        @Argument(parsing: .postTerminator) var command: [String]
+
+        func run() throws {
+            let code = TiedExec.execTied(parent: parent, command: command)
+            throw code == 1 ? ExitCode(1) : ValidationError("cannot run \(command.first ?? "nothing"): \(String(cString: strerror(errno)))")
+        }
+    }
 }

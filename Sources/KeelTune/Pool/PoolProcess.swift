@@ -31,7 +31,7 @@ final class PoolProcess {
         defer { close(null) }
         do {
             pid = try ProcessSpawner.spawn(
-                executable, arguments: arguments, moving: [(null, 0), (log, 1), (log, 2)], closeFrom: 3,
+                executable, arguments: TiedExec.arguments(executable: executable, command: arguments), moving: [(null, 0), (log, 1), (log, 2)], closeFrom: 3,
                 defaultSignals: [SIGINT, SIGTERM, SIGHUP, SIGPIPE])
         } catch {
             throw TuneError(error.description)
