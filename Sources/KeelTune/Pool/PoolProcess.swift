@@ -78,15 +78,17 @@ final class PoolProcess {
         return result
     }
 
-    /// The line of keel-pool's log that says what went wrong: its last error line, or its last line.
+    /// The line of keel-pool's log that says what went wrong: the master's error (it names the cause once, while
+    /// workers it stops may fail after it in other ways), else the first error line, else the last line.
     func errorLine() -> String {
         let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
         let lines = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        let marked = lines.last { line in
+        let firstError = lines.first { line in
             let lower = line.lowercased()
             return lower.contains("error") || lower.contains("refusing") || lower.contains("cannot")
         }
-        return marked ?? lines.last ?? "(no output; see \(logPath))"
+        return lines.first { $0.contains("master: error") } ?? firstError ?? lines.last
+            ?? "(no output; see \(logPath))"
     }
 
     /// TERM, then KILL after `grace` seconds; always reaps.
