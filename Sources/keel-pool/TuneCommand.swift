@@ -3,7 +3,7 @@ import Foundation
 import KeelTune
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension KeelPoolCommand {
@@ -20,28 +20,42 @@ extension KeelPoolCommand {
                   keel-pool tune --asgi main:app --urls urls.txt --concurrency 8-64 --p99-target 200 --max-memory 2G
                 """)
 
-        @Option(name: .customLong("url"), help: ArgumentHelp("A path to request, e.g. /sleep?s=0.05. Repeatable.", valueName: "PATH"))
+        @Option(
+            name: .customLong("url"),
+            help: ArgumentHelp("A path to request, e.g. /sleep?s=0.05. Repeatable.", valueName: "PATH"))
         var urls: [String] = []
 
-        @Option(name: .customLong("urls"), help: ArgumentHelp("A file of 'WEIGHT PATH' lines: the request mix.", valueName: "FILE"))
+        @Option(
+            name: .customLong("urls"),
+            help: ArgumentHelp("A file of 'WEIGHT PATH' lines: the request mix.", valueName: "FILE"))
         var urlFile: String?
 
-        @Option(help: ArgumentHelp("Client connections: N, or LOW-HIGH (searched at HIGH, the pick checked at LOW).", valueName: "N|LOW-HIGH"))
+        @Option(
+            help: ArgumentHelp(
+                "Client connections: N, or LOW-HIGH (searched at HIGH, the pick checked at LOW).",
+                valueName: "N|LOW-HIGH"))
         var concurrency = "16"
 
         @Option(help: ArgumentHelp("How long the whole run may take: 120s, 2m, or seconds.", valueName: "DURATION"))
         var budget = "120s"
 
-        @Option(name: .customLong("max-memory"), help: ArgumentHelp("Skip shapes whose workers' RSS would exceed SIZE (512M, 2G).", valueName: "SIZE"))
+        @Option(
+            name: .customLong("max-memory"),
+            help: ArgumentHelp("Skip shapes whose workers' RSS would exceed SIZE (512M, 2G).", valueName: "SIZE"))
         var maxMemory: String?
 
-        @Option(name: .customLong("p99-target"), help: ArgumentHelp("Recommend no shape whose p99 latency is over MS.", valueName: "MS"))
+        @Option(
+            name: .customLong("p99-target"),
+            help: ArgumentHelp("Recommend no shape whose p99 latency is over MS.", valueName: "MS"))
         var p99Target: Double?
 
-        @Option(help: ArgumentHelp("Arrival rate for the open-loop check of the pick (default 80 % of its rate).", valueName: "REQ/S"))
+        @Option(
+            help: ArgumentHelp(
+                "Arrival rate for the open-loop check of the pick (default 80 % of its rate).", valueName: "REQ/S"))
         var rate: Double?
 
-        @Option(help: ArgumentHelp("Directory for the reports and pool logs (default ./keel-tune-TIME).", valueName: "DIR"))
+        @Option(
+            help: ArgumentHelp("Directory for the reports and pool logs (default ./keel-tune-TIME).", valueName: "DIR"))
         var out: String?
 
         @Flag(help: "Measure every shape of the grid instead of searching (the benchmark's baseline).")
@@ -62,21 +76,28 @@ extension KeelPoolCommand {
                     }
                     paths += try TuneInput.weightedPaths(text, file: urlFile)
                 }
-                guard !paths.isEmpty else { throw ValidationError("give at least one --url PATH (or --urls FILE) to request") }
+                guard !paths.isEmpty else {
+                    throw ValidationError("give at least one --url PATH (or --urls FILE) to request")
+                }
                 // The parent command's PoolOptions take the app's flags, so they are read from the command line.
                 let afterTune = CommandLine.arguments.drop { $0 != "tune" }.dropFirst()
                 let app = try TuneConfiguration.appArguments(TuneConfiguration.appFlags(in: Array(afterTune)))
                 guard !app.arguments.isEmpty else {
                     throw ValidationError("no app to tune: give the app's flags as for a run, e.g. --wsgi-file app.py")
                 }
-                if let p99Target, !(p99Target > 0) { throw ValidationError("--p99-target \(p99Target): expected milliseconds above 0") }
-                if let rate, !(rate > 0) { throw ValidationError("--rate \(rate): expected requests per second above 0") }
+                if let p99Target, !(p99Target > 0) {
+                    throw ValidationError("--p99-target \(p99Target): expected milliseconds above 0")
+                }
+                if let rate, !(rate > 0) {
+                    throw ValidationError("--rate \(rate): expected requests per second above 0")
+                }
                 return TuneConfiguration(
                     poolExecutable: Self.ownExecutable, appArguments: app.arguments, kind: app.kind, paths: paths,
                     concurrency: try TuneInput.range(concurrency, flag: "--concurrency"),
                     budgetSeconds: try TuneInput.duration(budget, flag: "--budget"),
                     maxMemory: try maxMemory.map { try TuneInput.size($0, flag: "--max-memory") },
-                    p99TargetMs: p99Target, outDirectory: out ?? Self.defaultOutDirectory(), sweep: sweep, checkRate: rate,
+                    p99TargetMs: p99Target, outDirectory: out ?? Self.defaultOutDirectory(), sweep: sweep,
+                    checkRate: rate,
                     cores: Self.cores)
             } catch let error as TuneInput.InputError {
                 throw ValidationError(error.description)
@@ -112,7 +133,9 @@ extension KeelPoolCommand {
 
         func run() throws {
             let code = TiedExec.execTied(parent: parent, command: command)
-            throw code == 1 ? ExitCode(1) : ValidationError("cannot run \(command.first ?? "nothing"): \(String(cString: strerror(errno)))")
+            throw code == 1
+                ? ExitCode(1)
+                : ValidationError("cannot run \(command.first ?? "nothing"): \(String(cString: strerror(errno)))")
         }
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `keel-pool tune` end to end on the WSGI example app: threads for the sleeping route, one thread for the CPU-bound
@@ -36,7 +36,9 @@ struct TuneTests {
             let me = getpid()
             let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
             return entries.compactMap { pid_t($0) }.filter { pid in
-                guard pid != me, let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+                guard pid != me, let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else {
+                    return false
+                }
                 return String(decoding: data, as: UTF8.self).contains(directory)
             }
         }
@@ -48,33 +50,35 @@ struct TuneTests {
         /// Reads the reports with Python's own parsers: json.load, html.parser, xml.etree on the inline SVG.
         func checkReports() throws -> (status: String, processes: Int, perProcess: Int, measured: Int) {
             let script = #"""
-import json, sys, xml.etree.ElementTree as ET
-from html.parser import HTMLParser
-out = sys.argv[1]
-document = json.load(open(out + '/tune.json'))
-html = open(out + '/tune-report.html').read()
-class Tags(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.tags = []
-    def handle_starttag(self, tag, attrs):
-        self.tags.append(tag)
-tags = Tags()
-tags.feed(html)
-tags.close()
-assert 'svg' in tags.tags and 'table' in tags.tags, tags.tags
-svg = ET.fromstring(html[html.index('<svg'):html.index('</svg>') + len('</svg>')])
-assert svg.tag == '{http://www.w3.org/2000/svg}svg', svg.tag
-bars = [e for e in svg.iter('{http://www.w3.org/2000/svg}rect')]
-assert len(bars) == len(document['measurements']) + 1, (len(bars), len(document['measurements']))
-best = document['recommended'] or {'shape': {'processes': 0, 'per_process': 0}}
-print(document['status'], best['shape']['processes'], best['shape']['per_process'], len(document['measurements']))
-"""#
-            let checker = try ManagedProcess("/usr/bin/python3", ["-c", script, outDirectory], logPath: directory + "/check.log")
+                import json, sys, xml.etree.ElementTree as ET
+                from html.parser import HTMLParser
+                out = sys.argv[1]
+                document = json.load(open(out + '/tune.json'))
+                html = open(out + '/tune-report.html').read()
+                class Tags(HTMLParser):
+                    def __init__(self):
+                        super().__init__()
+                        self.tags = []
+                    def handle_starttag(self, tag, attrs):
+                        self.tags.append(tag)
+                tags = Tags()
+                tags.feed(html)
+                tags.close()
+                assert 'svg' in tags.tags and 'table' in tags.tags, tags.tags
+                svg = ET.fromstring(html[html.index('<svg'):html.index('</svg>') + len('</svg>')])
+                assert svg.tag == '{http://www.w3.org/2000/svg}svg', svg.tag
+                bars = [e for e in svg.iter('{http://www.w3.org/2000/svg}rect')]
+                assert len(bars) == len(document['measurements']) + 1, (len(bars), len(document['measurements']))
+                best = document['recommended'] or {'shape': {'processes': 0, 'per_process': 0}}
+                print(document['status'], best['shape']['processes'], best['shape']['per_process'], len(document['measurements']))
+                """#
+            let checker = try ManagedProcess(
+                "/usr/bin/python3", ["-c", script, outDirectory], logPath: directory + "/check.log")
             let code = try checker.waitForExit(seconds: 20)
             #expect(code == 0, "python's check failed: \(checker.log)")
             let fields = checker.log.split(whereSeparator: \.isWhitespace).map(String.init)
-            guard code == 0, fields.count == 4, let p = Int(fields[1]), let t = Int(fields[2]), let n = Int(fields[3]) else {
+            guard code == 0, fields.count == 4, let p = Int(fields[1]), let t = Int(fields[2]), let n = Int(fields[3])
+            else {
                 throw HarnessError("unexpected check output: \(checker.log)")
             }
             return (fields[0], p, t, n)

@@ -4,7 +4,7 @@ import Testing
 @testable import KeelTune
 
 #if canImport(FoundationXML)
-import FoundationXML
+    import FoundationXML
 #endif
 
 @Suite struct ReportFilesTests {
@@ -20,7 +20,8 @@ import FoundationXML
                 concurrency: 16, seconds: 1.5),
         ]
         return TuneReport(
-            status: .complete, kind: .threads, cores: 2, mode: "search", paths: [WeightedPath(weight: 1, path: "/s?a=<b>&c")],
+            status: .complete, kind: .threads, cores: 2, mode: "search",
+            paths: [WeightedPath(weight: 1, path: "/s?a=<b>&c")],
             concurrency: [16, 16], budgetSeconds: 30, elapsedSeconds: 17, maxMemoryBytes: nil, p99TargetMs: 100,
             appArguments: ["--wsgi-file", "my app.py"], measurements: measurements,
             recommended: recommended ? measurements[1] : nil)
@@ -34,8 +35,9 @@ import FoundationXML
         #expect((measurements[1]["shape"] as? [String: Any])?["per_process"] as? Int == 8)
         #expect(measurements[1]["requests_per_second"] as? Double == 308.7)
         #expect(document["status"] as? String == "complete")
-        #expect(document["recommended_command"] as? String
-            == "keel-pool --wsgi-file 'my app.py' --processes 2 --threads 8")
+        #expect(
+            document["recommended_command"] as? String
+                == "keel-pool --wsgi-file 'my app.py' --processes 2 --threads 8")
     }
 
     @Test func svgIsWellFormedWithABarAndAPointPerShape() throws {
@@ -69,7 +71,9 @@ import FoundationXML
         #expect(lines[2].contains("p99 over target"))
     }
 
-    @Test(arguments: [(1.25, 1, "1.3"), (0.0, 2, "0.00"), (308.66, 1, "308.7"), (-2.5, 0, "-3"), (12.0, 0, "12"), (0.05, 2, "0.05")])
+    @Test(arguments: [
+        (1.25, 1, "1.3"), (0.0, 2, "0.00"), (308.66, 1, "308.7"), (-2.5, 0, "-3"), (12.0, 0, "12"), (0.05, 2, "0.05"),
+    ])
     func fixedDecimals(value: Double, decimals: Int, text: String) {
         #expect(TerminalTable.format(value, decimals) == text)
     }

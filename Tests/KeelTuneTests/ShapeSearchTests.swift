@@ -136,9 +136,10 @@ import Testing
     }
 
     @Test func searchFindsNearlyTheSweepsBest() {
-        for app in [ModelApp(latency: 0.05, cpu: 0.0005), ModelApp(latency: 0.002, cpu: 0.002),
-            ModelApp(latency: 0.01, cpu: 0.003)]
-        {
+        for app in [
+            ModelApp(latency: 0.05, cpu: 0.0005), ModelApp(latency: 0.002, cpu: 0.002),
+            ModelApp(latency: 0.01, cpu: 0.003),
+        ] {
             let searched = Self.run(app, .init(cores: 2, clientConcurrency: 16))
             let swept = Self.run(app, .init(cores: 2, clientConcurrency: 16, sweep: true))
             let best = swept.measurements.map(\.requestsPerSecond).max()!

@@ -3,14 +3,19 @@ import Testing
 @testable import KeelTune
 
 @Suite struct TuneInputTests {
-    @Test(arguments: [("120", 120.0), ("30s", 30), ("2m", 120), ("1m30s", 90), ("500ms", 0.5), ("1.5s", 1.5), ("1h", 3600)])
+    @Test(arguments: [
+        ("120", 120.0), ("30s", 30), ("2m", 120), ("1m30s", 90), ("500ms", 0.5), ("1.5s", 1.5), ("1h", 3600),
+    ])
     func durations(text: String, seconds: Double) throws {
         #expect(try TuneInput.duration(text, flag: "--budget") == seconds)
     }
 
     @Test(arguments: ["", "0", "-5s", "2x", "m", "s30", "30 s"])
     func badDurationsSayWhatToWrite(text: String) {
-        #expect(throws: TuneInput.InputError("--budget \(text): expected a duration such as 30s, 2m, 1m30s or plain seconds")) {
+        #expect(
+            throws: TuneInput.InputError(
+                "--budget \(text): expected a duration such as 30s, 2m, 1m30s or plain seconds")
+        ) {
             try TuneInput.duration(text, flag: "--budget")
         }
     }
@@ -31,7 +36,9 @@ import Testing
         }
     }
 
-    @Test(arguments: [("512M", 512 << 20), ("2G", 2 << 30), ("300MiB", 300 << 20), ("1048576", 1 << 20), ("64k", 64 << 10)])
+    @Test(arguments: [
+        ("512M", 512 << 20), ("2G", 2 << 30), ("300MiB", 300 << 20), ("1048576", 1 << 20), ("64k", 64 << 10),
+    ])
     func sizes(text: String, bytes: Int) throws {
         #expect(try TuneInput.size(text, flag: "--max-memory") == bytes)
     }
@@ -51,7 +58,10 @@ import Testing
                 WeightedPath(weight: 3, path: "/sleep?s=0.05"), WeightedPath(weight: 1, path: "/cpu?ms=2"),
                 WeightedPath(weight: 1, path: "/"),
             ])
-        #expect(throws: TuneInput.InputError("--urls u.txt line 2: expected WEIGHT PATH with a whole weight ≥ 1, got 'x /a'")) {
+        #expect(
+            throws: TuneInput.InputError(
+                "--urls u.txt line 2: expected WEIGHT PATH with a whole weight ≥ 1, got 'x /a'")
+        ) {
             try TuneInput.weightedPaths("/ok\nx /a\n", file: "u.txt")
         }
         #expect(throws: TuneInput.InputError("--urls u.txt: no URL in the file")) {
@@ -64,7 +74,8 @@ import Testing
             "--wsgi-file", "app.py", "--url", "/a", "--budget=30s", "--sweep", "--allow-root", "--concurrency", "8-64",
             "--out", "/tmp/x", "--chdir", "/srv",
         ]
-        #expect(TuneConfiguration.appFlags(in: arguments) == ["--wsgi-file", "app.py", "--allow-root", "--chdir", "/srv"])
+        #expect(
+            TuneConfiguration.appFlags(in: arguments) == ["--wsgi-file", "app.py", "--allow-root", "--chdir", "/srv"])
     }
 
     @Test func workerKindComesFromTheAppFlags() throws {

@@ -124,7 +124,8 @@ final class LoadState: @unchecked Sendable {
     func endWindow() -> LoadResult {
         recording = false
         let seconds = Double((NIODeadline.now() - windowStart).nanoseconds) / 1e9
-        return LoadResult(completed: completed, errors: errors, latencies: latencies, seconds: seconds, lastError: lastError)
+        return LoadResult(
+            completed: completed, errors: errors, latencies: latencies, seconds: seconds, lastError: lastError)
     }
 
     func stop() {

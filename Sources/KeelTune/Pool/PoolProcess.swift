@@ -2,7 +2,7 @@ import Foundation
 import KeelSystem
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// One keel-pool started by tune for one shape: spawned with its output in a log file, ready when its stats say
@@ -31,7 +31,8 @@ final class PoolProcess {
         defer { close(null) }
         do {
             pid = try ProcessSpawner.spawn(
-                executable, arguments: TiedExec.arguments(executable: executable, command: arguments), moving: [(null, 0), (log, 1), (log, 2)], closeFrom: 3,
+                executable, arguments: TiedExec.arguments(executable: executable, command: arguments),
+                moving: [(null, 0), (log, 1), (log, 2)], closeFrom: 3,
                 defaultSignals: [SIGINT, SIGTERM, SIGHUP, SIGPIPE])
         } catch {
             throw TuneError(error.description)

@@ -1,7 +1,7 @@
 import CKeelSys
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The step between tune and each keel-pool it starts: the pool master gets TERM when tune ends, however it

@@ -84,8 +84,12 @@ public enum ReportFiles {
             line(left, top, left, top + plotHeight, "#444"),
             line(left, top + plotHeight, left + plotWidth, top + plotHeight, "#444"),
             line(left + plotWidth, top, left + plotWidth, top + plotHeight, "#444"),
-            text(left, top - 10, "req/s (bars), max \(TerminalTable.format(maxRate, 1))", anchor: "start", color: "#2b6cb0"),
-            text(left + plotWidth, top - 10, "p99 ms (line), max \(TerminalTable.format(maxP99, 1))", anchor: "end", color: "#c53030"),
+            text(
+                left, top - 10, "req/s (bars), max \(TerminalTable.format(maxRate, 1))", anchor: "start",
+                color: "#2b6cb0"),
+            text(
+                left + plotWidth, top - 10, "p99 ms (line), max \(TerminalTable.format(maxP99, 1))", anchor: "end",
+                color: "#c53030"),
         ]
         var points: [String] = []
         for (index, measurement) in measurements.enumerated() {
@@ -99,13 +103,20 @@ public enum ReportFiles {
             let y = top + plotHeight - plotHeight * measurement.p99Ms / maxP99
             points.append("\(n(x + step / 2)),\(n(y))")
             parts.append("<circle cx=\"\(n(x + step / 2))\" cy=\"\(n(y))\" r=\"3\" fill=\"#c53030\"/>")
-            parts.append(text(x + step / 2, top + plotHeight + 18, measurement.shape.description, anchor: "middle", color: "#222"))
+            parts.append(
+                text(
+                    x + step / 2, top + plotHeight + 18, measurement.shape.description, anchor: "middle", color: "#222")
+            )
         }
         if points.count > 1 {
-            parts.append("<polyline points=\"\(points.joined(separator: " "))\" fill=\"none\" stroke=\"#c53030\" stroke-width=\"2\"/>")
+            parts.append(
+                "<polyline points=\"\(points.joined(separator: " "))\" fill=\"none\" stroke=\"#c53030\" stroke-width=\"2\"/>"
+            )
         }
         parts.append(
-            text(left + plotWidth / 2, height - 15, "shape (processes × \(report.kind.unit)), in measured order", anchor: "middle", color: "#222"))
+            text(
+                left + plotWidth / 2, height - 15, "shape (processes × \(report.kind.unit)), in measured order",
+                anchor: "middle", color: "#222"))
         parts.append("</svg>")
         return parts.joined(separator: "\n")
     }

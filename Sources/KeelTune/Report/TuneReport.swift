@@ -49,7 +49,9 @@ public struct TuneReport: Sendable, Codable {
         self.measurements = measurements
         self.verification = verification
         self.recommended = recommended
-        self.recommendedCommand = recommended.map { Self.command(appArguments: appArguments, shape: $0.shape, kind: kind) }
+        self.recommendedCommand = recommended.map {
+            Self.command(appArguments: appArguments, shape: $0.shape, kind: kind)
+        }
     }
 
     /// The keel-pool command line for a shape, with the app's own flags and the shape spelled out.

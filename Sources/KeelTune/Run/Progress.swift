@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Progress on stderr: a bar redrawn in place on a terminal, one plain line per event otherwise (logs, CI).
@@ -16,8 +16,9 @@ struct Progress {
         let width = 30
         let filled = min(width, max(0, Int(Double(width) * elapsed / budget)))
         let percent = min(100, Int(100 * elapsed / budget))
-        write("\r\u{1B}[K[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
-            + "] \(percent)% " + doing)
+        write(
+            "\r\u{1B}[K[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+                + "] \(percent)% " + doing)
         barShown = true
     }
 

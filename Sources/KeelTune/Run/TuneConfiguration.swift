@@ -72,7 +72,8 @@ public struct TuneConfiguration: Sendable {
     }
 
     /// Splits the pass-through flags into the app's flags and the worker kind, or says which flag to drop.
-    public static func appArguments(_ arguments: [String]) throws(TuneError) -> (arguments: [String], kind: WorkerKind) {
+    public static func appArguments(_ arguments: [String]) throws(TuneError) -> (arguments: [String], kind: WorkerKind)
+    {
         var kept: [String] = []
         var kind = WorkerKind.threads
         var index = 0

@@ -1,7 +1,7 @@
 import Foundation
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs a tune: asks the search for shapes, starts keel-pool in each, loads it, measures, and writes the reports.
@@ -22,7 +22,8 @@ public final class TuneRunner {
         self.configuration = configuration
         search = ShapeSearch(
             configuration: .init(
-                cores: configuration.cores, kind: configuration.kind, clientConcurrency: configuration.concurrency.upperBound,
+                cores: configuration.cores, kind: configuration.kind,
+                clientConcurrency: configuration.concurrency.upperBound,
                 maxMemory: configuration.maxMemory, p99TargetMs: configuration.p99TargetMs, sweep: configuration.sweep))
         progress = Progress(budget: configuration.budgetSeconds)
         deadline = startedAt + configuration.budgetSeconds
@@ -31,7 +32,8 @@ public final class TuneRunner {
     /// Runs to the end of the search or budget; prints the table and recommendation; returns the exit code.
     public func run() -> Int32 {
         do {
-            try FileManager.default.createDirectory(atPath: configuration.outDirectory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: configuration.outDirectory, withIntermediateDirectories: true)
         } catch {
             progress.line("cannot create --out \(configuration.outDirectory): \(error.localizedDescription)")
             return 1
@@ -42,7 +44,8 @@ public final class TuneRunner {
                 + "\(configuration.kind.unit) with \(configuration.concurrency.upperBound) client connections, "
                 + "\(TerminalTable.format(configuration.warmupSeconds, 1)) s warm-up + "
                 + "\(TerminalTable.format(configuration.windowSeconds, 1)) s window per shape, "
-                + "budget \(TerminalTable.format(configuration.budgetSeconds, 0)) s; reports in \(configuration.outDirectory)")
+                + "budget \(TerminalTable.format(configuration.budgetSeconds, 0)) s; reports in \(configuration.outDirectory)"
+        )
         var status = TuneReport.Status.complete
         var message: String?
         do {
@@ -63,10 +66,12 @@ public final class TuneRunner {
         writeReports(report)
         if !report.measurements.isEmpty { print(TerminalTable.render(report), terminator: "") }
         if let command = report.recommendedCommand {
-            print("recommended (\(TerminalTable.format(report.recommended!.requestsPerSecond, 1)) req/s):\n  \(command)")
+            print(
+                "recommended (\(TerminalTable.format(report.recommended!.requestsPerSecond, 1)) req/s):\n  \(command)")
         }
-        print("reports: \(configuration.outDirectory)/\(ReportFiles.htmlName), "
-            + "\(configuration.outDirectory)/\(ReportFiles.jsonName)")
+        print(
+            "reports: \(configuration.outDirectory)/\(ReportFiles.htmlName), "
+                + "\(configuration.outDirectory)/\(ReportFiles.jsonName)")
         // The one line that says what went wrong comes last, after stdout's table.
         fflush(nil)
         if let message { progress.line(message) }
@@ -88,12 +93,15 @@ public final class TuneRunner {
             }
             let measurement: Measurement
             do {
-                measurement = try measure(shape, patterns: [.closed(connections: configuration.concurrency.upperBound)])[0]
+                measurement = try measure(
+                    shape, patterns: [.closed(connections: configuration.concurrency.upperBound)])[0]
             } catch let error as TuneError where !search.measurements.isEmpty {
                 // A later shape that cannot start (e.g. too many processes for the machine) is left out, not fatal.
                 progress.line("\(shape): \(error.description); left out")
-                search.record(Measurement(shape: shape, requestsPerSecond: 0, p50Ms: 0, p99Ms: 0, requests: 0, errors: 1,
-                    rssPerWorker: 0, cpuPerRequestMs: 0, blockingRatio: 0))
+                search.record(
+                    Measurement(
+                        shape: shape, requestsPerSecond: 0, p50Ms: 0, p99Ms: 0, requests: 0, errors: 1,
+                        rssPerWorker: 0, cpuPerRequestMs: 0, blockingRatio: 0))
                 continue
             }
             search.record(measurement)

@@ -1,7 +1,7 @@
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// INT and TERM during a run: the handler only records the signal; the run loop sees it, stops the pool it

@@ -1,5 +1,5 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The search over pool shapes as a value state machine: `next()` says which shape to measure, `record(_:)` takes
@@ -26,7 +26,8 @@ public struct ShapeSearch: Sendable {
         public var sweep: Bool
 
         public init(
-            cores: Int, kind: WorkerKind = .threads, clientConcurrency: Int, maxMemory: Int? = nil, p99TargetMs: Double? = nil,
+            cores: Int, kind: WorkerKind = .threads, clientConcurrency: Int, maxMemory: Int? = nil,
+            p99TargetMs: Double? = nil,
             improvement: Double = 0.05, tolerance: Double = 0.05, sweep: Bool = false
         ) {
             self.cores = max(1, cores)
@@ -153,7 +154,9 @@ public struct ShapeSearch: Sendable {
         let index = levels.firstIndex(of: shape.perProcess) ?? 0
         var around: [Shape] = []
         if !isCPUBound {
-            if index + 1 < levels.count { around.append(Shape(processes: shape.processes, perProcess: levels[index + 1])) }
+            if index + 1 < levels.count {
+                around.append(Shape(processes: shape.processes, perProcess: levels[index + 1]))
+            }
             if index > 0 { around.append(Shape(processes: shape.processes, perProcess: levels[index - 1])) }
         }
         if shape.processes + 1 <= configuration.processes.upperBound {
