@@ -2,6 +2,10 @@ import Testing
 
 @testable import KeelTune
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 @Suite struct TuneInputTests {
     @Test(arguments: [
         ("120", 120.0), ("30s", 30), ("2m", 120), ("1m30s", 90), ("500ms", 0.5), ("1.5s", 1.5), ("1h", 3600),
@@ -120,5 +124,19 @@ import Testing
         #expect(Percentiles([7]).value(at: 50) == 7)
         #expect(Percentiles([1, 1000]).value(at: 99) == 1000)
         #expect(Percentiles([2500]).milliseconds(at: 50) == 2.5)
+    }
+}
+
+@Suite struct ProcSampleTests {
+    @Test func cpuFromAStatLineWhoseNameHoldsSpacesAndParentheses() {
+        let line = "4242 (python3 -u (x)) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 50 0 0 20 0 3 0 100 0 0"
+        #expect(ProcSample.cpuMicros(statLine: line) == 300 * 1_000_000 / ProcSample.ticksPerSecond)
+        #expect(ProcSample.cpuMicros(statLine: "garbage") == nil)
+    }
+
+    @Test func readsThisProcess() throws {
+        let sample = try #require(ProcSample.read(pid: getpid()))
+        #expect(sample.rssBytes > 0)
+        #expect(sample.runQueueMicros >= 0)
     }
 }

@@ -192,9 +192,15 @@ public final class TuneRunner {
             statRequests += max(0, after.requests - before.requests)
         }
         var cpuMicros = 0
+        var runQueueMicros = 0
         for (pid, before) in cpuBefore {
-            if let after = cpuAfter[pid] { cpuMicros += max(0, after.cpuMicros - before.cpuMicros) }
+            guard let after = cpuAfter[pid] else { continue }
+            cpuMicros += max(0, after.cpuMicros - before.cpuMicros)
+            runQueueMicros += max(0, after.runQueueMicros - before.runQueueMicros)
         }
+        // Waiting for a core is the machine's contention (other processes, more workers than cores), not the
+        // app's blocking; never below the CPU time itself (run-queue waits also happen between requests).
+        let blockedMicros = max(busyMicros - runQueueMicros, min(busyMicros, cpuMicros))
         let rss = cpuAfter.isEmpty ? 0 : cpuAfter.values.map(\.rssBytes).reduce(0, +) / cpuAfter.count
         let percentiles = Percentiles(result.latencies)
         let offered: Double?
@@ -204,7 +210,7 @@ public final class TuneRunner {
             p99Ms: percentiles.milliseconds(at: 99), requests: result.completed, errors: result.errors,
             rssPerWorker: rss,
             cpuPerRequestMs: statRequests > 0 ? Double(cpuMicros) / 1000 / Double(statRequests) : 0,
-            blockingRatio: cpuMicros > 0 ? Double(busyMicros) / Double(cpuMicros) : 0,
+            blockingRatio: cpuMicros > 0 ? Double(blockedMicros) / Double(cpuMicros) : 0,
             concurrency: offered == nil ? pattern.connections : nil, offeredRate: offered, seconds: result.seconds)
         if result.completed == 0 {
             let first = configuration.paths[0].path
