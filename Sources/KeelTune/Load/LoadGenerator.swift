@@ -221,7 +221,8 @@ final class LoadState: @unchecked Sendable {
     private func issueDueArrivals(rate: Double) {
         guard !stopped else { return }
         let elapsed = Double((NIODeadline.now() - openStart).nanoseconds) / 1e9
-        let due = Int(elapsed * rate)
+        // Arrival k is due at k / rate, so arrivals 0 … ⌊elapsed × rate⌋ are all due now.
+        let due = Int(elapsed * rate) + 1
         while issued < due {
             // An arrival's latency counts from when it was due, so a slow server cannot hide its queue.
             let arrival = openStart + .nanoseconds(Int64(Double(issued) / rate * 1e9))
