@@ -47,6 +47,15 @@ struct TuneTests {
             try Harness.waitUntil("every process of the run to be gone", seconds: 5) { leftovers.isEmpty }
         }
 
+        /// Runs a Python script with the out directory as its argument; returns what it printed.
+        func python(_ script: String) throws -> String {
+            let process = try ManagedProcess(
+                "/usr/bin/python3", ["-c", script, outDirectory], logPath: directory + "/python.log")
+            let code = try process.waitForExit(seconds: 20)
+            guard code == 0 else { throw HarnessError("python failed: \(process.log)") }
+            return process.log
+        }
+
         /// Reads the reports with Python's own parsers: json.load, html.parser, xml.etree on the inline SVG.
         func checkReports() throws -> (status: String, processes: Int, perProcess: Int, measured: Int) {
             let script = #"""
@@ -155,6 +164,46 @@ struct TuneTests {
             #expect(code == 1)
             #expect(tune.log.contains("every request failed on 2×1") || tune.log.contains("every request failed on"))
             #expect(tune.log.contains("HTTP 404"), "tune said: \(tune.log)")
+            try run.expectNothingLeftBehind()
+        }
+    }
+
+    @Test func checksThePickAcrossTheRangeAndOpenLoopAtTheRate() async throws {
+        try await onItsOwnThread {
+            let run = try TuneRun()
+            let tune = try run.start(["--url", "/", "--concurrency", "2-8", "--rate", "50", "--budget", "25s"])
+            let code = try tune.waitForExit(seconds: 50)
+            #expect(code == 0, "tune said: \(tune.log)")
+            let checks = try run.python(
+                #"""
+                import json, sys
+                document = json.load(open(sys.argv[1] + '/tune.json'))
+                for check in document['verification']:
+                    print(check.get('concurrency', 0), check.get('offered_rate', 0), check['requests_per_second'],
+                          check['p50_ms'], check['errors'])
+                """#)
+            let rows = checks.split(separator: "\n").map { $0.split(separator: " ").compactMap { Double($0) } }
+            #expect(rows.count == 2, "checks: \(checks), tune said: \(tune.log)")
+            guard rows.count == 2, rows.allSatisfy({ $0.count == 5 }) else { return }
+            #expect(rows[0][0] == 2)
+            #expect(rows[1][1] == 50)
+            // Open loop: the rate is what was offered, and a hello answer waits for no queue.
+            #expect(abs(rows[1][2] - 50) < 5, "checks: \(checks)")
+            #expect(rows[1][3] < 20, "checks: \(checks)")
+            #expect(rows.allSatisfy { $0[4] == 0 })
+            try run.expectNothingLeftBehind()
+        }
+    }
+
+    @Test func unreachableP99TargetRecommendsNothing() async throws {
+        try await onItsOwnThread {
+            let run = try TuneRun()
+            let tune = try run.start(["--url", "/sleep?s=0.05", "--p99-target", "10", "--budget", "8s"])
+            let code = try tune.waitForExit(seconds: 30)
+            #expect(code == 1)
+            #expect(tune.log.contains("no shape met --p99-target 10.0 ms"), "tune said: \(tune.log)")
+            #expect(!tune.log.contains("recommended ("))
+            #expect(try run.checkReports().processes == 0)
             try run.expectNothingLeftBehind()
         }
     }
