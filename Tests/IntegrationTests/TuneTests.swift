@@ -179,7 +179,7 @@ struct TuneTests {
                 import json, sys
                 document = json.load(open(sys.argv[1] + '/tune.json'))
                 for check in document['verification']:
-                    print(check.get('concurrency', 0), check.get('offered_rate', 0), check['requests_per_second'],
+                    print(check['concurrency'] or 0, check['offered_rate'] or 0, check['requests_per_second'],
                           check['p50_ms'], check['errors'])
                 """#)
             let rows = checks.split(separator: "\n").map { $0.split(separator: " ").compactMap { Double($0) } }

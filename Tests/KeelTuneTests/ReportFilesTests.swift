@@ -35,6 +35,10 @@ import Testing
         #expect((measurements[1]["shape"] as? [String: Any])?["per_process"] as? Int == 8)
         #expect(measurements[1]["requests_per_second"] as? Double == 308.7)
         #expect(document["status"] as? String == "complete")
+        #expect(measurements[1]["offered_rate"] is NSNull)
+        let unrecommended = try #require(
+            try JSONSerialization.jsonObject(with: ReportFiles.json(Self.report(recommended: false))) as? [String: Any])
+        #expect(unrecommended["recommended"] is NSNull && unrecommended["recommended_command"] is NSNull)
         #expect(
             document["recommended_command"] as? String
                 == "keel-pool --wsgi-file 'my app.py' --processes 2 --threads 8")

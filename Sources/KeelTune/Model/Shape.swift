@@ -76,6 +76,28 @@ public struct Measurement: Sendable, Codable, Equatable {
         self.seconds = seconds
     }
 
+    private enum CodingKeys: String, CodingKey {
+        case shape, requestsPerSecond, p50Ms, p99Ms, requests, errors, rssPerWorker, cpuPerRequestMs, blockingRatio
+        case concurrency, offeredRate, seconds
+    }
+
+    /// Absent values are written as null, so every measurement in tune.json has the same keys.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(shape, forKey: .shape)
+        try container.encode(requestsPerSecond, forKey: .requestsPerSecond)
+        try container.encode(p50Ms, forKey: .p50Ms)
+        try container.encode(p99Ms, forKey: .p99Ms)
+        try container.encode(requests, forKey: .requests)
+        try container.encode(errors, forKey: .errors)
+        try container.encode(rssPerWorker, forKey: .rssPerWorker)
+        try container.encode(cpuPerRequestMs, forKey: .cpuPerRequestMs)
+        try container.encode(blockingRatio, forKey: .blockingRatio)
+        try container.encode(concurrency, forKey: .concurrency)
+        try container.encode(offeredRate, forKey: .offeredRate)
+        try container.encode(seconds, forKey: .seconds)
+    }
+
     /// Errors over all answers and failures; a shape with more than 1 % is never recommended.
     public var errorRate: Double {
         let all = requests + errors

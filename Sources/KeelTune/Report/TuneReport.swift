@@ -54,6 +54,32 @@ public struct TuneReport: Sendable, Codable {
         }
     }
 
+    private enum CodingKeys: String, CodingKey {
+        case status, message, kind, cores, mode, paths, concurrency, budgetSeconds, elapsedSeconds, maxMemoryBytes
+        case p99TargetMs, appArguments, measurements, verification, recommended, recommendedCommand
+    }
+
+    /// Absent values are written as null, so tune.json has the same keys in every run.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(status, forKey: .status)
+        try container.encode(message, forKey: .message)
+        try container.encode(kind, forKey: .kind)
+        try container.encode(cores, forKey: .cores)
+        try container.encode(mode, forKey: .mode)
+        try container.encode(paths, forKey: .paths)
+        try container.encode(concurrency, forKey: .concurrency)
+        try container.encode(budgetSeconds, forKey: .budgetSeconds)
+        try container.encode(elapsedSeconds, forKey: .elapsedSeconds)
+        try container.encode(maxMemoryBytes, forKey: .maxMemoryBytes)
+        try container.encode(p99TargetMs, forKey: .p99TargetMs)
+        try container.encode(appArguments, forKey: .appArguments)
+        try container.encode(measurements, forKey: .measurements)
+        try container.encode(verification, forKey: .verification)
+        try container.encode(recommended, forKey: .recommended)
+        try container.encode(recommendedCommand, forKey: .recommendedCommand)
+    }
+
     /// The keel-pool command line for a shape, with the app's own flags and the shape spelled out.
     public static func command(appArguments: [String], shape: Shape, kind: WorkerKind) -> String {
         (["keel-pool"] + appArguments + shape.flags(kind: kind)).map(shellQuoted).joined(separator: " ")
