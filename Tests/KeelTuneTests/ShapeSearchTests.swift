@@ -107,6 +107,15 @@ import Testing
         #expect(search.recommendation?.shape.processes == 2)
     }
 
+    @Test func probeOverMaxMemoryClimbsOnFromTheShapesThatFit() {
+        // 40 MiB workers under 70 MiB: only one process fits, so the search goes up in threads on one process.
+        let app = ModelApp(latency: 0.05, cpu: 0.0005, rssPerWorker: 40 << 20)
+        let search = Self.run(app, .init(cores: 2, clientConcurrency: 32, maxMemory: 70 << 20))
+        let pick = search.recommendation
+        #expect(pick?.shape.processes == 1)
+        #expect((pick?.shape.perProcess ?? 0) >= 16, "\(search.measurements.map(\.shape))")
+    }
+
     @Test func recommendsNoShapeOverTheP99Target() {
         let app = ModelApp(latency: 0.05, cpu: 0.0005)
         // p99 = 16 / rate × 1200 ms: 1×8 gives 160 req/s → 120 ms, 2×8 gives 320 req/s → 60 ms.

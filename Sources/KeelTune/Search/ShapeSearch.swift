@@ -96,14 +96,18 @@ public struct ShapeSearch: Sendable {
             case .start:
                 phase = .climb(center: nil)
                 guard let probed = measurements.first(where: { $0.shape == probe }) else { continue }
-                pending = [Shape(processes: probe.processes, perProcess: startingPerProcess(probed.blockingRatio))]
+                pending = [
+                    Shape(processes: processesThatFit(probe.processes), perProcess: startingPerProcess(probed.blockingRatio))
+                ]
             case .climb(let center):
                 guard let best = bestMeasured else {
                     phase = .done
                     continue
                 }
-                if let center, let centerRate = rate(of: center),
-                    best.requestsPerSecond < centerRate * (1 + configuration.improvement)
+                // An eligible best after an ineligible center (over memory or the p99 target) is progress at any rate.
+                if let center, let centerMeasurement = measurements.first(where: { $0.shape == center }),
+                    isEligible(centerMeasurement) || !isEligible(best),
+                    best.requestsPerSecond < centerMeasurement.requestsPerSecond * (1 + configuration.improvement)
                 {
                     phase = .done
                     continue
@@ -168,11 +172,18 @@ public struct ShapeSearch: Sendable {
         return around
     }
 
-    /// Within `--max-memory`, going by the largest RSS per worker measured so far (unknown before the first).
+    /// Within `--max-memory`: the shape's own RSS per worker once measured; before, the largest measured with as
+    /// many threads or fewer (threads' stacks and buffers grow a worker), else the largest of all (unknown before
+    /// the first measurement).
     public func fitsMemory(_ shape: Shape) -> Bool {
         guard let limit = configuration.maxMemory else { return true }
-        let perWorker = measurements.map(\.rssPerWorker).max() ?? 0
-        return perWorker * shape.processes <= limit
+        return estimatedRSS(of: shape) * shape.processes <= limit
+    }
+
+    func estimatedRSS(of shape: Shape) -> Int {
+        if let own = measurements.first(where: { $0.shape == shape && $0.rssPerWorker > 0 }) { return own.rssPerWorker }
+        let fewerThreads = measurements.filter { $0.shape.perProcess <= shape.perProcess }.map(\.rssPerWorker).max()
+        return fewerThreads ?? measurements.map(\.rssPerWorker).max() ?? 0
     }
 
     /// Recommendable: under 1 % errors and within the p99 target.
@@ -209,8 +220,11 @@ public struct ShapeSearch: Sendable {
         (measurements.first { $0.shape == probe } ?? measurements.first { $0.shape.perProcess == 1 })?.blockingRatio
     }
 
-    private func rate(of shape: Shape) -> Double? {
-        measurements.first { $0.shape == shape }?.requestsPerSecond
+    /// `wanted` processes, or fewer when the measured RSS per worker says that many would exceed `--max-memory`.
+    private func processesThatFit(_ wanted: Int) -> Int {
+        guard let limit = configuration.maxMemory, let perWorker = measurements.first?.rssPerWorker, perWorker > 0
+        else { return wanted }
+        return max(configuration.processes.lowerBound, min(wanted, limit / perWorker))
     }
 
     private func isMeasured(_ shape: Shape) -> Bool { measurements.contains { $0.shape == shape } }
