@@ -50,8 +50,9 @@ public enum ReportFiles {
             \(report.measurements.count) shapes measured (\(escape(report.mode))) in \
             \(TerminalTable.format(report.elapsedSeconds, 1)) s of a \(TerminalTable.format(report.budgetSeconds, 0)) s \
             budget on \(report.cores) cores; URLs (weight path): \(escape(paths)); client connections: \
-            \(report.concurrency.map(String.init).joined(separator: "-")).</p>
+            \(Set(report.concurrency).sorted().map(String.init).joined(separator: "-")).</p>
             \(recommendation)
+            \(checks(report))
             \(svg(report))
             <table>
             <tr>\(header.map { "<th>\(escape($0))</th>" }.joined())</tr>
@@ -61,6 +62,13 @@ public enum ReportFiles {
             </html>
 
             """
+    }
+
+    /// The recommended shape measured again at other loads, one line each as in the terminal.
+    static func checks(_ report: TuneReport) -> String {
+        let lines = TerminalTable.render(report).split(separator: "\n").filter { $0.hasPrefix("check ") }
+        guard !lines.isEmpty else { return "" }
+        return "<ul>\n" + lines.map { "<li>\(escape(String($0)))</li>" }.joined(separator: "\n") + "\n</ul>"
     }
 
     /// Requests/s as bars (left axis) and p99 as a line (right axis), one column per shape in measured order.
