@@ -80,8 +80,8 @@ extension KeelPoolCommand {
                     throw ValidationError("give at least one --url PATH (or --urls FILE) to request")
                 }
                 // The parent command's PoolOptions take the app's flags, so they are read from the command line.
-                let afterTune = CommandLine.arguments.drop { $0 != "tune" }.dropFirst()
-                let app = try TuneConfiguration.appArguments(TuneConfiguration.appFlags(in: Array(afterTune)))
+                let app = try TuneConfiguration.appArguments(
+                    TuneConfiguration.appFlags(commandLine: Array(CommandLine.arguments.dropFirst())))
                 guard !app.arguments.isEmpty else {
                     throw ValidationError("no app to tune: give the app's flags as for a run, e.g. --wsgi-file app.py")
                 }

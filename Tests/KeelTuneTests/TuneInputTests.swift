@@ -82,6 +82,12 @@ import Glibc
             TuneConfiguration.appFlags(in: arguments) == ["--wsgi-file", "app.py", "--allow-root", "--chdir", "/srv"])
     }
 
+    @Test func appFlagsBeforeTuneCount() {
+        #expect(
+            TuneConfiguration.appFlags(commandLine: ["--allow-root", "tune", "--url", "/", "--wsgi", "m", "--chdir", "tune"])
+                == ["--allow-root", "--wsgi", "m", "--chdir", "tune"])
+    }
+
     @Test func workerKindComesFromTheAppFlags() throws {
         #expect(try TuneConfiguration.appArguments(["--wsgi-file", "a.py"]).kind == .threads)
         #expect(try TuneConfiguration.appArguments(["--asgi", "m:app"]).kind == .asgi)

@@ -52,6 +52,13 @@ public struct TuneConfiguration: Sendable {
     ]
     public static let flags = ["--sweep"]
 
+    /// keel-pool's arguments (without argv[0]) → the app's flags: those before `tune` (the root command's) and those
+    /// after it that are not tune's own.
+    public static func appFlags(commandLine arguments: [String]) -> [String] {
+        guard let tune = arguments.firstIndex(of: "tune") else { return appFlags(in: arguments) }
+        return Array(arguments[..<tune]) + appFlags(in: Array(arguments[(tune + 1)...]))
+    }
+
     /// The arguments after `tune` without tune's own options: what each keel-pool run gets.
     public static func appFlags(in arguments: [String]) -> [String] {
         var kept: [String] = []
