@@ -145,7 +145,10 @@ let package = Package(
             dependencies: ["UWSGI", .product(name: "NIOTestUtils", package: "swift-nio")]
         ),
         .testTarget(name: "KeelAppTests", dependencies: ["KeelApp"]),
-        .testTarget(name: "KeelTuneTests", dependencies: ["KeelTune"]),
+        .testTarget(
+            name: "KeelTuneTests",
+            dependencies: ["KeelTune", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
         .testTarget(name: "KeelHTTPTests", dependencies: ["KeelHTTP"]),
         .testTarget(
             name: "KeelTLSTests",

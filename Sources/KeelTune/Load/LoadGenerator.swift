@@ -300,3 +300,6 @@ final class LoadConnectionHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 }
+
+@available(*, unavailable)
+extension LoadConnectionHandler: Sendable {}
