@@ -152,7 +152,9 @@ import Testing
             let searched = Self.run(app, .init(cores: 2, clientConcurrency: 16))
             let swept = Self.run(app, .init(cores: 2, clientConcurrency: 16, sweep: true))
             let best = swept.measurements.map(\.requestsPerSecond).max()!
-            #expect(searched.recommendation!.requestsPerSecond >= 0.95 * best * 0.95)
+            // The bench's goal for the search's best; the pick may trade up to 5 % more for a smaller shape.
+            #expect(searched.measurements.map(\.requestsPerSecond).max()! >= 0.95 * best)
+            #expect(searched.recommendation!.requestsPerSecond >= 0.95 * 0.95 * best)
             #expect(searched.measurements.count * 3 <= swept.measurements.count)
         }
     }
