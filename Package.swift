@@ -110,6 +110,7 @@ let package = Package(
                 "KeelSystem", "CKeelSys",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         // Depends on keel-pool so `swift run keel` builds the pool binary keel spawns (it looks beside itself).
@@ -150,7 +151,10 @@ let package = Package(
             dependencies: ["UWSGI", .product(name: "NIOTestUtils", package: "swift-nio")]
         ),
         .testTarget(name: "KeelAppTests", dependencies: ["KeelApp"]),
-        .testTarget(name: "KeelTuneTests", dependencies: ["KeelTune"]),
+        .testTarget(
+            name: "KeelTuneTests",
+            dependencies: ["KeelTune", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
         .testTarget(name: "KeelHTTPTests", dependencies: ["KeelHTTP"]),
         .testTarget(
             name: "KeelTLSTests",

@@ -20,8 +20,9 @@ struct KeelPoolCommand: ParsableCommand {
               keel-pool --socket /run/app.sock --chdir /srv/site --wsgi mysite.wsgi -H /srv/venv
               keel-pool --http-socket 127.0.0.1:8000 --app hello
               keel-pool --socket /run/app.sock --chmod-socket 660 --processes 4 --threads 2 --app env
+              keel-pool tune --wsgi-file app.py --url '/api?id=1' --budget 2m   (finds --processes and --threads)
             """,
-        subcommands: [Check.self, Stats.self, WorkerCommand.self, ExecAsCommand.self])
+        subcommands: [Check.self, Stats.self, Tune.self, TunePoolCommand.self, WorkerCommand.self, ExecAsCommand.self])
 
     @OptionGroup var options: PoolOptions
 

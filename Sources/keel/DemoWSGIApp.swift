@@ -9,6 +9,7 @@ enum DemoWSGIApp {
 
 /          13-byte hello (the benchmark's request)
 /sleep     the seed's simple_app: prints pid and REQUEST_URI, sleeps ?s= seconds (default 1)
+/cpu       ?ms= milliseconds of this thread's CPU in a pure-Python loop (default 2): holds the GIL throughout
 /env       the environ as text
 /echo      the request body back (POST)
 """
@@ -29,6 +30,16 @@ def application(environ, start_response):
         time.sleep(seconds)
         start_response('200 OK', [('Content-type', 'text/plain')])
         return [HELLO_WORLD]
+    if path == '/cpu':
+        milliseconds = float(environ.get('QUERY_STRING', '').partition('ms=')[2] or 2)
+        # CPU time of this thread, not wall time: under GIL contention the work per request stays the same.
+        end = time.thread_time() + milliseconds / 1000
+        total = 0
+        while time.thread_time() < end:
+            for i in range(200):
+                total += i * i
+        start_response('200 OK', [('Content-Type', 'text/plain')])
+        return [b'%d\n' % total]
     if path == '/env':
         body = ''.join('%s = %r\n' % item for item in sorted(environ.items())).encode('utf-8', 'replace')
         start_response('200 OK', [('Content-Type', 'text/plain; charset=utf-8')])
@@ -40,6 +51,5 @@ def application(environ, start_response):
         return [body]
     start_response('404 Not Found', [('Content-Type', 'text/plain')])
     return [b'Not Found\n']
-
 """#
 }

@@ -1,2 +1,0 @@
-/// `keel-pool tune`: searches processes × threads (or × worker-connections) for an app on this machine.
-public enum Tune {}
