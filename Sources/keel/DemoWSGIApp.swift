@@ -51,5 +51,6 @@ def application(environ, start_response):
         return [body]
     start_response('404 Not Found', [('Content-Type', 'text/plain')])
     return [b'Not Found\n']
+
 """#
 }
