@@ -57,7 +57,7 @@ struct CheaperAndMetricsTests {
             #expect(grew.allSatisfy { $0.contains("busyness") || $0.contains("listen queue") }, "\(grew)")
             #expect(shrank.allSatisfy { $0.contains("under --cheaper-busyness-min 25% for 2 periods of 1 s") }, "\(shrank)")
         } else {
-            #expect(grew.allSatisfy { $0.contains("listen queue reached") }, "\(grew)")
+            #expect(grew.allSatisfy { $0.contains("reached --cheaper-backlog-alert 1") }, "\(grew)")
             #expect(shrank.allSatisfy { $0.contains("listen queue empty for 2 periods of 1 s") }, "\(shrank)")
         }
         // The stats list the retirements with their reasons.

@@ -23,7 +23,7 @@ public struct CheaperPolicy: Sendable, Equatable {
     public var busynessMin: Int
     /// `--cheaper-busyness-multiplier`: calm periods in a row before one worker is retired.
     public var multiplier: Int
-    /// `--cheaper-backlog-alert`: a listen queue this long adds workers at once (busyness), or at the period (backlog).
+    /// `--cheaper-backlog-alert`: a listen queue this long adds workers at once (33 for busyness, 1 for backlog).
     public var backlogAlert: Int
 
     public init(
@@ -91,10 +91,8 @@ struct CheaperStateMachine {
         busySum += sample.busyRows
         rowSum += sample.rows
         peakQueue = max(peakQueue, sample.queue)
-        // The emergency path: a queue past the alert adds workers now rather than at the period's end.
-        if policy.algorithm == .busyness, sample.queue >= policy.backlogAlert, sample.starting == 0,
-            target < policy.maximum
-        {
+        // A queue past the alert adds workers now rather than at the period's end (both algorithms).
+        if sample.queue >= policy.backlogAlert, sample.starting == 0, target < policy.maximum {
             calmPeriods = 0
             return grow(
                 "listen queue \(sample.queue) reached --cheaper-backlog-alert \(policy.backlogAlert)",
@@ -124,13 +122,7 @@ struct CheaperStateMachine {
                 sample, reason: "busyness \(busyness)% under --cheaper-busyness-min \(policy.busynessMin)% for "
                     + "\(policy.multiplier) periods of \(period)")
         case .backlog:
-            if queue >= policy.backlogAlert {
-                calmPeriods = 0
-                guard target < policy.maximum, sample.starting == 0 else { return .hold }
-                return grow(
-                    "listen queue reached \(queue) (--cheaper-backlog-alert \(policy.backlogAlert)) in the last \(period)",
-                    absorbing: queue, perWorker: sample.rowsPerWorker)
-            }
+            // Growth happened on the tick the queue reached the alert; the period only judges calm.
             guard queue == 0 else {
                 calmPeriods = 0
                 return .hold
