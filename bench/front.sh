@@ -145,7 +145,8 @@ row_keel() {   # row_keel KEY NAME EVENT_LOOPS KEEPALIVE [SOCKET APP] : keel →
     start "$name" TERM "$KEEL" --config "$config" --event-loops "$loops"
     pid=$LAST_PID
     wait_ready "http://127.0.0.1:$port/"
-    wire=$([ "$keepalive" = 0 ] && echo "a connection per request" || echo "keel wire, keepalive $keepalive")$([ "${WITH_METRICS:-0}" = 1 ] && echo ", metrics and status page on")
+    wire=$([ "$keepalive" = 0 ] && echo "a connection per request" || echo "keel wire, keepalive $keepalive")
+    if [ "${WITH_METRICS:-0}" = 1 ]; then wire+=", metrics and status page on"; fi
     [ "$app" = keel-pool ] || wire="a connection per request: $app does not speak the keel wire"
     measure "$key" "keel ($loops event loop$([ "$loops" = 1 ] || echo s), $wire) → $app" "http://127.0.0.1:$port/" "$pid" "$pid"
     stop_server "$pid"
