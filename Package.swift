@@ -88,7 +88,7 @@ let package = Package(
         .target(
             name: "KeelFront",
             dependencies: [
-                "UWSGI", "KeelHTTP", "KeelSystem", "KeelTLS", "CKeelSys",
+                "UWSGI", "KeelHTTP", "KeelSystem", "KeelTLS", "CKeelSys", "KeelApp",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -107,7 +107,7 @@ let package = Package(
         .target(
             name: "KeelTune",
             dependencies: [
-                "KeelSystem", "CKeelSys",
+                "KeelPool", "KeelSystem", "CKeelSys",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -33,23 +33,11 @@ extension KeelPoolCommand {
         }
 
         static func fetch(_ address: ListenAddress) throws -> String {
-            let fd: Int32
             do {
-                fd = try address.connectClient()
+                return try StatsClient.fetch(address)
             } catch {
                 throw ValidationError("stats \(address): \(error); is keel-pool running with --stats \(address)?")
             }
-            defer { close(fd) }
-            var timeout = timeval(tv_sec: 5, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            var bytes: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 65536)
-            while true {
-                let n = read(fd, &buffer, buffer.count)
-                if n <= 0 { break }
-                bytes += buffer[..<n]
-            }
-            return String(decoding: bytes, as: UTF8.self)
         }
 
         static func table(_ document: [String: Any]) -> String {

@@ -126,7 +126,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             respondAndCloseEarly(context: context)
             return
         }
-        guard let route else {
+        guard route != nil else {
             state = .discardingBody(inFlight, .plain(.notFound, "Not Found\n"))
             return
         }

@@ -1,10 +1,12 @@
+import KeelApp
+
 /// The status page: one self-contained document (inline CSS and script, no external assets) that reads the JSON
 /// beside it every second. Elements carry stable ids and data attributes (`data-busy-workers`, `data-state`) for
 /// tests and scrapers. Client-sent text (request lines) only ever reaches the page through `textContent`.
 enum StatusPageHTML {
     static func page(jsonPath: String) -> String {
         guard let slot = template.firstRange(of: "__JSON_PATH__") else { return template }
-        return template.replacingCharacters(in: slot, with: JSONText.quote(jsonPath))
+        return template.replacingCharacters(in: slot, with: JSON.quote(jsonPath))
     }
 
     private static let template = #"""

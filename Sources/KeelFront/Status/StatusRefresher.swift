@@ -1,3 +1,4 @@
+import KeelApp
 import NIOCore
 
 #if canImport(Glibc)
@@ -67,10 +68,10 @@ struct StatusRefresher: Sendable {
         for (index, (source, result)) in pools.enumerated() {
             if index > 0 { text += ",\n" }
             text +=
-                "{\"name\": \(JSONText.quote(source.name)), \"stats_address\": \(JSONText.quote(source.address.description)), "
+                "{\"name\": \(JSON.quote(source.name)), \"stats_address\": \(JSON.quote(source.address.description)), "
             switch result {
             case .success(let stats): text += "\"error\": null, \"stats\": \(stats)}"
-            case .failure(let failure): text += "\"error\": \(JSONText.quote(failure.description)), \"stats\": null}"
+            case .failure(let failure): text += "\"error\": \(JSON.quote(failure.description)), \"stats\": null}"
             }
         }
         return text + "]}\n"

@@ -40,6 +40,25 @@ final class StatsServer {
     }
 }
 
+/// The other side of `--stats`: one document read from a stats server (`keel-pool stats`, `keel-pool tune`).
+public enum StatsClient {
+    public static func fetch(_ address: ListenAddress, timeoutSeconds: Int = 5) throws(PoolError) -> String {
+        let fd = try address.connectClient()
+        defer { Glibc.close(fd) }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { break }
+            bytes += buffer[..<count]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
 extension PoolMaster {
     /// The stats document: the pool, its sockets, and per worker and thread what the scoreboard says.
     func statsDocument(now: Int64) -> String {

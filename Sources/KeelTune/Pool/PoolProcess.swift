@@ -1,4 +1,5 @@
 import Foundation
+import KeelPool
 import KeelSystem
 
 #if canImport(Glibc)
@@ -64,7 +65,7 @@ final class PoolProcess {
     /// The worker pids and counters from one stats document; nil when the stats server did not answer, or while a
     /// worker is still starting.
     func workers() -> [Int32: WorkerCounters]? {
-        guard let text = StatsClient.fetch(port: statsPort),
+        guard let text = PoolStats.fetch(port: statsPort),
             let document = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any],
             let list = document["workers"] as? [[String: Any]]
         else { return nil }
@@ -119,29 +120,12 @@ final class PoolProcess {
     }
 }
 
-/// Reads one document from a keel-pool `--stats` TCP port on loopback.
-enum StatsClient {
+/// Reads one document from a keel-pool `--stats` TCP port on loopback (nil while it does not answer).
+enum PoolStats {
     static func fetch(port: Int) -> String? {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var timeout = timeval(tv_sec: 2, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = LoopbackPort.address(port)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-        guard connected else { return nil }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 16384)
-        while true {
-            let count = read(fd, &buffer, buffer.count)
-            if count <= 0 { break }
-            bytes += buffer[..<count]
-        }
-        return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
+        guard let text = try? StatsClient.fetch(.tcp(host: "127.0.0.1", port: port), timeoutSeconds: 2), !text.isEmpty
+        else { return nil }
+        return text
     }
 }
 
