@@ -12,6 +12,8 @@ enum MetricsServer {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    // A scraper that goes quiet for a minute is let go, so idle connections cannot pile up.
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .seconds(60)))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(MetricsHTTPHandler(server: server))
                 }
@@ -41,6 +43,11 @@ final class MetricsHTTPHandler: ChannelInboundHandler {
             self.head = nil
             answer(head, context: context)
         }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is IdleStateHandler.IdleStateEvent else { return context.fireUserInboundEventTriggered(event) }
+        context.close(promise: nil)
     }
 
     private func answer(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
