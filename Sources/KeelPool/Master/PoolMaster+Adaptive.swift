@@ -60,6 +60,7 @@ extension PoolMaster {
             return
         case .grow(let to, let reason):
             let added = to - targetProcesses
+            guard added > 0 else { return }
             MasterLog.info("\(algorithm): \(reason): spawning \(added) worker\(added == 1 ? "" : "s"), now \(to) of \(range)")
             let highest = slots.filter { $0.generation == generation && $0.isLive }.map(\.id).max() ?? 0
             for id in (highest + 1)...(highest + added) {
@@ -69,8 +70,8 @@ extension PoolMaster {
         case .shrink(let to, let reason):
             // The idle worker with the highest id goes, through the same leave path as recycling (it finishes first).
             let idle = slots.indices.filter { slots[$0].generation == generation && slots[$0].isReady && busy[$0] == 0 }
-            guard let index = idle.max(by: { slots[$0].id < slots[$1].id }) else { return }
             targetProcesses = to
+            guard let index = idle.max(by: { slots[$0].id < slots[$1].id }) else { return }
             stopSlot(index, reason: "\(algorithm): \(reason): retiring this idle worker, now \(to) of \(range)")
         }
     }
