@@ -99,10 +99,10 @@ extension PoolMaster {
     }
 
     /// A worker process ended: its last requests are counted before its scoreboard record is let go.
-    func countFinalRequests(slot index: Int, pid: Int32) {
-        guard let metrics, let record = slots[index].scoreboardSlot else { return }
-        let view = scoreboard.read(record)
-        if view.pid == pid { metrics.observeRequests(workerID: slots[index].id, pid: pid, total: view.requests) }
+    /// `served`: what the reaper already read from the worker's record (nil if the record is no longer its).
+    func countFinalRequests(workerID: Int, pid: Int32, served: Int64?) {
+        guard let metrics else { return }
+        if let served { metrics.observeRequests(workerID: workerID, pid: pid, total: served) }
         metrics.forget(pid: pid)
     }
 

@@ -339,7 +339,7 @@ public final class PoolMaster {
             let replace: Bool
             if case .running = phase { replace = slots[index].generation == generation } else { replace = false }
             let served = slots[index].scoreboardSlot.map { scoreboard.read($0) }.flatMap { $0.pid == pid ? $0.requests : nil }
-            countFinalRequests(slot: index, pid: pid)
+            countFinalRequests(workerID: slots[index].id, pid: pid, served: served)
             let killedByHarakiri = slots[index].harakiriAt != nil
             let action = slots[index].exited(now: now, replace: replace, servedRequests: served ?? 0)
             switch action {
