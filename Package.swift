@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
     ],
     targets: [
         // The system OpenSSL (libssl-dev), with static inline wrappers of the macros KeelTLS needs.
@@ -101,6 +102,8 @@ let package = Package(
                 .product(name: "CompressNIO", package: "compress-nio"),
                 // keel's /metrics ([metrics] listen): swift-metrics' API, exposed by swift-prometheus.
                 "KeelMetrics", .product(name: "CoreMetrics", package: "swift-metrics"),
+                // HTTP/2 at the front (ALPN h2, h2c): framing, HPACK, flow control and its DoS limits are NIO's.
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
             ]
         ),
         // `keel-pool tune`: the built-in load generator, the shape search and its reports. Runs keel-pool as a child.

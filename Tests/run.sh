@@ -21,6 +21,8 @@ pkg-config --exists openssl || missing+=(libssl-dev pkg-config)
 # promtool checks both /metrics expositions; headless Chromium renders keel's status page.
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
+# h2load drives keel's HTTP/2 listeners (10,000 requests over 10 connections × 100 streams).
+command -v h2load >/dev/null || missing+=(nghttp2-client)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -29,13 +31,13 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The async-worker tests' apps (FastAPI, Starlette, gevent, uvloop, websockets) from PyPI into a venv made by Debian's
-# Python, once (KEEL_TEST_VENV points elsewhere to reuse one).
+# The async-worker tests' apps (FastAPI, Starlette, gevent, uvloop, websockets) and the HTTP/2 tests' frame writer (h2)
+# from PyPI into a venv made by Debian's Python, once (KEEL_TEST_VENV points elsewhere to reuse one).
 venv=${KEEL_TEST_VENV:-.build/test-venv}
-if ! "$venv/bin/python3" -c "import fastapi, gevent, websockets, uvloop" 2>/dev/null; then
-    echo "Tests/run.sh: installing fastapi, gevent, uvloop, websockets into $venv (pip)" >&2
+if ! "$venv/bin/python3" -c "import fastapi, gevent, websockets, uvloop, h2" 2>/dev/null; then
+    echo "Tests/run.sh: installing fastapi, gevent, uvloop, websockets, h2 into $venv (pip)" >&2
     /usr/bin/python3 -m venv "$venv"
-    "$venv/bin/pip" install -q --disable-pip-version-check fastapi gevent uvloop websockets
+    "$venv/bin/python3" -m pip install -q --disable-pip-version-check fastapi gevent uvloop websockets h2
 fi
 
 # The two parsers that read another process's bytes, under libFuzzer + AddressSanitizer for a bounded time

@@ -41,6 +41,14 @@ final class TLSConnection {
         self.readBIO = readBIO
     }
 
+    /// Set when this connection offers other ALPN protocols than its context; kept alive as long as the SSL.
+    private var ownALPN: ALPNWire?
+
+    func restrictALPN(to wire: ALPNWire) {
+        ownALPN = wire
+        SSL_set_ex_data(ssl, ALPNWire.exDataIndex, Unmanaged.passUnretained(wire).toOpaque())
+    }
+
     deinit {
         SSL_free(ssl)
     }

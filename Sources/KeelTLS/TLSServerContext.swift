@@ -88,8 +88,11 @@ public final class TLSServerContext: @unchecked Sendable {
     }
 
     /// A new server-side connection on the default context (SNI may switch it during the handshake).
-    func makeConnection() -> TLSConnection? {
-        TLSConnection(context: contexts[0], isServer: true)
+    /// `applicationProtocols` narrows ALPN for this connection (a listener that does not offer all of them).
+    func makeConnection(applicationProtocols: [String]? = nil) -> TLSConnection? {
+        guard let connection = TLSConnection(context: contexts[0], isServer: true) else { return nil }
+        if let applicationProtocols { connection.restrictALPN(to: ALPNWire(applicationProtocols)) }
+        return connection
     }
 
     /// The certificate index an SNI name selects: exact name first, then a wildcard one level up; nil = default.
@@ -207,15 +210,34 @@ public final class TLSServerContext: @unchecked Sendable {
     private static let selectALPN: @convention(c) (
         OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32,
         UnsafeMutableRawPointer?
-    ) -> Int32 = { _, out, outLength, offered, offeredLength, argument in
+    ) -> Int32 = { ssl, out, outLength, offered, offeredLength, argument in
         guard let argument, let out, let outLength, let offered else { return SSL_TLSEXT_ERR_NOACK }
         let server = Unmanaged<TLSServerContext>.fromOpaque(argument).takeUnretainedValue()
+        // A connection's own list (set by TLSConnection.restrictALPN) wins over the context's.
+        var wire = server.alpnWire
+        if let ssl, let own = SSL_get_ex_data(ssl, ALPNWire.exDataIndex) {
+            wire = Unmanaged<ALPNWire>.fromOpaque(own).takeUnretainedValue().bytes
+        }
         var selected: UnsafeMutablePointer<UInt8>?
-        let result = SSL_select_next_proto(
-            &selected, outLength, server.alpnWire.baseAddress, UInt32(server.alpnWire.count), offered, offeredLength)
+        let result = SSL_select_next_proto(&selected, outLength, wire.baseAddress, UInt32(wire.count), offered, offeredLength)
         // No protocol in common: carry on without ALPN (the client will speak HTTP/1.1), as nginx does for http/1.1.
         guard result == OPENSSL_NPN_NEGOTIATED, let selected else { return SSL_TLSEXT_ERR_NOACK }
         out.pointee = UnsafePointer(selected)
         return SSL_TLSEXT_ERR_OK
     }
+}
+
+/// An ALPN protocol list in wire format (length-prefixed names), owned by the connection that offers it.
+final class ALPNWire {
+    /// SSL ex-data slot 0 is OpenSSL's "app data"; nothing else in KeelTLS uses it.
+    static let exDataIndex: Int32 = 0
+    let bytes: UnsafeMutableBufferPointer<UInt8>
+
+    init(_ protocols: [String]) {
+        let wire = protocols.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) }
+        bytes = .allocate(capacity: max(wire.count, 1))
+        _ = bytes.initialize(from: wire)
+    }
+
+    deinit { bytes.deallocate() }
 }

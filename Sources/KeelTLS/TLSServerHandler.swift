@@ -45,12 +45,13 @@ public final class TLSServerHandler: ChannelDuplexHandler, RemovableChannelHandl
 
     /// `log` gets one line per failed handshake (nginx logs these at info level); `handshakeFailed` is called once per
     /// handshake that failed or timed out (keel's metrics count them).
+    /// `applicationProtocols` narrows the context's ALPN list for this connection (nil offers the context's).
     public init(
-        context: TLSServerContext, handshakeTimeout: TimeAmount, log: @escaping @Sendable (String) -> Void = { _ in },
-        handshakeFailed: @escaping @Sendable () -> Void = {}
+        context: TLSServerContext, handshakeTimeout: TimeAmount, applicationProtocols: [String]? = nil,
+        log: @escaping @Sendable (String) -> Void = { _ in }, handshakeFailed: @escaping @Sendable () -> Void = {}
     ) {
         self.tlsContext = context
-        self.connection = context.makeConnection()
+        self.connection = context.makeConnection(applicationProtocols: applicationProtocols)
         self.handshakeTimeout = handshakeTimeout
         self.log = log
         self.handshakeFailed = handshakeFailed

@@ -164,6 +164,19 @@ import Testing
             "must be more than 0, e.g. \"60s\""),
         .init("[limits]\ngraceful_timeout = \"0ms\"", "limits.graceful_timeout", "must be more than 0"),
         .init("[limits]\nkeepalive_requests = 0", "limits.keepalive_requests", "must be at least 1"),
+        // HTTP/2: listener switches and nginx's http2_* limits.
+        .init(
+            "[[listen]]\naddress = \"127.0.0.1:80\"\nhttp2 = true", "listen[0].http2",
+            "only TLS listeners negotiate HTTP/2 by ALPN; for plaintext HTTP/2 write h2c = true"),
+        .init(
+            "[[listen]]\naddress = \"127.0.0.1:443\"\ntls = true\nh2c = true", "listen[0].h2c",
+            "h2c is HTTP/2 without TLS; on a TLS listener HTTP/2 is offered by ALPN (http2 = true)"),
+        .init("[[listen]]\naddress = \"127.0.0.1:80\"\nh2c = \"on\"", "listen[0].h2c", "expected true or false"),
+        .init("[[listen]]\naddress = \"127.0.0.1:80\"\nh2 = true", "listen[0].h2", "unknown key (did you mean \"h2c\"?)"),
+        .init("[limits]\nhttp2_max_concurrent_streams = 0", "limits.http2_max_concurrent_streams", "must be from 1 to 10000, got 0"),
+        .init("[limits]\nhttp2_max_requests = 0", "limits.http2_max_requests", "must be at least 1"),
+        .init("[limits]\nhttp2_initial_window_size = \"4g\"", "limits.http2_initial_window_size", "must be from 1k to 1g"),
+        .init("[limits]\nhttp2_max_streams = 5", "limits.http2_max_streams", "unknown key"),
         .init("[limits]\nmax_connections = 0", "limits.max_connections", "must be at least 1"),
         .init(
             "[log]\nlevel = \"infoo\"", "log.level",

@@ -92,6 +92,14 @@ extension ConfigLoader {
         if limits.keepaliveRequests < 1 { return ("keepalive_requests", "must be at least 1") }
         if limits.maxConnections < 1 { return ("max_connections", "must be at least 1") }
         if limits.maxTunnels < 0 { return ("max_tunnels", "cannot be negative (0 refuses every WebSocket upgrade)") }
+        if limits.http2MaxConcurrentStreams < 1 || limits.http2MaxConcurrentStreams > 10_000 {
+            return ("http2_max_concurrent_streams", "must be from 1 to 10000, got \(limits.http2MaxConcurrentStreams)")
+        }
+        if limits.http2MaxRequests < 1 { return ("http2_max_requests", "must be at least 1") }
+        // RFC 9113 §6.5.2: SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1 is a connection error.
+        if limits.http2InitialWindowSize < 1024 || limits.http2InitialWindowSize > 1 << 30 {
+            return ("http2_initial_window_size", "must be from 1k to 1g, got \(limits.http2InitialWindowSize) bytes")
+        }
         return nil
     }
 

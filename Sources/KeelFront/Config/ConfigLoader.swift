@@ -20,7 +20,7 @@ public enum ConfigLoader {
     static let limitsKeys = [
         "client_max_body_size", "client_body_buffer_size", "client_body_temp_path", "max_header_size",
         "client_header_timeout", "client_body_timeout", "send_timeout", "keepalive_timeout", "keepalive_requests", "max_tunnels", "tunnel_idle_timeout",
-        "max_connections", "graceful_timeout",
+        "max_connections", "graceful_timeout", "http2_max_concurrent_streams", "http2_max_requests", "http2_initial_window_size",
     ]
     static let logKeys = ["access", "error", "level"]
     static let upstreamKeys = [
@@ -94,9 +94,11 @@ public enum ConfigLoader {
             var address = entry
             var tls = false
             var redirect = false
+            var http2 = true
+            var h2c = false
             if let table = entry.table {
                 let listen = ConfigTable(table, path: key, file: document.file)
-                try listen.rejectUnknownKeys(["address", "tls", "redirect_to_https"])
+                try listen.rejectUnknownKeys(["address", "tls", "redirect_to_https", "http2", "h2c"])
                 guard let value = table["address"] else {
                     throw listen.problem("", "missing address; write address = \"127.0.0.1:8080\"")
                 }
@@ -106,6 +108,14 @@ public enum ConfigLoader {
                 if tls && redirect {
                     throw listen.problem("redirect_to_https", "a TLS listener cannot redirect to itself; set it on a plaintext listener")
                 }
+                http2 = try listen.bool("http2") ?? true
+                h2c = try listen.bool("h2c") ?? false
+                if table["http2"] != nil && !tls {
+                    throw listen.problem("http2", "only TLS listeners negotiate HTTP/2 by ALPN; for plaintext HTTP/2 write h2c = true")
+                }
+                if h2c && tls {
+                    throw listen.problem("h2c", "h2c is HTTP/2 without TLS; on a TLS listener HTTP/2 is offered by ALPN (http2 = true)")
+                }
             }
             do throws(ConfigValueError) {
                 var listener: FrontConfiguration.Listener?
@@ -114,6 +124,8 @@ public enum ConfigLoader {
                 if var listener {
                     listener.tls = tls
                     listener.redirectToHTTPS = redirect
+                    listener.http2 = http2
+                    listener.h2c = h2c
                     listeners.append(listener)
                     continue
                 }
@@ -146,6 +158,9 @@ public enum ConfigLoader {
         if let time = try table.duration("graceful_timeout") { limits.gracefulTimeout = time }
         if let count = try table.int("max_tunnels", example: "1024") { limits.maxTunnels = count }
         if let time = try table.duration("tunnel_idle_timeout") { limits.tunnelIdleTimeout = time }
+        if let count = try table.int("http2_max_concurrent_streams", example: "128") { limits.http2MaxConcurrentStreams = count }
+        if let count = try table.int("http2_max_requests", example: "1000") { limits.http2MaxRequests = count }
+        if let size = try table.size("http2_initial_window_size") { limits.http2InitialWindowSize = Int(clamping: size) }
         return limits
     }
 

@@ -54,12 +54,20 @@ public struct FrontConfiguration: Sendable, Equatable {
         public var tls: Bool
         /// `redirect_to_https = true`: every request on this plaintext listener gets a 301 to the https URL.
         public var redirectToHTTPS: Bool
-        public init(host: String, port: Int, tls: Bool = false, redirectToHTTPS: Bool = false) {
+        /// `http2` (TLS listeners, on by default): ALPN offers h2 before http/1.1 (nginx `http2 on`).
+        public var http2: Bool
+        /// `h2c = true` (plaintext listeners): HTTP/2 with prior knowledge beside HTTP/1.1, told apart by the preface.
+        public var h2c: Bool
+        public init(host: String, port: Int, tls: Bool = false, redirectToHTTPS: Bool = false, http2: Bool = true, h2c: Bool = false) {
             self.host = host
             self.port = port
             self.tls = tls
             self.redirectToHTTPS = redirectToHTTPS
+            self.http2 = http2
+            self.h2c = h2c
         }
+        /// This listener speaks HTTP/2 (by ALPN on TLS, by prior knowledge on plaintext).
+        public var speaksHTTP2: Bool { tls ? http2 : h2c }
         public var address: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
         public var description: String { tls ? "\(address) (TLS)" : address }
     }
@@ -209,6 +217,13 @@ public struct FrontConfiguration: Sendable, Equatable {
         public var maxTunnels: Int = 1024
         /// A WebSocket tunnel with no byte either way for this long is closed (nginx: proxy_read_timeout).
         public var tunnelIdleTimeout: TimeAmount = .seconds(600)
+        /// nginx `http2_max_concurrent_streams`: streams a client may have open on one HTTP/2 connection.
+        public var http2MaxConcurrentStreams: Int = 128
+        /// nginx `http2_max_requests` (now its `keepalive_requests`): streams on one connection before GOAWAY.
+        public var http2MaxRequests: Int = 1000
+        /// SETTINGS_INITIAL_WINDOW_SIZE: request body bytes a stream may send before keel reads them (nginx
+        /// `http2_body_preread_size`, 64k); the connection window is 16 times it.
+        public var http2InitialWindowSize: Int = 65536
 
         public init() {}
     }

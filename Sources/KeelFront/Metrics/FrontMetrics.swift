@@ -22,6 +22,10 @@ public final class FrontMetrics: Sendable {
             help: "Requests answered, by route, method and status class (499: the client left first)."),
         "keel_http_request_duration_seconds": .init(
             help: "Time from a request's head to the end of its response.", buckets: durationBuckets),
+        "keel_http2_connections_active": .init(help: "HTTP/2 client connections open now."),
+        "keel_http2_streams_total": .init(help: "HTTP/2 streams clients opened."),
+        "keel_http2_cut_offs_total": .init(
+            help: "HTTP/2 connections closed with an error GOAWAY, by what the client did (rapid_reset, control_frame_flood, ...)."),
     ]
 
     let factory = DescribedPrometheusFactory(descriptions: FrontMetrics.descriptions)
@@ -35,6 +39,10 @@ public final class FrontMetrics: Sendable {
     let tlsHandshakeFailures: CoreMetrics.Counter
     let requestBodyBytes: CoreMetrics.Counter
     let responseBodyBytes: CoreMetrics.Counter
+    let http2ConnectionsActive: CoreMetrics.Gauge
+    let http2Streams: CoreMetrics.Counter
+    /// One per HTTP2CutOff, in its order.
+    private let http2CutOffs: [CoreMetrics.Counter]
 
     public init() {
         connectionsActive = Gauge(label: "keel_connections_active", factory: factory)
@@ -42,11 +50,19 @@ public final class FrontMetrics: Sendable {
         tlsHandshakeFailures = Counter(label: "keel_tls_handshake_failures_total", factory: factory)
         requestBodyBytes = Counter(label: "keel_request_body_bytes_total", factory: factory)
         responseBodyBytes = Counter(label: "keel_response_body_bytes_total", factory: factory)
+        http2ConnectionsActive = Gauge(label: "keel_http2_connections_active", factory: factory)
+        http2Streams = Counter(label: "keel_http2_streams_total", factory: factory)
+        http2CutOffs = HTTP2CutOff.allCases.map { [factory] reason in
+            Counter(label: "keel_http2_cut_offs_total", dimensions: [("reason", reason.rawValue)], factory: factory)
+        }
     }
 
+    func http2CutOff(_ reason: HTTP2CutOff) -> CoreMetrics.Counter { http2CutOffs[reason.index] }
+
     /// The text exposition of every metric (Prometheus format 0.0.4).
-    func exposition(connections: Int) -> [UInt8] {
+    func exposition(connections: Int, http2Connections: Int = 0) -> [UInt8] {
         connectionsActive.record(connections)
+        http2ConnectionsActive.record(http2Connections)
         return factory.exposition()
     }
 

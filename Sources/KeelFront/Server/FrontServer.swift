@@ -28,6 +28,8 @@ public final class FrontServer: Sendable {
     public let metrics: FrontMetrics?
     /// What the status page serves (`[status]`), nil when off.
     let statusBoard: StatusBoard?
+    /// HTTP/2 connections, streams and cut-offs, for the metrics and the status page.
+    let http2Counters = HTTP2Counters()
 
     public init(
         configuration: FrontConfiguration, tls: TLSServerContext?, accessLog: AccessLog?, group: MultiThreadedEventLoopGroup,
@@ -73,7 +75,11 @@ public final class FrontServer: Sendable {
         // A plaintext listener that redirects sends clients to the first TLS listener's port.
         let redirectPort = listener.redirectToHTTPS ? configuration.listeners.first(where: \.tls)?.port : nil
         let isTLS = listener.tls
+        let offersHTTP2 = listener.speaksHTTP2
         let metrics = self.metrics
+        let http2Counters = self.http2Counters
+        // A TLS listener with http2 = false narrows ALPN when another TLS listener offers h2 (one context serves both).
+        let narrowedALPN: [String]? = isTLS && !offersHTTP2 && configuration.listeners.contains(where: { $0.tls && $0.http2 }) ? ["http/1.1"] : nil
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -97,7 +103,19 @@ public final class FrontServer: Sendable {
                     }
                     let current = local.runtime
                     guard isTLS else {
-                        try Self.addHTTPHandlers(to: channel, current: current, loopLocal: local, isTLS: false, redirectPort: redirectPort)
+                        guard offersHTTP2 else {
+                            try Self.addHTTPHandlers(to: channel, current: current, loopLocal: local, isTLS: false, redirectPort: redirectPort)
+                            return
+                        }
+                        // h2c with prior knowledge beside HTTP/1.1: the first bytes decide.
+                        let sniffer = HTTP2PrefaceSniffer(timeout: current.limits.clientHeaderTimeout) { verdict, channel in
+                            if verdict == .http2 {
+                                try HTTP2Pipeline.addHandlers(to: channel, current: current, loopLocal: local, isTLS: false, counters: http2Counters)
+                            } else {
+                                try Self.addHTTPHandlers(to: channel, current: current, loopLocal: local, isTLS: false, redirectPort: redirectPort)
+                            }
+                        }
+                        try channel.pipeline.syncOperations.addHandler(sniffer)
                         return
                     }
                     guard let tls = current.tls, let settings = current.configuration.tls else {
@@ -106,13 +124,17 @@ public final class FrontServer: Sendable {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(
                         TLSServerHandler(
-                            context: tls, handshakeTimeout: settings.handshakeTimeout, log: { FrontLog.info($0) },
-                            handshakeFailed: { metrics?.tlsHandshakeFailures.increment() }))
-                    // HTTP/1.1 is the one protocol offered; ALPN picks the pipeline, so h2 can join here.
-                    try sync.addHandler(ApplicationProtocolNegotiationHandler { _, channel in
+                            context: tls, handshakeTimeout: settings.handshakeTimeout, applicationProtocols: narrowedALPN,
+                            log: { FrontLog.info($0) }, handshakeFailed: { metrics?.tlsHandshakeFailures.increment() }))
+                    // ALPN picks the pipeline: h2 when offered and chosen, HTTP/1.1 otherwise (no ALPN included).
+                    try sync.addHandler(ApplicationProtocolNegotiationHandler { result, channel in
                         metrics?.tlsHandshakes.increment()
                         return channel.eventLoop.makeCompletedFuture {
-                            try Self.addHTTPHandlers(to: channel, current: current, loopLocal: local, isTLS: true, redirectPort: nil)
+                            if offersHTTP2, case .negotiated("h2") = result {
+                                try HTTP2Pipeline.addHandlers(to: channel, current: current, loopLocal: local, isTLS: true, counters: http2Counters)
+                            } else {
+                                try Self.addHTTPHandlers(to: channel, current: current, loopLocal: local, isTLS: true, redirectPort: nil)
+                            }
                         }
                     })
                 }
@@ -167,6 +189,7 @@ public final class FrontServer: Sendable {
             local.loop.execute {
                 local.runtime = fresh
                 local.forgetOpenFiles()
+                local.goAwayHTTP2Connections()
             }
         }
         if old.upstreams != configuration.upstreams {
@@ -195,7 +218,10 @@ public final class FrontServer: Sendable {
     func metricsExposition(on loop: any EventLoop) -> EventLoopFuture<[UInt8]> {
         guard let metrics else { return loop.makeSucceededFuture([]) }
         let counter = self.counter
-        return flushMetricSamples(on: loop).map { metrics.exposition(connections: counter.current) }
+        let http2 = http2Counters
+        return flushMetricSamples(on: loop).map {
+            metrics.exposition(connections: counter.current, http2Connections: http2.connectionsOpen.load(ordering: .relaxed))
+        }
     }
 
     /// Writes every loop's pending access-log lines and hands its histogram samples over (the 1 s tick, USR1,

@@ -49,7 +49,8 @@ extension ProxyHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        guard event is ChannelShouldQuiesceEvent else { return context.fireUserInboundEventTriggered(event) }
+        // A stream's connection quiesces with GOAWAY (HTTP2ConnectionGuard); the stream itself just finishes.
+        guard event is ChannelShouldQuiesceEvent, !isHTTP2Stream else { return context.fireUserInboundEventTriggered(event) }
         if pipeline.quiesce() == .closeNow {
             state = .closed
             context.close(promise: nil)

@@ -152,7 +152,8 @@ extension ProxyHandler: UpstreamExchange.Sink {
         }
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
-        let lingering = !inFlight.requestComplete
+        // A stream whose request is still arriving is reset once the response is out (RFC 9113 §8.1).
+        let lingering = !inFlight.requestComplete && !isHTTP2Stream
         written.futureResult.assumeIsolated().whenComplete { _ in
             guard lingering else { return context.close(promise: nil) }
             // nginx's lingering close: stop writing but keep reading (and dropping) the unread body a little while,

@@ -47,6 +47,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// nginx's gzip filter, applied as each response is written.
     let gzip: ResponseCompressor
     private let isTLS: Bool
+    /// One HTTP/2 stream (its own channel): one request, no keep-alive or pipelining of its own; the connection's
+    /// lifecycle (GOAWAY, idle, http2_max_requests) is HTTP2ConnectionGuard's.
+    let isHTTP2Stream: Bool
     /// On a `redirect_to_https` listener: the TLS port every request is redirected to.
     private let httpsRedirectPort: Int?
     var runtime: FrontRuntime
@@ -65,12 +68,13 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     init(
         loopLocal: LoopLocalState, stamp: ResponseStamp, compression: FrontConfiguration.Compression, isTLS: Bool = false,
-        httpsRedirectPort: Int? = nil
+        httpsRedirectPort: Int? = nil, isHTTP2Stream: Bool = false
     ) {
         self.loopLocal = loopLocal
         self.stamp = stamp
         self.gzip = ResponseCompressor(configuration: compression, deflaters: loopLocal.deflaters)
         self.isTLS = isTLS
+        self.isHTTP2Stream = isHTTP2Stream
         self.httpsRedirectPort = httpsRedirectPort
         self.runtime = loopLocal.runtime
         self.timeouts = ClientTimeouts(limits: loopLocal.runtime.limits)
@@ -94,8 +98,9 @@ final class ProxyHandler: ChannelDuplexHandler {
         let limits = runtime.limits
         // After an Upgrade or CONNECT NIO's parser stops parsing for good: that connection cannot carry another request.
         let upgrades = head.method == .CONNECT || (head.headers.contains(name: "upgrade") && head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" })
-        let keepAlive = ConnectionPersistence.requested(by: head) && !upgrades
-            && requestsOnConnection < limits.keepaliveRequests && limits.keepaliveTimeout > .zero
+        // A stream ends with its response; "keep-alive" only means it is not cut short (reset) after it.
+        let keepAlive = isHTTP2Stream || (ConnectionPersistence.requested(by: head) && !upgrades
+            && requestsOnConnection < limits.keepaliveRequests && limits.keepaliveTimeout > .zero)
         let request: ClientRequest
         switch RequestHeadCheck.check(head) {
         case .accepted(let target):
@@ -284,6 +289,13 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// No answer when one is already under way (it cannot be followed by another).
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let parserError = error as? HTTPParserError else {
+            // A stream's malformed headers (HTTP/2 → HTTP/1 conversion): the stream is reset, the connection goes on.
+            if isHTTP2Stream {
+                FrontLog.info("client \(connectionInfo(context).remoteAddress) sent a malformed HTTP/2 request (\(error)): stream reset")
+                state = .closed
+                context.close(promise: nil)
+                return
+            }
             context.fireErrorCaught(error)
             return
         }

@@ -49,6 +49,7 @@ enum StatusPageHTML {
         <h1>keel status</h1>
         <div class="summary">
           <div class="stat"><b id="keel-connections">–</b><span class="label">connections</span></div>
+          <div class="stat"><b id="keel-h2">–</b><span class="label">HTTP/2 connections · streams</span></div>
           <div class="stat"><b id="keel-rps">–</b><span class="label">requests/s</span></div>
           <div class="stat"><b id="keel-requests">–</b><span class="label">requests</span></div>
           <div class="stat"><b id="keel-uptime">–</b><span class="label">uptime</span></div>
@@ -151,6 +152,7 @@ enum StatusPageHTML {
           function render(data) {
             var keel = data.keel || {};
             document.getElementById("keel-connections").textContent = keel.connections;
+            document.getElementById("keel-h2").textContent = keel.http2_connections + " · " + keel.http2_streams;
             document.getElementById("keel-rps").textContent = keel.requests_per_s;
             document.getElementById("keel-requests").textContent = keel.requests;
             document.getElementById("keel-uptime").textContent = keel.uptime_s + " s";

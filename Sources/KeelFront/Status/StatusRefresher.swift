@@ -37,7 +37,8 @@ struct StatusRefresher: Sendable {
             board.publish(
                 Self.document(
                     connections: server.connectionCount, requests: requests, perSecond: perSecond, uptime: uptime,
-                    eventLoops: server.configuration.eventLoops, pools: pools))
+                    eventLoops: server.configuration.eventLoops, pools: pools,
+                    http2: (server.http2Counters.connectionsOpen.load(ordering: .relaxed), server.http2Counters.streamsOpened.load(ordering: .relaxed))))
             try? await Task.sleep(nanoseconds: 1_000_000_000)
         }
     }
@@ -59,10 +60,11 @@ struct StatusRefresher: Sendable {
     /// keel-pool wrote it, so fields keel does not know yet reach the page unchanged.
     static func document(
         connections: Int, requests: Int, perSecond: Double, uptime: Double, eventLoops: Int,
-        pools: [(Source, Result<String, PoolStatsClient.Failure>)]
+        pools: [(Source, Result<String, PoolStatsClient.Failure>)], http2: (connections: Int, streams: Int) = (0, 0)
     ) -> String {
         let rate = (perSecond * 10).rounded() / 10
         var text = "{\"keel\": {\"pid\": \(getpid()), \"connections\": \(connections), \"requests\": \(requests), "
+        text += "\"http2_connections\": \(http2.connections), \"http2_streams\": \(http2.streams), "
         text +=
             "\"requests_per_s\": \(rate), \"uptime_s\": \(Int(uptime)), \"event_loops\": \(eventLoops)},\n\"pools\": ["
         for (index, (source, result)) in pools.enumerated() {

@@ -6,8 +6,11 @@ public enum FrontTLS {
     /// nil when no listener uses TLS.
     public static func context(for configuration: FrontConfiguration) throws(ConfigError) -> TLSServerContext? {
         guard configuration.listeners.contains(where: \.tls), let tls = configuration.tls else { return nil }
+        var settings = tls.settings
+        // h2 first when any TLS listener offers it; a listener with http2 = false narrows its own connections.
+        if configuration.listeners.contains(where: { $0.tls && $0.http2 }) { settings.applicationProtocols = ["h2", "http/1.1"] }
         do {
-            return try TLSServerContext(configuration: tls.settings)
+            return try TLSServerContext(configuration: settings)
         } catch {
             throw ConfigError(file: tls.file, key: key(for: error, in: tls), message: error.message)
         }
