@@ -55,6 +55,7 @@ enum HTTP2Pipeline {
             }
         }
         let sync = channel.pipeline.syncOperations
+        try sync.addHandler(FlushCoalescer())
         try sync.addHandler(http2)
         try sync.addHandler(guardHandler)
         try sync.addHandler(management)

@@ -8,10 +8,19 @@ import NIOHTTP1
 extension ProxyHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        // A stream's head came with the stream: only a request body arms a timer, made then (saves a scheduled task
+        // and a timer per GET).
+        guard !isHTTP2Stream else { return }
+        makeTimer(context: context)
+        if context.channel.isActive { apply(timeouts.connected()) }
+    }
+
+    @discardableResult
+    private func makeTimer(context: ChannelHandlerContext) -> LoopTimer {
         let timer = LoopTimer(loop: context.eventLoop)
         timer.onFire = { [unowned self] in self.timerFired(context: context) }
         self.timer = timer
-        if context.channel.isActive { apply(timeouts.connected()) }
+        return timer
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -21,7 +30,7 @@ extension ProxyHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        apply(timeouts.connected())
+        if !isHTTP2Stream { apply(timeouts.connected()) }
         context.fireChannelActive()
     }
 
@@ -60,7 +69,9 @@ extension ProxyHandler {
     /// A response's end is about to be written: the timeouts and the queue learn it. False when a graceful stop makes
     /// it the connection's last.
     func responseEnding() -> Bool {
-        apply(timeouts.responseEnded())
+        // A stream ends with its response: no keep-alive wait to time.
+        let action = timeouts.responseEnded()
+        if !isHTTP2Stream { apply(action) } else { timer?.cancel() }
         pipeline.responseEnded()
         return !pipeline.quiescing
     }
@@ -98,7 +109,8 @@ extension ProxyHandler {
 
     private func apply(_ action: ClientTimeouts.TimerAction) {
         switch action {
-        case .arm(let delay): timer?.arm(in: delay)
+        case .arm(let delay):
+            if let timer { timer.arm(in: delay) } else if let context { makeTimer(context: context).arm(in: delay) }
         case .cancel: timer?.cancel()
         case .none: break
         }

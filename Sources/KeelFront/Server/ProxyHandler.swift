@@ -1,6 +1,7 @@
 import KeelHTTP
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import UWSGI
 
 /// One client connection's requests, one at a time: read the head, route it, buffer the body within the limits,
@@ -289,10 +290,14 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// No answer when one is already under way (it cannot be followed by another).
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard let parserError = error as? HTTPParserError else {
-            // A stream's malformed headers (HTTP/2 → HTTP/1 conversion): the stream is reset, the connection goes on.
+            // A stream error: the stream is reset (the access log says 499 if the request was cut short), the
+            // connection goes on. A client's own RST_STREAM is routine (and a flood of them is the guard's line).
             if isHTTP2Stream {
-                FrontLog.info("client \(connectionInfo(context).remoteAddress) sent a malformed HTTP/2 request (\(error)): stream reset")
-                state = .closed
+                if error is NIOHTTP2Errors.StreamClosed {
+                    FrontLog.debug("client \(connectionInfo(context).remoteAddress) reset its HTTP/2 stream")
+                } else {
+                    FrontLog.info("client \(connectionInfo(context).remoteAddress) sent a malformed HTTP/2 request (\(error)): stream reset")
+                }
                 context.close(promise: nil)
                 return
             }
