@@ -194,12 +194,41 @@ struct FrontHTTP2Tests {
 
     @Test func h2loadTenThousandRequestsOverTenConnectionsOfAHundredStreams() throws {
         let fixture = try Self.start()
-        for base in [fixture.tls, fixture.h2c] {
+        // Over TLS (h2c streams take the same path after the preface; curl and the attacks cover h2c).
+        for base in [fixture.tls] {
             let run = try Self.shell("h2load -n 10000 -c 10 -m 100 \(base)/ 2>&1", seconds: 120)
             #expect(run.code == 0, "\(run.output)")
             #expect(run.output.contains("10000 succeeded, 0 failed, 0 errored, 0 timeout"), "\(run.output)")
             #expect(run.output.contains("status codes: 10000 2xx"), "\(run.output)")
         }
+    }
+
+    @Test func aStalledStreamNeitherHoldsUpTheOthersNorIsBufferedWhole() throws {
+        let python = try Self.python()
+        let fixture = try Self.start()
+        let pid = fixture.keel.process.pid
+        let before = try #require(Harness.residentKiB(pid))
+        // Stream 1 asks for 256 MiB and never gets stream window past its first 64 KiB; stream 3 asks for / a second later.
+        let client = try ManagedProcess(
+            python,
+            ["\(Self.scripts)/h2lifecycle.py", "--port", "\(fixture.keel.port2)", "--slow-stream", "/stream?chunks=4096&size=65536",
+             "--path", "/", "--linger", "2", "--timeout", "10"],
+            logPath: fixture.keel.directory + "/slow.log")
+        var peak = before
+        while client.isRunning {
+            peak = max(peak, Harness.residentKiB(pid) ?? 0)
+            usleep(50_000)
+        }
+        _ = try client.waitForExit(seconds: 5)
+        let outcome = try Self.json(client.log)
+        let streams = outcome["streams"] as? [String: [String: Any]] ?? [:]
+        #expect(streams["3"]?["status"] as? Int == 200 && streams["3"]?["ended"] as? Bool == true, "\(client.log)")
+        #expect((outcome["seconds"] as? Double ?? 99) < 6, "stream 3 waited for stream 1: \(client.log)")
+        // Stream 1 got its window's worth and no more; keel read little more of it from the app than it could send.
+        #expect((streams["1"]?["body_bytes"] as? Int ?? 0) <= 65535, "\(client.log)")
+        #expect(streams["1"]?["ended"] as? Bool == false, "\(client.log)")
+        // Two seconds of a stalled 256 MiB response: keel holds about its socket and stream buffers, not the body.
+        #expect(peak - before < 48 * 1024, "keel grew by \(peak - before) KiB while a 256 MiB response was stalled")
     }
 
     // MARK: attacks

@@ -14,13 +14,11 @@ ATTACK is one of:
 
 It reads whatever the server sends while it writes, and stops at the server's GOAWAY or close, at --timeout, or when
 --count is spent. Prints one JSON line; exits 0 when the server cut it off, 1 when it did not, 2 on a usage or
-connection error. Frames are built by hand (HPACK by the `hpack` package that comes with `h2`): the h2 package
-refuses to emit most of these shapes.
+connection error. Frames are written by hand (h2frames.py).
 """
 import argparse
 import json
 import select
-import socket
 import ssl
 import struct
 import sys
@@ -28,34 +26,21 @@ import time
 
 import hpack
 
-DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY, CONTINUATION = 0x0, 0x1, 0x3, 0x4, 0x6, 0x7, 0x9
-END_STREAM, END_HEADERS = 0x1, 0x4
+from h2frames import CONTINUATION, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PING, PREFACE, RST_STREAM, SETTINGS
+from h2frames import FrameReader, connect, frame
+
 CANCEL = 0x8
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 ERROR_NAMES = {0x0: "NO_ERROR", 0x1: "PROTOCOL_ERROR", 0x2: "INTERNAL_ERROR", 0x3: "FLOW_CONTROL_ERROR",
                0x6: "FRAME_SIZE_ERROR", 0x7: "REFUSED_STREAM", 0x9: "COMPRESSION_ERROR", 0xB: "ENHANCE_YOUR_CALM"}
-
-
-def frame(kind, flags, stream_id, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream_id) + payload
 
 
 class Server:
     """The connection, its reader (frames parsed as they come) and what the server said."""
 
     def __init__(self, host, port, use_tls, timeout):
-        raw = socket.create_connection((host, port), timeout=timeout)
-        if use_tls:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            context.set_alpn_protocols(["h2"])
-            raw = context.wrap_socket(raw, server_hostname="localhost")
-            if raw.selected_alpn_protocol() != "h2":
-                raise ConnectionError("the server did not choose h2 by ALPN")
-        raw.setblocking(False)
-        self.sock = raw
-        self.buffer = b""
+        self.sock = connect(host, port, use_tls, timeout)
+        self.sock.setblocking(False)
+        self.reader = FrameReader()
         self.goaway = None
         self.closed = False
         self.authority = "%s:%d" % (host, port)
@@ -86,13 +71,7 @@ class Server:
             if not data:
                 self.closed = True
                 return
-            self.buffer += data
-            while len(self.buffer) >= 9:
-                length = int.from_bytes(self.buffer[:3], "big")
-                if len(self.buffer) < 9 + length:
-                    break
-                kind, payload = self.buffer[3], self.buffer[9:9 + length]
-                self.buffer = self.buffer[9 + length:]
+            for kind, _, _, payload in self.reader.feed(data):
                 if kind == GOAWAY and self.goaway is None:
                     last, code = struct.unpack(">II", payload[:8])
                     self.goaway = (last & 0x7FFFFFFF, code)

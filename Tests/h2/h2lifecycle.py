@@ -1,11 +1,14 @@
-"""An HTTP/2 client that watches a server's GOAWAY: for keel's lifecycle tests (Tests/IntegrationTests/FrontHTTP2Tests).
+"""An HTTP/2 client for keel's lifecycle and flow-control tests (Tests/IntegrationTests/FrontHTTP2Tests).
 
-    h2lifecycle.py --port P [--tls] --path /sleep?ms=2000 --signal TERM --pid KEEL_PID
-        opens one stream, sends the signal to the server once the request is out, then reads until the stream ends
+    h2lifecycle.py --port P [--tls] --path /sleep?s=2 --signal TERM --pid KEEL_PID
+        opens stream 1, sends the signal to the server once the request is out, then reads until the stream ends
     h2lifecycle.py --port P --idle
         opens the connection and sends nothing more: the server should GOAWAY and close when idle
+    h2lifecycle.py --port P --slow-stream /big --path /
+        stream 1 asks for /big and is never given stream window (the connection window is), then stream 3 asks
+        for --path: its answer must come while stream 1 stays stalled at its 64 KiB window
 
-Prints one JSON line: every GOAWAY (error code, last stream id), the stream's status and body length, closed.
+Prints one JSON line: every GOAWAY (error code, last stream id), each stream's status and body bytes, closed.
 """
 import argparse
 import json
@@ -18,29 +21,14 @@ import time
 
 import hpack
 
-# Frames are read by hand: the h2 package treats the first GOAWAY as the end, but a graceful server sends
-# GOAWAY(2^31-1) + PING first and the real last stream id after the PING's ack (RFC 9113 §6.8).
-DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY = 0x0, 0x1, 0x3, 0x4, 0x6, 0x7
-END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+from h2frames import (ACK, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PING, PREFACE, RST_STREAM, SETTINGS,
+                      WINDOW_UPDATE, FrameReader, connect, frame)
 
 
-def frame(kind, flags, stream_id, payload=b""):
-    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream_id) + payload
-
-
-def connect(host, port, use_tls, timeout):
-    raw = socket.create_connection((host, port), timeout=timeout)
-    if not use_tls:
-        return raw
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    context.set_alpn_protocols(["h2"])
-    wrapped = context.wrap_socket(raw, server_hostname="localhost")
-    if wrapped.selected_alpn_protocol() != "h2":
-        raise SystemExit("server did not choose h2 by ALPN (got %r)" % wrapped.selected_alpn_protocol())
-    return wrapped
+def request(encoder, stream_id, path, args):
+    block = encoder.encode([(":method", "GET"), (":path", path), (":scheme", "https" if args.tls else "http"),
+                            (":authority", "%s:%d" % (args.host, args.port))])
+    return frame(HEADERS, END_STREAM | END_HEADERS, stream_id, block)
 
 
 def main():
@@ -53,30 +41,40 @@ def main():
     parser.add_argument("--pid", type=int)
     parser.add_argument("--signal-after", type=float, default=0.5, help="seconds between the request and the signal")
     parser.add_argument("--idle", action="store_true")
+    parser.add_argument("--slow-stream", metavar="PATH")
+    parser.add_argument("--linger", type=float, default=0, help="seconds the connection stays open after stream 3")
     parser.add_argument("--timeout", type=float, default=20)
     args = parser.parse_args()
 
     sock = connect(args.host, args.port, args.tls, args.timeout)
+    encoder, decoder = hpack.Encoder(), hpack.Decoder()
     out = PREFACE + frame(SETTINGS, 0, 0)
-    if not args.idle:
-        block = hpack.Encoder().encode([(":method", "GET"), (":path", args.path),
-                                        (":scheme", "https" if args.tls else "http"),
-                                        (":authority", "%s:%d" % (args.host, args.port))])
-        out += frame(HEADERS, END_STREAM | END_HEADERS, 1, block)
+    if args.slow_stream:
+        out += request(encoder, 1, args.slow_stream, args)
+    elif not args.idle:
+        out += request(encoder, 1, args.path, args)
     sock.sendall(out)
 
-    result = {"goaways": [], "status": None, "body_bytes": 0, "stream_ended": False, "stream_reset": False,
-              "closed": False, "goaway_before_end": False}
-    decoder = hpack.Decoder()
+    streams = {}
+    result = {"goaways": [], "streams": streams, "closed": False, "goaway_before_end": False}
     signal_at = time.monotonic() + args.signal_after if args.signal else None
+    second_at = time.monotonic() + 1 if args.slow_stream else None
     deadline = time.monotonic() + args.timeout
     started = time.monotonic()
-    buffered = b""
+    reader = FrameReader()
+    linger_until = None
     sock.settimeout(0.1)
     while time.monotonic() < deadline and not result["closed"]:
         if signal_at is not None and time.monotonic() >= signal_at:
             os.kill(args.pid, signal.SIGTERM if args.signal == "TERM" else signal.SIGHUP)
             signal_at = None
+        if second_at is not None and time.monotonic() >= second_at:
+            sock.sendall(request(encoder, 3, args.path, args))
+            second_at = None
+        if args.slow_stream and streams.get("3", {}).get("ended"):
+            linger_until = linger_until or time.monotonic() + args.linger
+            if time.monotonic() >= linger_until:
+                break
         try:
             data = sock.recv(65536)
         except (socket.timeout, ssl.SSLWantReadError):
@@ -86,15 +84,9 @@ def main():
         if not data:
             result["closed"] = True
             break
-        buffered += data
         replies = b""
-        while len(buffered) >= 9:
-            length = int.from_bytes(buffered[:3], "big")
-            if len(buffered) < 9 + length:
-                break
-            kind, flags = buffered[3], buffered[4]
-            stream_id = int.from_bytes(buffered[5:9], "big") & 0x7FFFFFFF
-            payload, buffered = buffered[9:9 + length], buffered[9 + length:]
+        for kind, flags, stream_id, payload in reader.feed(data):
+            stream = streams.setdefault(str(stream_id), {"status": None, "body_bytes": 0, "ended": False, "reset": False})
             if kind == SETTINGS and not flags & ACK:
                 replies += frame(SETTINGS, ACK, 0)
             elif kind == PING and not flags & ACK:
@@ -102,22 +94,31 @@ def main():
             elif kind == GOAWAY:
                 last, code = struct.unpack(">II", payload[:8])
                 result["goaways"].append({"last_stream_id": last & 0x7FFFFFFF, "error_code": code})
-                result["goaway_before_end"] = result["goaway_before_end"] or not result["stream_ended"]
-            elif kind == HEADERS and stream_id == 1:
+                result["goaway_before_end"] = result["goaway_before_end"] or not streams.get("1", {}).get("ended")
+            elif kind == HEADERS:
                 headers = dict(decoder.decode(payload))
                 if ":status" in headers:
-                    result["status"] = int(headers[":status"])
-                result["stream_ended"] = result["stream_ended"] or bool(flags & END_STREAM)
-            elif kind == DATA and stream_id == 1:
-                result["body_bytes"] += length
-                result["stream_ended"] = result["stream_ended"] or bool(flags & END_STREAM)
-            elif kind == RST_STREAM and stream_id == 1:
-                result["stream_reset"] = True
+                    stream["status"] = int(headers[":status"])
+                stream["ended"] = stream["ended"] or bool(flags & END_STREAM)
+            elif kind == DATA:
+                stream["body_bytes"] += len(payload)
+                stream["ended"] = stream["ended"] or bool(flags & END_STREAM)
+                # The connection window is always given back; a slow stream's own window never is.
+                if payload:
+                    replies += frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", len(payload)))
+                    if not (args.slow_stream and stream_id == 1):
+                        replies += frame(WINDOW_UPDATE, 0, stream_id, struct.pack(">I", len(payload)))
+            elif kind == RST_STREAM:
+                stream["reset"] = True
         if replies:
             try:
                 sock.sendall(replies)
             except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
                 result["closed"] = True
+    streams.pop("0", None)
+    # Stream 1's fields at the top level too (the single-request modes read them there).
+    result.update({key: streams.get("1", {}).get(key) for key in ("status", "body_bytes", "ended")})
+    result["stream_ended"] = result.pop("ended")
     result["seconds"] = round(time.monotonic() - started, 3)
     print(json.dumps(result), flush=True)
 
