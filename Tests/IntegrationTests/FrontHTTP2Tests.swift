@@ -246,9 +246,15 @@ struct FrontHTTP2Tests {
     func attackIsCutOffWhileOthersAreServed(attack: String, expected: [String]) throws {
         let python = try Self.python()
         let fixture = try Self.start()
+        // A request in flight over HTTP/2 on its own connection through the attack, and requests during and after it.
+        let directory = fixture.keel.directory
+        let inFlight = try ManagedProcess(
+            "/bin/sh", ["-c", "curl -sk --http2 --max-time 20 -w ' %{http_code}' '\(fixture.tls)/sleep?s=1.5'"],
+            logPath: directory + "/inflight.log")
+        try Harness.waitUntil("the request in flight to reach the app", seconds: 10) { fixture.app.log.contains("/sleep?s=1.5") }
         let attacker = try ManagedProcess(
             python, ["\(Self.scripts)/h2attack.py", attack, "--port", "\(fixture.keel.port2)", "--timeout", "20"],
-            logPath: fixture.keel.directory + "/attack.log")
+            logPath: directory + "/attack.log")
         var served = 0
         while attacker.isRunning || served < 3 {
             let curl = try Self.shell("curl -sk --http2 --max-time 10 \(fixture.tls)/", seconds: 15)
@@ -263,6 +269,8 @@ struct FrontHTTP2Tests {
             expected.contains { fixture.keel.log.contains($0) }
         }
         #expect(fixture.keel.log.contains("GOAWAY("), "\(fixture.keel.log)")
+        #expect(try inFlight.waitForExit(seconds: 20) == 0)
+        #expect(inFlight.log == "Hello world!\n 200", "the request in flight during \(attack): \(inFlight.log)")
     }
 
     // MARK: lifecycle

@@ -22,6 +22,8 @@ struct FrontMetricsStatusTests {
     }
 
     static func scrape(_ port: Int) throws -> String {
+        // keel binds the metrics listener after its HTTP listeners: the first scrape may come before it is up.
+        try Harness.waitUntil("the metrics listener on \(port)", seconds: 10) { (try? TestSocket(tcpPort: port)) != nil }
         let reply = try HTTPClient.get(port: port, "/metrics")
         guard reply.status == 200 else { throw HarnessError("/metrics answered \(reply.status): \(reply.text)") }
         #expect(reply.header("content-type")?.hasPrefix("text/plain; version=0.0.4") == true)
