@@ -189,6 +189,7 @@ cpu_ratio() { awk -v a="$(field "$1" 6)" -v b="$(field "$2" 6)" 'BEGIN { if (a >
         echo "| $key | $idle | $peak | $per | $ok | $failed |"
     done
     echo
-    environment "- OpenSSL: $(openssl version)" "- h2load: $(h2load --version 2>&1 | head -n 1)" "- certificate: ECDSA P-256 (both fronts)"
+    LOAD_LINE="- each row: \`h2load -n $((REQUESTS / 10)) -c 10 -m 10 URL\` (warm-up, discarded), then \`h2load -n $REQUESTS -c 10 -m 10 URL\`" \
+        environment "- OpenSSL: $(openssl version)" "- h2load: $(h2load --version 2>&1 | head -n 1)" "- certificate: ECDSA P-256 (both fronts)"
 } | publish h2
 cat "$OUT/h2-latest.md"

@@ -403,9 +403,14 @@ environment() {
     echo "- kernel: $(uname -srm)"
     echo "- nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //')"
     for line in "$@"; do echo "$line"; done
-    echo "- wrk: $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
     echo "- command: \`$INVOCATION\`"
-    echo "- each row: \`wrk -t$WRK_THREADS -c$CONNECTIONS -d$WARMUP URL\` (warm-up, discarded), then \`wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency URL\`"
+    # LOAD_LINE: a script whose load is not wrk's (h2.sh) describes its own.
+    if [ -n "${LOAD_LINE:-}" ]; then
+        echo "$LOAD_LINE"
+    else
+        echo "- wrk: $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
+        echo "- each row: \`wrk -t$WRK_THREADS -c$CONNECTIONS -d$WARMUP URL\` (warm-up, discarded), then \`wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency URL\`"
+    fi
     echo "- servers (temp paths are per run):"
     for f in "$OUT/${OUT_PREFIX}"cmd-*.txt; do
         [ -e "$f" ] || continue

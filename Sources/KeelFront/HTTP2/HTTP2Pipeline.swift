@@ -42,6 +42,8 @@ enum HTTP2Pipeline {
         let serverTokens = current.configuration.serverTokens
         let hsts = isTLS ? current.configuration.tls?.hsts : nil
         let compression = current.configuration.compression
+        // Once per connection, not per stream (the addresses are the connection's).
+        let connectionInfo = ProxyHandler.connectionInfo(of: channel, isTLS: isTLS)
         let http2 = NIOHTTP2Handler(
             mode: .server, eventLoop: channel.eventLoop, connectionConfiguration: configuration.connection,
             streamConfiguration: configuration.stream, streamDelegate: events
@@ -51,7 +53,9 @@ enum HTTP2Pipeline {
                 let stamp = ResponseStamp(clock: loopLocal.dateClock, serverTokens: serverTokens, hsts: hsts)
                 try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try sync.addHandler(
-                    ProxyHandler(loopLocal: loopLocal, stamp: stamp, compression: compression, isTLS: isTLS, isHTTP2Stream: true))
+                    ProxyHandler(
+                        loopLocal: loopLocal, stamp: stamp, compression: compression, isTLS: isTLS, isHTTP2Stream: true,
+                        connectionInfo: connectionInfo))
             }
         }
         let sync = channel.pipeline.syncOperations

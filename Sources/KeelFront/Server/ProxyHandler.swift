@@ -69,8 +69,9 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     init(
         loopLocal: LoopLocalState, stamp: ResponseStamp, compression: FrontConfiguration.Compression, isTLS: Bool = false,
-        httpsRedirectPort: Int? = nil, isHTTP2Stream: Bool = false
+        httpsRedirectPort: Int? = nil, isHTTP2Stream: Bool = false, connectionInfo: ClientRequest.ConnectionInfo? = nil
     ) {
+        self.cachedConnectionInfo = connectionInfo
         self.loopLocal = loopLocal
         self.stamp = stamp
         self.gzip = ResponseCompressor(configuration: compression, deflaters: loopLocal.deflaters)
@@ -360,7 +361,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         context.fireChannelInactive()
     }
 
-    /// Computed once per connection: the addresses do not change between its requests.
+    /// Computed once per connection (a stream gets its connection's): the addresses do not change between requests.
     private var cachedConnectionInfo: ClientRequest.ConnectionInfo?
 
     func connectionInfo(_ context: ChannelHandlerContext) -> ClientRequest.ConnectionInfo {
@@ -371,8 +372,12 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     private func makeConnectionInfo(_ context: ChannelHandlerContext) -> ClientRequest.ConnectionInfo {
-        let remote = context.channel.remoteAddress
-        let local = context.channel.localAddress
+        Self.connectionInfo(of: context.channel, isTLS: isTLS)
+    }
+
+    static func connectionInfo(of channel: any Channel, isTLS: Bool) -> ClientRequest.ConnectionInfo {
+        let remote = channel.remoteAddress
+        let local = channel.localAddress
         return ClientRequest.ConnectionInfo(
             remoteAddress: remote?.ipAddress ?? "unix:", remotePort: remote?.port ?? 0,
             serverAddress: local?.ipAddress ?? "localhost", serverPort: local?.port ?? 0, isTLS: isTLS)
