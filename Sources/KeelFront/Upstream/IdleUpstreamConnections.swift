@@ -241,7 +241,9 @@ final class IdleUpstreamConnections {
             return
         }
         relay.listener = nil
-        relay.onIdleClose = { [weak server] in server?.idle.removeAll { $0.channel === channel } }
+        // By address, not a weak Server: a weak reference would give the Server a refcount side table (slower
+        // retains on the request path); the IdleUpstreamConnections lives as long as its loop.
+        relay.onIdleClose = { [unowned self] in self.servers[address]?.idle.removeAll { $0.channel === channel } }
         server.idle.append(Idle(channel: channel, relay: relay, expires: .now() + timeout))
         // Reading on while idle: a server closing it (or saying goodbye) is noticed at once.
         try? channel.syncOptions?.setOption(.autoRead, value: true)
