@@ -163,8 +163,6 @@ row_keel K "keel TLS h2 (1 event loop) → keel-pool" streams
 [ "$DRIFT" = 1 ] && row_nginx N2 "nginx again (drift check)"
 save_cmds
 
-ratio() { awk -v a="$(field "$1" 3)" -v b="$(field "$2" 3)" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", a / b; else print "-" }'; }
-cpu_ratio() { awk -v a="$(field "$1" 6)" -v b="$(field "$2" 6)" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", a / b; else print "-" }'; }
 {
     echo "| row | requests/s | mean request (ms) | failed | front CPU µs/req |"
     echo "| --- | ---: | ---: | ---: | ---: |"
@@ -175,9 +173,9 @@ cpu_ratio() { awk -v a="$(field "$1" 6)" -v b="$(field "$2" 6)" 'BEGIN { if (a >
     echo
     echo "| ratio | keel ÷ nginx | goal |"
     echo "| --- | ---: | ---: |"
-    echo "| requests/s, 10 connections × 10 streams (K / N) | $(ratio K N) | ≥ 1.0 |"
-    echo "| front CPU per request (K / N) | $(cpu_ratio K N) | - |"
-    [ "$DRIFT" = 1 ] && echo "| nginx drift (N2 / N) | $(ratio N2 N) | ≈ 1.0 |"
+    echo "| requests/s, 10 connections × 10 streams (K / N) | $(field_ratio K N 3) | ≥ 1.0 |"
+    echo "| front CPU per request (K / N) | $(field_ratio K N 6) | - |"
+    [ "$DRIFT" = 1 ] && echo "| nginx drift (N2 / N) | $(field_ratio N2 N 3) | ≈ 1.0 |"
     echo
     echo "Memory per open stream: \`h2load -n 1000 -c 10 -m 100\` on /sleep?ms=3000 (1,000 streams open at once,"
     echo "each waiting on a keel-pool thread); the front's RSS sampled every 100 ms (keel's process, nginx's worker)."

@@ -370,6 +370,11 @@ field() {   # field KEY N : the Nth field of row KEY (empty when the row did not
     return 0   # a row that did not run is empty, not a failure (set -e would end the report)
 }
 
+# field_ratio KEY_A KEY_B N : field N of row KEY_A ÷ the same of KEY_B, as "1.23×" ("-" when either is missing).
+field_ratio() {
+    awk -v a="$(field "$1" "$3")" -v b="$(field "$2" "$3")" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", a / b; else print "-" }'
+}
+
 # prepare_out : bench/.out exists and holds none of this script's previous wrk and command files.
 prepare_out() {
     mkdir -p "$OUT"

@@ -142,7 +142,7 @@ row_nginx NF "nginx TLS, new connection per request, full handshake (resumption 
 row_keel KF "keel TLS, new connection per request, full handshake (resumption off)" off -H 'Connection: close'
 save_cmds
 
-ratio() { awk -v a="$(field "$1" 3)" -v b="$(field "$2" 3)" 'BEGIN { if (a > 0 && b > 0) printf "%.2f×", a / b; else print "-" }'; }
+ratio() { field_ratio "$1" "$2" 3; }
 {
     echo "| row | requests/s | p99 (ms) | errors | front CPU µs/req |"
     echo "| --- | ---: | ---: | ---: | ---: |"

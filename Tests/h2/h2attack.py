@@ -114,7 +114,11 @@ def continuation_flood(server, count, deadline):
 
 def big_headers(server, count, deadline):
     filler = b"\x00\x08x-filler" + bytes([0x7F, 0x81, 0x07]) + b"b" * 1024  # literal, 1 KiB value (7-bit prefix 127+896)
-    block = server.request_block(hpack.Encoder()) + filler * (10 * 1024)
+    return send_header_block(server, server.request_block(hpack.Encoder()) + filler * (10 * 1024), deadline)
+
+
+def send_header_block(server, block, deadline):
+    """One request's header block on stream 1: HEADERS, then CONTINUATION frames of 16 KiB; returns frames sent."""
     pieces = [block[i:i + 16384] for i in range(0, len(block), 16384)]
     sent = 0
     for index, piece in enumerate(pieces):
@@ -144,13 +148,7 @@ def hpack_bomb(server, count, deadline):
     value = b"z" * 4000
     insert = b"\x40\x06x-bomb" + bytes([0x7F]) + encode_varint(len(value) - 127) + value
     # ...and each 0xBE (indexed, 62) repeats all 4 KiB of it in the decoded list.
-    block = server.request_block(hpack.Encoder()) + insert + b"\xBE" * min(count, 16000)
-    pieces = [block[i:i + 16384] for i in range(0, len(block), 16384)]
-    for index, piece in enumerate(pieces):
-        kind = HEADERS if index == 0 else CONTINUATION
-        flags = (END_STREAM if index == 0 else 0) | (END_HEADERS if index == len(pieces) - 1 else 0)
-        server.send(frame(kind, flags, 1, piece), deadline)
-    return len(pieces)
+    return send_header_block(server, server.request_block(hpack.Encoder()) + insert + b"\xBE" * min(count, 16000), deadline)
 
 
 def hpack_table_size(server, count, deadline):
