@@ -240,6 +240,15 @@ final class IdleUpstreamConnections {
             channel.close(promise: nil)
             return
         }
+        // A worker runs at most --threads requests: more kept connections to it than that are never all usable, and
+        // each one lengthens every free-connection scan (a burst of 100 requests before any worker was known left
+        // 100 kept connections to a 2-thread pool, and scanning them was a tenth of keel's CPU).
+        if let load = relay.workerLoad, server.idle.count >= load.capacity,
+            server.idle.lazy.filter({ $0.relay.workerLoad === load }).count >= load.capacity
+        {
+            channel.close(promise: nil)
+            return
+        }
         relay.listener = nil
         // By address, not a weak Server: a weak reference would give the Server a refcount side table (slower
         // retains on the request path); the IdleUpstreamConnections lives as long as its loop.
