@@ -30,8 +30,9 @@ from h2frames import CONTINUATION, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PIN
 from h2frames import FrameReader, connect, frame
 
 CANCEL = 0x8
-ERROR_NAMES = {0x0: "NO_ERROR", 0x1: "PROTOCOL_ERROR", 0x2: "INTERNAL_ERROR", 0x3: "FLOW_CONTROL_ERROR",
-               0x6: "FRAME_SIZE_ERROR", 0x7: "REFUSED_STREAM", 0x9: "COMPRESSION_ERROR", 0xB: "ENHANCE_YOUR_CALM"}
+ERROR_NAMES = ["NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT", "STREAM_CLOSED",
+               "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR", "CONNECT_ERROR", "ENHANCE_YOUR_CALM",
+               "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED"]  # RFC 9113 §7, by code
 
 
 class Server:
@@ -43,6 +44,7 @@ class Server:
         self.reader = FrameReader()
         self.goaway = None
         self.closed = False
+        self.settings = False  # the server's SETTINGS seen: it speaks HTTP/2 (an HTTP/1 close is no cut-off)
         self.authority = "%s:%d" % (host, port)
         self.scheme = "https" if use_tls else "http"
 
@@ -72,6 +74,8 @@ class Server:
                 self.closed = True
                 return
             for kind, _, _, payload in self.reader.feed(data):
+                if kind == SETTINGS:
+                    self.settings = True
                 if kind == GOAWAY and self.goaway is None:
                     last, code = struct.unpack(">II", payload[:8])
                     self.goaway = (last & 0x7FFFFFFF, code)
@@ -196,6 +200,14 @@ def main():
         print("h2attack.py: cannot connect to %s:%d: %s" % (args.host, args.port, error), file=sys.stderr)
         return 2
     server.send(PREFACE + frame(SETTINGS, 0, 0), deadline)
+    # Its SETTINGS before the attack: otherwise a server that does not speak HTTP/2 and closes looks like a cut-off.
+    while not server.settings and not server.closed and time.monotonic() < deadline:
+        select.select([server.sock], [], [], 0.05)
+        server.read()
+    if not server.settings:
+        print("h2attack.py: %s:%d sent no HTTP/2 SETTINGS frame (not HTTP/2, or no h2c on this listener?)"
+              % (args.host, args.port), file=sys.stderr)
+        return 2
     sent = attack(server, args.count if args.count is not None else default_count, deadline)
     # Give the server the rest of the time to answer what was sent.
     while not server.cut_off and time.monotonic() < deadline:
@@ -204,7 +216,7 @@ def main():
     code = server.goaway[1] if server.goaway else None
     print(json.dumps({
         "attack": args.attack, "cut_off": server.cut_off, "goaway": server.goaway is not None, "error_code": code,
-        "error_name": ERROR_NAMES.get(code) if code is not None else None,
+        "error_name": (ERROR_NAMES[code] if code < len(ERROR_NAMES) else hex(code)) if code is not None else None,
         "last_stream_id": server.goaway[0] if server.goaway else None, "closed": server.closed, "sent": sent,
         "seconds": round(time.monotonic() - started, 3)}), flush=True)
     return 0 if server.cut_off else 1
