@@ -51,6 +51,16 @@ import Testing
         #expect(!channel.isActive)
     }
 
+    @Test func aGracefulStopClosesAConnectionThatSentNothingYet() throws {
+        let channel = EmbeddedChannel()
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.pipeline.syncOperations.addHandler(HTTP2PrefaceSniffer(timeout: .seconds(60)) { _, _ in })
+        try channel.writeInbound(Self.bytes("PRI * HTTP"))
+        #expect(channel.isActive)
+        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        #expect(!channel.isActive)
+    }
+
     @Test func everyAttackNIOAnswersGetsItsName() {
         let cases: [(any Error, HTTP2CutOff)] = [
             (NIOHTTP2Errors.excessiveRSTFrames(), .rapidReset),
