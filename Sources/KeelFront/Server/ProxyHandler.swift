@@ -294,8 +294,9 @@ final class ProxyHandler: ChannelDuplexHandler {
             // A stream error: the stream is reset (the access log says 499 if the request was cut short), the
             // connection goes on. A client's own RST_STREAM is routine (and a flood of them is the guard's line).
             if isHTTP2Stream {
-                if error is NIOHTTP2Errors.StreamClosed {
-                    FrontLog.debug("client \(connectionInfo(context).remoteAddress) reset its HTTP/2 stream")
+                if error is NIOHTTP2Errors.StreamClosed || !(error is any NIOHTTP2Error) {
+                    // The client's reset, or its connection's end (reset, TLS) reaching every stream.
+                    FrontLog.debug("client \(connectionInfo(context).remoteAddress): HTTP/2 stream ended: \(error)")
                 } else {
                     FrontLog.info("client \(connectionInfo(context).remoteAddress) sent a malformed HTTP/2 request (\(error)): stream reset")
                 }
