@@ -143,7 +143,7 @@ let package = Package(
         .executableTarget(
             name: "keel-pool",
             dependencies: [
-                "KeelPoolCLI", "KeelPool", "KeelApp", "KeelTune",
+                "KeelPoolCLI", "KeelPool", "KeelApp", "KeelTune", "KeelSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             // The embedded fallback: WSGI on Debian's libpython3.11 when libKeelPoolWorker.so is not beside keel-pool.

@@ -17,7 +17,7 @@ public enum ProcessSpawner {
     /// Returns the child's pid. `searchPath` looks a bare name up in PATH (posix_spawnp).
     public static func spawn(
         _ executable: String, arguments: [String], moving fds: [(from: Int32, to: Int32)] = [], closeFrom: Int32,
-        defaultSignals: [Int32], searchPath: Bool = false
+        defaultSignals: [Int32], searchPath: Bool = false, extraEnvironment: [String] = []
     ) throws(SpawnError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -39,11 +39,29 @@ public enum ProcessSpawner {
 
         let argv: [UnsafeMutablePointer<CChar>?] = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        // The parent's environment, plus "NAME=value" entries for this child only (no setenv in a threaded parent).
+        var envp: [UnsafeMutablePointer<CChar>?] = []
+        var added: [UnsafeMutablePointer<CChar>?] = []
+        if !extraEnvironment.isEmpty {
+            let names = Set(extraEnvironment.map { $0.prefix { $0 != "=" } + "=" })
+            var entry = environ
+            while let pointer = entry.pointee {
+                let text = String(cString: pointer)
+                if !names.contains(where: { text.hasPrefix($0) }) { envp.append(pointer) }
+                entry += 1
+            }
+            added = extraEnvironment.map { strdup($0) }
+            envp += added + [nil]
+        }
+        defer { added.forEach { free($0) } }
         var pid: pid_t = 0
-        let result =
-            searchPath
-            ? posix_spawnp(&pid, executable, &actions, &attributes, argv, environ)
-            : posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        let result = envp.isEmpty
+            ? (searchPath
+                ? posix_spawnp(&pid, executable, &actions, &attributes, argv, environ)
+                : posix_spawn(&pid, executable, &actions, &attributes, argv, environ))
+            : (searchPath
+                ? posix_spawnp(&pid, executable, &actions, &attributes, argv, envp)
+                : posix_spawn(&pid, executable, &actions, &attributes, argv, envp))
         guard result == 0 else { throw SpawnError(executable: executable, code: result) }
         return pid
     }

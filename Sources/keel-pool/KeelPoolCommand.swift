@@ -2,6 +2,7 @@ import ArgumentParser
 import KeelApp
 import KeelPool
 import KeelPoolCLI
+import KeelSystem
 
 #if canImport(Glibc)
 import Glibc
@@ -27,6 +28,10 @@ struct KeelPoolCommand: ParsableCommand {
     @OptionGroup var options: PoolOptions
 
     func run() throws {
+        // Started by keel: TERM (a graceful stop) when keel dies, even by KILL.
+        if case .parentGone(let parent) = ParentTie.tieFromEnvironment() {
+            throw ValidationError("the process that started keel-pool (pid \(parent)) is gone: not starting")
+        }
         let arguments = Array(CommandLine.arguments.dropFirst())
         let configuration = try options.validated(arguments: arguments)
         let code = PoolMaster(configuration: configuration).run()

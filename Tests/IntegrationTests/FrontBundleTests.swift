@@ -54,6 +54,18 @@ struct FrontBundleTests {
         #expect(access.contains("\"GET / HTTP/1.1\" 200 13"))
     }
 
+    /// A pool keel spawned is tied to it (PR_SET_PDEATHSIG set by keel-pool from KEEL_PARENT_PID): keel killed
+    /// hard, the pool gets TERM and nothing of it is left 2 s later.
+    @Test func poolsDieWithKeelEvenWhenKeelIsKilled() throws {
+        let keel = try FrontUnderTest(config: Self.bundleConfig())
+        #expect(try keel.get("/").text == "Hello world!\n")
+        let pool = Self.tree(keel.process.pid)
+        #expect(pool.count == 3, "keel-pool master and two workers: \(pool)")
+        kill(keel.process.pid, SIGKILL)
+        _ = try keel.process.waitForExit(seconds: 5)
+        try Harness.waitUntil("every pool process to exit", seconds: 2) { pool.allSatisfy { !Harness.processExists($0) } }
+    }
+
     /// SwiftNIO warns (and will crash) when something resolves a promise on a loop that has shut down; keel's stop
     /// order must leave nothing that does, with kept upstream connections open, on TERM and on INT.
     @Test(arguments: [SIGTERM, SIGINT])

@@ -1,5 +1,7 @@
+import Dispatch
 import KeelSystem
 import NIOConcurrencyHelpers
+import NIOPosix
 
 #if canImport(Glibc)
 import Glibc
@@ -157,15 +159,36 @@ public final class PoolSupervisor: Sendable {
         return "was killed by signal \(signal)"
     }
 
-    /// stdio inherited, fds ≥ 3 closed, and the signals keel traps reset to default in the pool.
+    /// Pools are spawned from one thread that lives as long as keel: the pool's PR_SET_PDEATHSIG (ParentTie) fires
+    /// when the *thread* that spawned it ends, and Swift's tasks run on threads that come and go.
+    private static let spawnerThread: NIOThreadPool = {
+        let thread = NIOThreadPool(numberOfThreads: 1)
+        thread.start()
+        return thread
+    }()
+
+    /// stdio inherited, fds ≥ 3 closed, the signals keel traps reset to default, and tied to keel (KEEL_PARENT_PID).
     static func spawnProcess(_ executable: String, arguments: [String]) throws -> pid_t {
-        do {
-            return try ProcessSpawner.spawn(
-                executable, arguments: arguments, closeFrom: 3,
-                defaultSignals: [SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE, SIGTTIN, SIGTTOU, SIGCHLD],
-                searchPath: true)
-        } catch {
+        let outcome = NIOLockedValueBox<Result<pid_t, ProcessSpawner.SpawnError>?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        spawnerThread.submit { _ in
+            do throws(ProcessSpawner.SpawnError) {
+                let pid = try ProcessSpawner.spawn(
+                    executable, arguments: arguments, closeFrom: 3,
+                    defaultSignals: [SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGPIPE, SIGTTIN, SIGTTOU, SIGCHLD],
+                    searchPath: true, extraEnvironment: [ParentTie.environmentEntry])
+                outcome.withLockedValue { $0 = .success(pid) }
+            } catch {
+                outcome.withLockedValue { $0 = .failure(error) }
+            }
+            done.signal()
+        }
+        done.wait()
+        switch outcome.withLockedValue({ $0 }) {
+        case .success(let pid): return pid
+        case .failure(let error):
             throw StartError(description: "\(error) (build it with `swift build`, or set KEEL_POOL to its path)")
+        case nil: throw StartError(description: "cannot spawn \(executable): keel's spawner thread is not running")
         }
     }
 
