@@ -68,7 +68,7 @@ public enum FrontBundle {
             metrics: configuration.metrics == nil ? nil : FrontMetrics())
         var metricsChannel: (any Channel)?
         do {
-            try await server.start()
+            // /metrics first: once the HTTP listeners accept, a scraper that waited for them finds it too.
             if let metrics = configuration.metrics {
                 do {
                     metricsChannel = try await MetricsServer.start(metrics.listener, server: server, group: group)
@@ -77,8 +77,10 @@ public enum FrontBundle {
                 }
                 FrontLog.notice("metrics on http://\(metricsChannel?.localAddress?.hostAndPort ?? metrics.listener.address)/metrics")
             }
+            try await server.start()
         } catch {
             FrontLog.error("\(error)")
+            try? await metricsChannel?.close()
             await server.shutdown(grace: .zero)
             await pools.stop(grace: 5)
             try? await group.shutdownGracefully()
