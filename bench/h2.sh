@@ -28,13 +28,7 @@ case "$DRIFT" in 0 | 1) ;; *) echo "DRIFT=$DRIFT: give 0 or 1" >&2; exit 2 ;; es
 install_tools
 command -v openssl >/dev/null || apt_install openssl
 command -v h2load >/dev/null || apt_install nghttp2-client
-if [ -z "$KEEL" ] || [ -z "$KEEL_POOL" ]; then
-    release_build "$SCRATCH"
-    KEEL=${KEEL:-$BIN_DIR/keel}
-    KEEL_POOL=${KEEL_POOL:-$BIN_DIR/keel-pool}
-fi
-require_executable KEEL "$KEEL"
-require_executable KEEL_POOL "$KEEL_POOL"
+keel_binaries
 nginx_conf_dir
 setup_tmp keel-h2
 prepare_out

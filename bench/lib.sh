@@ -99,6 +99,17 @@ build_keel() {
     KEEL_POOL=${KEEL_POOL:-$BIN_DIR/keel-pool}
 }
 
+# keel_binaries : KEEL and KEEL_POOL as given, or from a release build into $SCRATCH; both must be executables.
+keel_binaries() {
+    if [ -z "$KEEL" ] || [ -z "$KEEL_POOL" ]; then
+        release_build "$SCRATCH"
+        KEEL=${KEEL:-$BIN_DIR/keel}
+        KEEL_POOL=${KEEL_POOL:-$BIN_DIR/keel-pool}
+    fi
+    require_executable KEEL "$KEEL"
+    require_executable KEEL_POOL "$KEEL_POOL"
+}
+
 require_executable() {
     [ -x "$2" ] || { echo "$1=$2 is not an executable" >&2; exit 1; }
 }

@@ -26,13 +26,7 @@ INVOCATION="DURATION=$DURATION CONNECTIONS=$CONNECTIONS WRK_THREADS=$WRK_THREADS
 
 install_tools
 command -v openssl >/dev/null || apt_install openssl
-if [ -z "$KEEL" ] || [ -z "$KEEL_POOL" ]; then
-    release_build "$SCRATCH"
-    KEEL=${KEEL:-$BIN_DIR/keel}
-    KEEL_POOL=${KEEL_POOL:-$BIN_DIR/keel-pool}
-fi
-require_executable KEEL "$KEEL"
-require_executable KEEL_POOL "$KEEL_POOL"
+keel_binaries
 nginx_conf_dir
 setup_tmp keel-tls
 prepare_out

@@ -108,11 +108,16 @@ def continuation_flood(server, count, deadline):
     server.send(frame(HEADERS, END_STREAM, 1, server.request_block(encoder)), deadline)
     # Small literal headers (not indexed), so each frame is a valid piece of one ever-growing block.
     piece = b"\x00\x07x-flood\x08aaaaaaaa"
+    return repeat(server, frame(CONTINUATION, 0, 1, piece), 100, count, deadline)
+
+
+def repeat(server, one_frame, burst, count, deadline):
+    """Sends one_frame count times, burst at a time, until the server cuts it off; returns how many were sent."""
     sent = 0
     while sent < count and not server.cut_off and time.monotonic() < deadline:
-        burst = min(100, count - sent)
-        server.send(frame(CONTINUATION, 0, 1, piece) * burst, deadline)
-        sent += burst
+        n = min(burst, count - sent)
+        server.send(one_frame * n, deadline)
+        sent += n
     return sent
 
 
@@ -138,12 +143,7 @@ def send_header_block(server, block, deadline):
 def control_flood(kind):
     def flood(server, count, deadline):
         payload = b"" if kind == SETTINGS else b"keelping"
-        sent = 0
-        while sent < count and not server.cut_off and time.monotonic() < deadline:
-            burst = min(500, count - sent)
-            server.send(frame(kind, 0, 0, payload) * burst, deadline)
-            sent += burst
-        return sent
+        return repeat(server, frame(kind, 0, 0, payload), 500, count, deadline)
     return flood
 
 
