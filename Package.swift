@@ -116,11 +116,12 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
-        // Depends on keel-pool so `swift run keel` builds the pool binary keel spawns (it looks beside itself).
+        // Depends on keel-pool so `swift run keel` builds the pool binary keel spawns (it looks beside itself), and on
+        // KeelPoolCommands for `keel pool`, which runs the same pool from keel's own binary when none is beside it.
         .executableTarget(
             name: "keel",
             dependencies: [
-                "KeelFront", "keel-pool",
+                "KeelFront", "keel-pool", "KeelPoolCommands",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             // Linking keel-pool's module in (the dependency above) brings its embedded-Python fallback along.
@@ -140,12 +141,17 @@ let package = Package(
             name: "KeelPoolWorker", dependencies: ["KeelPoolCLI", "CPython"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--allow-shlib-undefined", "-Xlinker", "--unresolved-symbols=ignore-all"])]
         ),
-        .executableTarget(
-            name: "keel-pool",
+        // keel-pool's command line (run, check, stats, tune and the hidden steps), shared by keel-pool and `keel pool`.
+        .target(
+            name: "KeelPoolCommands",
             dependencies: [
                 "KeelPoolCLI", "KeelPool", "KeelApp", "KeelTune", "KeelSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
+            ]
+        ),
+        .executableTarget(
+            name: "keel-pool",
+            dependencies: ["KeelPoolCommands"],
             // The embedded fallback: WSGI on Debian's libpython3.11 when libKeelPoolWorker.so is not beside keel-pool.
             linkerSettings: [.linkedLibrary("python3.11")]
         ),

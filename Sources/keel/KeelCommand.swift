@@ -1,5 +1,7 @@
 import ArgumentParser
 import KeelFront
+import KeelPoolCommands
+import KeelSystem
 import KeelTLS
 
 #if canImport(Glibc)
@@ -15,11 +17,25 @@ struct KeelCommand: AsyncParsableCommand {
             With no arguments keel serves a demo on http://127.0.0.1:8080/: it starts keel-pool with the built-in
             hello app and routes / to it. Signals: TERM drains and stops, INT/QUIT stop at once, HUP reloads --config,
             USR1 reopens the logs.
+            `keel pool ARGS` runs keel-pool with exactly keel-pool's command line (`keel pool --help`, `keel pool
+            check`, `keel pool stats`); keel starts its [[pool]]s that way when no keel-pool is beside it.
             """,
         version: KeelVersion.current,
         subcommands: [Run.self, Check.self],
         defaultSubcommand: Run.self
     )
+
+    /// `keel pool …` is keel-pool itself (one implementation, KeelPoolCommands), before keel's own parser sees it.
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "pool" {
+            SelfInvocation.prefix = ["pool"]
+            SelfInvocation.arguments = Array(arguments.dropFirst())
+            KeelPoolCommand.main(SelfInvocation.arguments)
+            Glibc.exit(0)
+        }
+        await main(nil)
+    }
 
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "run", abstract: "Serve (the default).")

@@ -66,6 +66,36 @@ struct FrontBundleTests {
         try Harness.waitUntil("every pool process to exit", seconds: 2) { pool.allSatisfy { !Harness.processExists($0) } }
     }
 
+    /// keel alone in a directory, no keel-pool beside it nor $KEEL_POOL: `keel pool` is keel-pool (the same command
+    /// line, errors included), and a [[pool]] runs from keel's own binary, workers too; TERM leaves nothing.
+    @Test func theKeelBinaryAloneRunsItsPools() throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let keelAlone = directory + "/keel"
+        try FileManager.default.copyItem(atPath: Harness.keelPath, toPath: keelAlone)
+        let help = try TLSTools.shell("env -u KEEL_POOL \(keelAlone) pool --help", seconds: 20)
+        #expect(help.output.contains("--max-requests") && help.output.contains("--harakiri"), "\(help.output)")
+        let bad = try TLSTools.shell("env -u KEEL_POOL \(keelAlone) pool --app nope --http-socket 127.0.0.1:1 2>&1", seconds: 20)
+        #expect(bad.code != 0 && bad.output.contains("--app nope: unknown app"), "\(bad.output)")
+
+        let port = try Harness.freePort()
+        try FrontUnderTest.render(Self.bundleConfig(), port: port, directory: directory)
+            .write(toFile: directory + "/keel.toml", atomically: true, encoding: .utf8)
+        let keel = try ManagedProcess(
+            "/usr/bin/env", ["-u", "KEEL_POOL", keelAlone, "--config", directory + "/keel.toml"], logPath: directory + "/keel.log")
+        try Harness.waitUntil("keel to serve through its own pool", seconds: 30) {
+            (try? HTTPClient.get(port: port, "/").text) == "Hello world!\n"
+        }
+        let tree = Self.tree(keel.pid)
+        // env execs keel; keel → `keel pool` master → two `keel pool _worker`s.
+        let commands = tree.compactMap { try? String(contentsOfFile: "/proc/\($0)/cmdline", encoding: .utf8) }
+            .map { $0.replacingOccurrences(of: "\0", with: " ") }
+        #expect(commands.filter { $0.hasPrefix(keelAlone + " pool ") }.count == 3, "\(commands)")
+        #expect(commands.filter { $0.contains(" pool _worker ") }.count == 2, "\(commands)")
+        #expect(try keel.stop(signal: SIGTERM) == 0)
+        try Harness.waitUntil("every process of the bundle to exit", seconds: 20) { tree.allSatisfy { !Harness.processExists($0) } }
+    }
+
     /// SwiftNIO warns (and will crash) when something resolves a promise on a loop that has shut down; keel's stop
     /// order must leave nothing that does, with kept upstream connections open, on TERM and on INT.
     @Test(arguments: [SIGTERM, SIGINT])

@@ -24,28 +24,30 @@ public final class PoolSupervisor: Sendable {
     }
 
     private let executable: String
+    /// `["pool"]` when keel runs the pool from its own binary (`keel pool …`).
+    private let prefix: [String]
     private let state: NIOLockedValueBox<(pools: [Running], stopping: Bool)>
 
-    public init(pools: [FrontConfiguration.Pool], executable: String = PoolSupervisor.defaultExecutable()) {
-        self.executable = executable
+    public init(pools: [FrontConfiguration.Pool], command: (executable: String, prefix: [String]) = PoolSupervisor.defaultCommand()) {
+        self.executable = command.executable
+        self.prefix = command.prefix
         self.state = NIOLockedValueBox((pools.map { Running(pool: $0, pid: nil, startedAt: .now) }, false))
     }
 
     public var isEmpty: Bool { state.withLockedValue { $0.pools.isEmpty } }
 
-    /// keel-pool next to this keel binary, else `$KEEL_POOL`, else the name for PATH lookup.
-    public static func defaultExecutable() -> String {
-        if let override = getenv("KEEL_POOL") { return String(cString: override) }
+    /// `$KEEL_POOL`, else the keel-pool next to this keel binary, else this keel binary itself as `keel pool …`.
+    public static func defaultCommand() -> (executable: String, prefix: [String]) {
+        if let override = getenv("KEEL_POOL") { return (String(cString: override), []) }
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
         let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        if count > 0 {
-            let path = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if let slash = path.lastIndex(of: "/") {
-                let sibling = String(path[...slash]) + "keel-pool"
-                if access(sibling, X_OK) == 0 { return sibling }
-            }
+        guard count > 0 else { return ("keel-pool", []) }
+        let path = String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if let slash = path.lastIndex(of: "/") {
+            let sibling = String(path[...slash]) + "keel-pool"
+            if access(sibling, X_OK) == 0 { return (sibling, []) }
         }
-        return "keel-pool"
+        return (path, ["pool"])
     }
 
     /// Spawns every pool and waits until each one's socket accepts connections; a pool that exits first, or is not
@@ -119,13 +121,13 @@ public final class PoolSupervisor: Sendable {
 
     private func spawn(_ index: Int) throws {
         let pool = state.withLockedValue { $0.pools[index].pool }
-        let pid = try Self.spawnProcess(executable, arguments: pool.args)
+        let pid = try Self.spawnProcess(executable, arguments: prefix + pool.args)
         state.withLockedValue { state in
             state.pools[index].pid = pid
             state.pools[index].startedAt = .now
             state.pools[index].restartAt = nil
         }
-        FrontLog.notice("started pool \"\(pool.name)\" (pid \(pid)): \(executable) \(pool.args.joined(separator: " "))")
+        FrontLog.notice("started pool \"\(pool.name)\" (pid \(pid)): \(([executable] + prefix + pool.args).joined(separator: " "))")
     }
 
     /// During startup: has pool `index` exited? Returns its exit description.

@@ -1,4 +1,5 @@
 #if canImport(Glibc)
+import KeelSystem
 import Glibc
 #endif
 
@@ -78,7 +79,9 @@ public final class PoolMaster {
             return 1
         }
         spawner = WorkerSpawner(
-            executable: configuration.workerExecutable ?? currentExecutablePath(), baseArguments: configuration.workerArguments,
+            executable: configuration.workerExecutable ?? currentExecutablePath(),
+            // Re-running this executable (`keel-pool _worker`, or `keel pool _worker` in the single binary).
+            baseArguments: (configuration.workerExecutable == nil ? SelfInvocation.prefix : []) + configuration.workerArguments,
             listeners: sockets.map { ($0.fd, $0.wire) }, scoreboard: scoreboard)
         MasterLog.info(
             "keel-pool starting: app \(configuration.appName), \(configuration.processes) processes × "

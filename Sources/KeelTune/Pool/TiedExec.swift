@@ -1,4 +1,5 @@
 import CKeelSys
+import KeelSystem
 
 #if canImport(Glibc)
     import Glibc
@@ -13,7 +14,9 @@ public enum TiedExec {
 
     /// The arguments that start `command` through the helper, tied to this process.
     static func arguments(executable: String, command: [String]) -> [String] {
-        [subcommand, "--tune-parent", String(getpid()), "--", executable] + command
+        // `keel pool` re-runs itself with its prefix, both for this step and for the pool it execs.
+        SelfInvocation.prefix + [subcommand, "--tune-parent", String(getpid()), "--", executable] + SelfInvocation.prefix
+            + command
     }
 
     /// Sets the parent-death signal, checks the parent is still there (it may have died before the prctl), execs.

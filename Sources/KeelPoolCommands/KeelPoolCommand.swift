@@ -8,9 +8,9 @@ import KeelSystem
 import Glibc
 #endif
 
-@main
-struct KeelPoolCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(
+/// keel-pool's command line: the `keel-pool` executable, and `keel pool` in the single keel binary.
+public struct KeelPoolCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
         commandName: "keel-pool",
         abstract: "Keel's application server: a master supervising worker processes × threads, speaking uwsgi and HTTP.",
         discussion: """
@@ -27,12 +27,14 @@ struct KeelPoolCommand: ParsableCommand {
 
     @OptionGroup var options: PoolOptions
 
-    func run() throws {
+    public init() {}
+
+    public func run() throws {
         // Started by keel: TERM (a graceful stop) when keel dies, even by KILL.
         if case .parentGone(let parent) = ParentTie.tieFromEnvironment() {
             throw ValidationError("the process that started keel-pool (pid \(parent)) is gone: not starting")
         }
-        let arguments = Array(CommandLine.arguments.dropFirst())
+        let arguments = SelfInvocation.arguments
         let configuration = try options.validated(arguments: arguments)
         let code = PoolMaster(configuration: configuration).run()
         if code != 0 { throw ExitCode(code) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KeelSystem
 import KeelTune
 
 #if canImport(Glibc)
@@ -81,7 +82,7 @@ extension KeelPoolCommand {
                 }
                 // The parent command's PoolOptions take the app's flags, so they are read from the command line.
                 let app = try TuneConfiguration.appArguments(
-                    TuneConfiguration.appFlags(commandLine: Array(CommandLine.arguments.dropFirst())))
+                    TuneConfiguration.appFlags(commandLine: SelfInvocation.arguments))
                 guard !app.arguments.isEmpty else {
                     throw ValidationError("no app to tune: give the app's flags as for a run, e.g. --wsgi-file app.py")
                 }
