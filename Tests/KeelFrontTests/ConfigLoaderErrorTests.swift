@@ -172,6 +172,9 @@ import Testing
             "[[listen]]\naddress = \"127.0.0.1:443\"\ntls = true\nh2c = true", "listen[0].h2c",
             "h2c is HTTP/2 without TLS; on a TLS listener HTTP/2 is offered by ALPN (http2 = true)"),
         .init("[[listen]]\naddress = \"127.0.0.1:80\"\nh2c = \"on\"", "listen[0].h2c", "expected true or false"),
+        .init(
+            "[[listen]]\naddress = \"127.0.0.1:80\"\nh2c = true\nredirect_to_https = true\n[[listen]]\naddress = \"127.0.0.1:443\"\ntls = true",
+            "listen[0].h2c", "a redirect_to_https listener sends every client to TLS"),
         .init("[[listen]]\naddress = \"127.0.0.1:80\"\nh2 = true", "listen[0].h2", "unknown key (did you mean \"h2c\"?)"),
         .init("[limits]\nhttp2_max_concurrent_streams = 0", "limits.http2_max_concurrent_streams", "must be from 1 to 10000, got 0"),
         .init("[limits]\nhttp2_max_requests = 0", "limits.http2_max_requests", "must be at least 1"),

@@ -113,6 +113,9 @@ public enum ConfigLoader {
                 if table["http2"] != nil && !tls {
                     throw listen.problem("http2", "only TLS listeners negotiate HTTP/2 by ALPN; for plaintext HTTP/2 write h2c = true")
                 }
+                if h2c && redirect {
+                    throw listen.problem("h2c", "a redirect_to_https listener sends every client to TLS; HTTP/2 is offered there by ALPN, so drop h2c here")
+                }
                 if h2c && tls {
                     throw listen.problem("h2c", "h2c is HTTP/2 without TLS; on a TLS listener HTTP/2 is offered by ALPN (http2 = true)")
                 }
