@@ -49,14 +49,14 @@ final class HTTP2ConnectionGuard: ChannelInboundHandler {
         guard !registered else { return }
         registered = true
         counters.connectionsOpen.add(1, ordering: .relaxed)
-        loopLocal.http2Connections[ObjectIdentifier(self)] = self
+        loopLocal.registerHTTP2Connection(self)
     }
 
     private func closed() {
         guard registered else { return }
         registered = false
         counters.connectionsOpen.subtract(1, ordering: .relaxed)
-        loopLocal.http2Connections[ObjectIdentifier(self)] = nil
+        loopLocal.unregisterHTTP2Connection(self)
     }
 
     /// A stream the client opened (NIOHTTP2StreamDelegate, on this loop).

@@ -154,23 +154,23 @@ final class LoopLocalState: @unchecked Sendable {
         return uwsgi
     }
 
+    /// This loop's open HTTP/2 connections (a HUP sends each a GOAWAY); changed in place, never copied.
     private var http2Guards: [ObjectIdentifier: HTTP2ConnectionGuard] = [:]
 
-    /// This loop's open HTTP/2 connections (a HUP sends each a GOAWAY).
-    var http2Connections: [ObjectIdentifier: HTTP2ConnectionGuard] {
-        get {
-            loop.preconditionInEventLoop()
-            return http2Guards
-        }
-        set {
-            loop.preconditionInEventLoop()
-            http2Guards = newValue
-        }
+    func registerHTTP2Connection(_ connection: HTTP2ConnectionGuard) {
+        loop.preconditionInEventLoop()
+        http2Guards[ObjectIdentifier(connection)] = connection
+    }
+
+    func unregisterHTTP2Connection(_ connection: HTTP2ConnectionGuard) {
+        loop.preconditionInEventLoop()
+        http2Guards[ObjectIdentifier(connection)] = nil
     }
 
     /// HUP: every HTTP/2 connection on this loop gets a GOAWAY, so its next requests come on a connection with the new
     /// configuration's limits (as nginx's new workers take over from the old).
     func goAwayHTTP2Connections() {
-        for connection in http2Connections.values { connection.goAwayGracefully() }
+        loop.preconditionInEventLoop()
+        for connection in http2Guards.values { connection.goAwayGracefully() }
     }
 }
