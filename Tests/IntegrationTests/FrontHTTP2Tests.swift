@@ -242,6 +242,7 @@ struct FrontHTTP2Tests {
         ("ping-flood", ["settings or ping flood", "does not read keel's replies"]),
         ("hpack-bomb", ["header block over max_header_size", "cannot be decoded"]),
         ("hpack-table-size", ["cannot be decoded"]),
+        ("even-stream", ["broke the HTTP/2 protocol"]),
     ])
     func attackIsCutOffWhileOthersAreServed(attack: String, expected: [String]) throws {
         let python = try Self.python()
@@ -265,6 +266,8 @@ struct FrontHTTP2Tests {
         let code = try attacker.waitForExit(seconds: 30)
         let outcome = try Self.json(attacker.log)
         #expect(code == 0 && outcome["cut_off"] as? Bool == true, "\(attack) was not cut off: \(attacker.log)")
+        // NIO's GOAWAY alone leaves the socket open: keel must close it.
+        #expect(outcome["closed"] as? Bool == true, "\(attack): the connection stayed open: \(attacker.log)")
         try Harness.waitUntil("\(attack)'s log line", seconds: 5) {
             expected.contains { fixture.keel.log.contains($0) }
         }
@@ -299,7 +302,7 @@ struct FrontHTTP2Tests {
 
     @Test func maxRequestsPerConnectionAndIdleTimeout() throws {
         let python = try Self.python()
-        let fixture = try Self.start(extraLimits: "http2_max_requests = 3\nkeepalive_timeout = \"1s\"")
+        let fixture = try Self.start(extraLimits: "http2_max_requests = 3\nkeepalive_timeout = \"1s\"\ngraceful_timeout = \"1s\"")
         // Over TLS: curl 7.88 does not send a second request on an h2c prior-knowledge connection (to nginx neither).
         let urls = (0..<7).map { "-o /dev/null \(fixture.tls)/?n=\($0)" }.joined(separator: " ")
         // One at a time on a multiplexing curl: a GOAWAY after every third stream sends it to a new connection.
@@ -308,11 +311,55 @@ struct FrontHTTP2Tests {
         #expect(lines.count == 7 && lines.allSatisfy { $0.hasPrefix("200 ") }, "\(result.output)")
         #expect(lines.map { Int($0.split(separator: " ")[1]) ?? 9 }.reduce(0, +) == 3, "\(result.output)")
 
-        let idle = try Self.shell("\(python) \(Self.scripts)/h2lifecycle.py --idle --port \(fixture.keel.port2) --timeout 10")
-        let outcome = try Self.json(idle.output)
-        #expect(outcome["closed"] as? Bool == true, "\(idle.output)")
-        #expect((outcome["goaways"] as? [[String: Any]])?.isEmpty == false, "\(idle.output)")
-        #expect((outcome["seconds"] as? Double ?? 99) < 5, "\(idle.output)")
+        // Idle, with the client acking the GOAWAY's PING (NIO closes) and without (keel's own deadline closes).
+        for flags in ["", "--no-ping-ack"] {
+            let idle = try Self.shell("\(python) \(Self.scripts)/h2lifecycle.py --idle \(flags) --port \(fixture.keel.port2) --timeout 10")
+            let outcome = try Self.json(idle.output)
+            #expect(outcome["closed"] as? Bool == true, "\(flags): \(idle.output)")
+            #expect((outcome["goaways"] as? [[String: Any]])?.isEmpty == false, "\(flags): \(idle.output)")
+            #expect((outcome["seconds"] as? Double ?? 99) < 5, "\(flags): \(idle.output)")
+        }
+    }
+
+    /// A client that never answers the GOAWAY's PING is still closed after graceful_timeout when HUP sends it GOAWAY.
+    @Test func hupClosesAClientThatNeverAcksWithinTheGrace() throws {
+        let python = try Self.python()
+        let fixture = try Self.start(extraLimits: "graceful_timeout = \"1s\"")
+        let run = try Self.shell(
+            "\(python) \(Self.scripts)/h2lifecycle.py --idle --no-ping-ack --signal HUP --pid \(fixture.keel.process.pid) --port \(fixture.keel.port2) --timeout 10")
+        let outcome = try Self.json(run.output)
+        #expect((outcome["goaways"] as? [[String: Any]])?.first?["error_code"] as? Int == 0, "\(run.output)")
+        #expect(outcome["closed"] as? Bool == true, "\(run.output)")
+        // keepalive_timeout is 75 s here: only the grace after HUP's GOAWAY can have closed it.
+        #expect((outcome["seconds"] as? Double ?? 99) < 5, "\(run.output)")
+        try Harness.waitUntil("the grace's log line", seconds: 5) {
+            fixture.keel.log.contains("did not finish its HTTP/2 streams within graceful_timeout")
+        }
+    }
+
+    /// A GET whose HEADERS lack END_STREAM times out like a stalled body (408, then RST_STREAM(NO_ERROR)); a Host
+    /// that differs from :authority is a malformed request (RST_STREAM(PROTOCOL_ERROR)), the same server's is not.
+    @Test func unfinishedAndMismatchedStreams() throws {
+        let python = try Self.python()
+        let fixture = try Self.start(extraLimits: "client_body_timeout = \"1s\"")
+        let open = try Self.shell(
+            "\(python) \(Self.scripts)/h2lifecycle.py --open-request --path / --port \(fixture.keel.port2) --timeout 10")
+        let unfinished = try Self.json(open.output)
+        #expect(unfinished["status"] as? Int == 408, "\(open.output)")
+        #expect(unfinished["reset"] as? Int == 0, "the early answer's reset must be NO_ERROR: \(open.output)")
+        #expect((unfinished["seconds"] as? Double ?? 99) < 5, "\(open.output)")
+
+        let other = try Self.shell(
+            "\(python) \(Self.scripts)/h2lifecycle.py --host-header elsewhere.example --path / --port \(fixture.keel.port2) --timeout 5")
+        let mismatched = try Self.json(other.output)
+        #expect(mismatched["status"] == nil || mismatched["status"] is NSNull, "\(other.output)")
+        #expect(mismatched["reset"] as? Int == 1, "PROTOCOL_ERROR expected: \(other.output)")
+        #expect(fixture.keel.log.contains("differs from :authority"), "\(fixture.keel.log)")
+
+        let same = try Self.shell(
+            "\(python) \(Self.scripts)/h2lifecycle.py --host-header 127.0.0.1:\(fixture.keel.port2) --path / --port \(fixture.keel.port2) --timeout 5")
+        let matched = try Self.json(same.output)
+        #expect(matched["status"] as? Int == 200 && matched["stream_ended"] as? Bool == true, "\(same.output)")
     }
 
     // MARK: operations

@@ -82,4 +82,26 @@ import Testing
         let got39 = timeouts.expired(unsentBytes: 0)
         #expect(got39 == .bodyTimedOut)
     }
+
+    /// An HTTP/2 stream's request lasts until END_STREAM whatever its method: the body timeout starts at the read's
+    /// end unless the end came in the same read (a GET's usual HEADERS), which then costs no timer at all.
+    @Test func aStreamsRequestIsTimedUntilItsEndWhateverItsMethod() {
+        var limits = FrontConfiguration.Limits()
+        limits.clientBodyTimeout = .seconds(2)
+        var whole = ClientTimeouts(limits: limits, isStream: true)
+        #expect(whole.receivedHead(hasBody: false) == .none)
+        #expect(whole.receivedEnd() == .cancel)
+        #expect(whole.readComplete() == .none, "HEADERS with END_STREAM: no timer")
+
+        var open = ClientTimeouts(limits: limits, isStream: true)
+        #expect(open.receivedHead(hasBody: false) == .none)
+        #expect(open.readComplete() == .arm(.seconds(2)), "HEADERS without END_STREAM: the body timeout")
+        #expect(open.expired(unsentBytes: 0) == .bodyTimedOut)
+
+        var posting = ClientTimeouts(limits: limits, isStream: true)
+        _ = posting.receivedHead(hasBody: true)
+        #expect(posting.receivedBody() == .arm(.seconds(2)))
+        #expect(posting.readComplete() == .none, "a body part armed it already")
+        #expect(posting.receivedEnd() == .cancel)
+    }
 }

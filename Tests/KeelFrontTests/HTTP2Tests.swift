@@ -96,4 +96,42 @@ import Testing
         #expect(defaults.connection.initialSettings.contains { $0.parameter == .maxConcurrentStreams && $0.value == 128 })
         #expect(FrontConfiguration.Limits().http2MaxRequests == 1000)
     }
+
+    /// NIO reports connection and stream errors alike; the GOAWAY it wrote just before tells them apart.
+    @Test func theGoAwayWatchFindsGoAwayFramesAmongWrites() throws {
+        func frame(type: UInt8, stream: UInt32, payload: [UInt8]) -> ByteBuffer {
+            var buffer = ByteBuffer()
+            buffer.writeInteger(UInt32(payload.count) << 8 | UInt32(type))
+            buffer.writeInteger(UInt8(0))
+            buffer.writeInteger(stream)
+            buffer.writeBytes(payload)
+            return buffer
+        }
+        let goAway = frame(type: 7, stream: 0, payload: [0, 0, 0, 3, 0, 0, 0, 1] + Array("debug".utf8))
+        #expect(HTTP2GoAwayWatch.goAwayErrorCode(in: goAway) == .protocolError)
+        #expect(HTTP2GoAwayWatch.goAwayErrorCode(in: frame(type: 7, stream: 0, payload: [0, 0, 0, 0, 0, 0, 0, 11])) == .enhanceYourCalm)
+        #expect(HTTP2GoAwayWatch.goAwayErrorCode(in: frame(type: 3, stream: 1, payload: [0, 0, 0, 1])) == nil, "RST_STREAM")
+        #expect(HTTP2GoAwayWatch.goAwayErrorCode(in: frame(type: 7, stream: 1, payload: [0, 0, 0, 0, 0, 0, 0, 1])) == nil)
+        var cut = goAway
+        cut.moveWriterIndex(to: cut.writerIndex - 1)
+        #expect(HTTP2GoAwayWatch.goAwayErrorCode(in: cut) == nil, "a length that is not the buffer's")
+        #expect(HTTP2ErrorCode.enhanceYourCalm.rfcName == "ENHANCE_YOUR_CALM" && HTTP2ErrorCode(networkCode: 0x99).rfcName == "0x99")
+
+        let channel = EmbeddedChannel(handler: HTTP2GoAwayWatch())
+        let watch = try channel.pipeline.syncOperations.handler(type: HTTP2GoAwayWatch.self)
+        try channel.writeOutbound(IOData.byteBuffer(frame(type: 3, stream: 1, payload: [0, 0, 0, 1])))
+        #expect(watch.takeGoAway() == nil)
+        try channel.writeOutbound(IOData.byteBuffer(goAway))
+        #expect(watch.takeGoAway() == .protocolError)
+        #expect(watch.takeGoAway() == nil, "taken once")
+        _ = try channel.finish()
+    }
+
+    @Test func hostAndAuthorityNameTheSameServerOrNot() {
+        #expect(HTTP2AuthorityCheck.sameServer("example.com", "example.com"))
+        #expect(HTTP2AuthorityCheck.sameServer("Example.COM", "example.com"))
+        #expect(HTTP2AuthorityCheck.sameServer("example.com:443", "example.com"))
+        #expect(!HTTP2AuthorityCheck.sameServer("example.com:8443", "example.com"))
+        #expect(!HTTP2AuthorityCheck.sameServer("evil.example", "example.com"))
+    }
 }

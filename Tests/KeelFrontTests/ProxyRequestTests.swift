@@ -81,6 +81,16 @@ import Testing
         for gone in ["Connection", "Keep-Alive", "X-Secret", "Transfer-Encoding", "X_Real_IP"] { #expect(!head.headers.contains(name: gone), "\(gone)") }
     }
 
+    @Test func splitCookieFieldsReachAnHTTPUpstreamAsOne() throws {
+        var headers = HTTPHeaders()
+        headers.add(name: "Host", value: "example.com")
+        headers.add(name: "cookie", value: "a=1")
+        headers.add(name: "Accept", value: "*/*")
+        headers.add(name: "cookie", value: "b=2")
+        let head = HTTPUpstreamRequest.head(for: try Self.request("/", headers), bodyLength: 0)
+        #expect(head.headers["Cookie"] == ["a=1; b=2"])
+    }
+
     @Test func upstreamResponseHeadersLoseHopByHop() {
         let headers = HTTPUpstreamRequest.responseHeaders(from: [
             "Content-Length": "3", "Connection": "close, X-Hop", "X-Hop": "1", "Transfer-Encoding": "chunked", "X-App": "a",

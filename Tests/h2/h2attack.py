@@ -11,10 +11,11 @@ ATTACK is one of:
     hpack-bomb          a 4 KiB header put in the HPACK table once, then referenced by a one-byte index thousands of
                         times in one block (a few KiB on the wire, tens of MiB decoded)
     hpack-table-size    a header block that resizes the HPACK table to 1 GiB, above the server's SETTINGS_HEADER_TABLE_SIZE
+    even-stream         a request on stream 2, an id only a server may open (a plain protocol error, no flood)
 
-It reads whatever the server sends while it writes, and stops at the server's GOAWAY or close, at --timeout, or when
---count is spent. Prints one JSON line; exits 0 when the server cut it off, 1 when it did not, 2 on a usage or
-connection error. Frames are written by hand (h2frames.py).
+It reads whatever the server sends while it writes, and stops writing at the server's GOAWAY or close, at --timeout,
+or when --count is spent; after an error GOAWAY it waits for the close. Prints one JSON line; exits 0 when the server
+cut it off, 1 when it did not, 2 on a usage or connection error. Frames are written by hand (h2frames.py).
 """
 import argparse
 import json
@@ -162,6 +163,11 @@ def hpack_table_size(server, count, deadline):
     return 1
 
 
+def even_stream(server, count, deadline):
+    server.send(frame(HEADERS, END_STREAM | END_HEADERS, 2, server.request_block(hpack.Encoder())), deadline)
+    return 1
+
+
 def encode_varint(value):
     """HPACK's integer continuation bytes (after a full prefix)."""
     out = b""
@@ -179,6 +185,7 @@ ATTACKS = {
     "ping-flood": (control_flood(PING), 100000),
     "hpack-bomb": (hpack_bomb, 16000),
     "hpack-table-size": (hpack_table_size, 1),
+    "even-stream": (even_stream, 1),
 }
 
 
@@ -209,8 +216,8 @@ def main():
               % (args.host, args.port), file=sys.stderr)
         return 2
     sent = attack(server, args.count if args.count is not None else default_count, deadline)
-    # Give the server the rest of the time to answer what was sent.
-    while not server.cut_off and time.monotonic() < deadline:
+    # Give the server the rest of the time to answer what was sent, and to close after its GOAWAY.
+    while not server.closed and time.monotonic() < deadline:
         select.select([server.sock], [], [], 0.05)
         server.read()
     code = server.goaway[1] if server.goaway else None

@@ -5,27 +5,43 @@ import NIOHTTP2
 /// GOAWAY itself): each connection error gets one log line naming the attack and the connection is closed (NIO
 /// writes the GOAWAY but leaves the socket open); streams are counted, and `http2_max_requests` or a HUP starts
 /// the graceful GOAWAY that NIOHTTP2ServerConnectionManagementHandler (next in the pipeline) carries out.
+/// That handler closes only once the client acks its PING, so the guard holds the hard deadlines: a connection
+/// without streams closes after the idle timeout plus the grace, and one told GOAWAY after the grace.
 final class HTTP2ConnectionGuard: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
     typealias InboundOut = HTTP2Frame
 
     private let loopLocal: LoopLocalState
     private let counters: HTTP2Counters
+    private let goAwayWatch: HTTP2GoAwayWatch
     private let maxRequests: Int
+    private let idleTimeout: TimeAmount
+    private let graceTime: TimeAmount
     private var streams = 0
+    private var openStreams = 0
     private var context: ChannelHandlerContext?
+    private var deadline: LoopTimer?
     private var registered = false
     private var goingAway = false
     private var cutOff = false
 
-    init(loopLocal: LoopLocalState, counters: HTTP2Counters, maxRequests: Int) {
+    init(
+        loopLocal: LoopLocalState, counters: HTTP2Counters, goAwayWatch: HTTP2GoAwayWatch, maxRequests: Int,
+        idleTimeout: TimeAmount, graceTime: TimeAmount
+    ) {
         self.loopLocal = loopLocal
         self.counters = counters
+        self.goAwayWatch = goAwayWatch
         self.maxRequests = maxRequests
+        self.idleTimeout = idleTimeout
+        self.graceTime = graceTime
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        let deadline = LoopTimer(loop: context.eventLoop)
+        deadline.onFire = { [unowned self] in self.deadlinePassed() }
+        self.deadline = deadline
         // After ALPN the channel is already active: no channelActive will come.
         if context.channel.isActive { opened() }
     }
@@ -42,6 +58,8 @@ final class HTTP2ConnectionGuard: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         closed()
+        deadline?.stop()  // drops onFire, which holds self
+        deadline = nil
         self.context = nil
     }
 
@@ -50,9 +68,11 @@ final class HTTP2ConnectionGuard: ChannelInboundHandler {
         registered = true
         counters.connectionsOpen.add(1, ordering: .relaxed)
         loopLocal.registerHTTP2Connection(self)
+        deadline?.arm(in: idleTimeout + graceTime)
     }
 
     private func closed() {
+        deadline?.stop()
         guard registered else { return }
         registered = false
         counters.connectionsOpen.subtract(1, ordering: .relaxed)
@@ -62,12 +82,21 @@ final class HTTP2ConnectionGuard: ChannelInboundHandler {
     /// A stream the client opened (NIOHTTP2StreamDelegate, on this loop).
     func streamCreated() {
         streams += 1
+        openStreams += 1
+        // Busy: no idle deadline (a GOAWAY's grace deadline stays).
+        if !goingAway { deadline?.cancel() }
         counters.streamsOpened.add(1, ordering: .relaxed)
         loopLocal.runtime.metrics?.front.http2Streams.increment()
         if streams == maxRequests, let context {
             FrontLog.debug("client \(Self.client(context)) reached http2_max_requests (\(maxRequests)): GOAWAY, the connection closes once its streams finish")
             goAway(context: context)
         }
+    }
+
+    func streamClosed() {
+        openStreams -= 1
+        // Moving a deadline later is a clock read (LoopTimer), not a scheduled task per request.
+        if openStreams == 0 && !goingAway { deadline?.arm(in: idleTimeout + graceTime) }
     }
 
     /// HUP and `http2_max_requests`: GOAWAY, let open streams finish, then close (the management handler's job).
@@ -77,23 +106,53 @@ final class HTTP2ConnectionGuard: ChannelInboundHandler {
     }
 
     private func goAway(context: ChannelHandlerContext) {
-        guard !goingAway else { return }
-        goingAway = true
+        guard startGrace() else { return }
         context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
     }
 
+    /// TERM reaches the connection as this event; it passes on to the management handler.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent { startGrace() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    /// The connection is going away: whatever the client does, it is closed after the grace.
+    @discardableResult
+    private func startGrace() -> Bool {
+        guard !goingAway else { return false }
+        goingAway = true
+        deadline?.cancel()
+        deadline?.arm(in: graceTime)
+        return true
+    }
+
+    private func deadlinePassed() {
+        guard let context else { return }
+        if goingAway {
+            FrontLog.info("client \(Self.client(context)) did not finish its HTTP/2 streams within graceful_timeout (\(graceTime.prettySeconds)) after GOAWAY: connection closed")
+        } else {
+            FrontLog.debug("HTTP/2 connection from \(Self.client(context)) idle and silent past keepalive_timeout and the grace: closed")
+        }
+        context.close(promise: nil)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard let (reason, what) = Self.cutOff(for: error) else {
+        // NIO sent GOAWAY for a connection error, RST_STREAM for a stream error; both arrive here as the bare error.
+        let goAwayCode = goAwayWatch.takeGoAway()
+        let named = Self.cutOff(for: error)
+        guard named != nil || (goAwayCode != nil && goAwayCode != .noError) else {
             // A stream error (RST_STREAM already sent) or the socket's own: the connection goes on or ends by itself.
             FrontLog.debug("HTTP/2 connection from \(Self.client(context)): \(error)")
             context.fireErrorCaught(error)
             return
         }
+        let (reason, what) = named ?? (.protocolError, "broke the HTTP/2 protocol (\(error))")
         guard !cutOff else { return }
         cutOff = true
         counters.countCutOff(reason)
         loopLocal.runtime.metrics?.front.http2CutOff(reason).increment()
-        FrontLog.warning("client \(Self.client(context)) \(what): GOAWAY(\(Self.code(for: reason))), connection closed")
+        let code = goAwayCode?.rfcName ?? Self.code(for: reason)
+        FrontLog.warning("client \(Self.client(context)) \(what): GOAWAY(\(code)), connection closed")
         // NIO queued the GOAWAY (flushed at the read's end): flush it now and close on the next tick.
         context.flush()
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
@@ -154,6 +213,7 @@ struct HTTP2StreamEvents: NIOHTTP2StreamDelegate {
     }
 
     func streamClosed(_ id: HTTP2StreamID, channel: any Channel) {
+        guardHandler.value.streamClosed()
         management.streamClosed(id, channel: channel)
     }
 }

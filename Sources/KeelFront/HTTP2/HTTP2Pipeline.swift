@@ -3,8 +3,9 @@ import NIOHTTP1
 import NIOHTTP2
 
 /// The HTTP/2 connection pipeline: NIOHTTP2Handler (framing, HPACK, flow control and its DoS limits, one child
-/// channel per stream) → HTTP2ConnectionGuard (keel's logs, counts and GOAWAY triggers) → NIO's connection
-/// management handler (idle timeout, graceful GOAWAY). Each stream runs the HTTP/1 codec's parts through the same
+/// channel per stream) → HTTP2ConnectionGuard (keel's logs, counts, GOAWAY triggers and hard deadlines) → NIO's
+/// connection management handler (idle timeout, graceful GOAWAY); below NIOHTTP2Handler, the GOAWAY watch and the
+/// flush coalescer. Each stream runs the HTTP/1 codec's parts through the same
 /// ProxyHandler as an HTTP/1.1 request, so routing, static files, gzip, upstreams and the access log are shared.
 enum HTTP2Pipeline {
     /// nginx's limits as SETTINGS and NIO's flow-control targets.
@@ -36,7 +37,10 @@ enum HTTP2Pipeline {
         let management = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: idle, maxAge: nil, maxGraceTime: limits.gracefulTimeout, keepalive: nil))
-        let guardHandler = HTTP2ConnectionGuard(loopLocal: loopLocal, counters: counters, maxRequests: limits.http2MaxRequests)
+        let goAwayWatch = HTTP2GoAwayWatch()
+        let guardHandler = HTTP2ConnectionGuard(
+            loopLocal: loopLocal, counters: counters, goAwayWatch: goAwayWatch, maxRequests: limits.http2MaxRequests,
+            idleTimeout: idle, graceTime: limits.gracefulTimeout)
         let events = HTTP2StreamEvents(
             guardHandler: NIOLoopBound(guardHandler, eventLoop: channel.eventLoop), management: management.http2StreamDelegate)
         let serverTokens = current.configuration.serverTokens
@@ -51,6 +55,7 @@ enum HTTP2Pipeline {
             stream.eventLoop.makeCompletedFuture {
                 let sync = stream.pipeline.syncOperations
                 let stamp = ResponseStamp(clock: loopLocal.dateClock, serverTokens: serverTokens, hsts: hsts)
+                try sync.addHandler(HTTP2AuthorityCheck.shared)
                 try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
                 try sync.addHandler(
                     ProxyHandler(
@@ -60,6 +65,7 @@ enum HTTP2Pipeline {
         }
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(FlushCoalescer())
+        try sync.addHandler(goAwayWatch)
         try sync.addHandler(http2)
         try sync.addHandler(guardHandler)
         try sync.addHandler(management)

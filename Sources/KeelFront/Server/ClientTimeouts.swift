@@ -45,29 +45,44 @@ struct ClientTimeouts {
     private var answeredDuringRead = false
     /// The keep-alive timeout found the last response still leaving once already.
     private var responseStillLeaving = false
+    /// An HTTP/2 stream: the request lasts until END_STREAM whatever its method and headers say.
+    private let isStream: Bool
+    /// A stream's head arrived without its end: client_body_timeout starts at the read's end unless the end came.
+    private var armAtReadEnd = false
 
-    init(limits: FrontConfiguration.Limits) {
+    init(limits: FrontConfiguration.Limits, isStream: Bool = false) {
         headerTimeout = limits.clientHeaderTimeout
         bodyTimeout = limits.clientBodyTimeout
         keepaliveTimeout = limits.keepaliveTimeout
         sendTimeout = limits.sendTimeout
+        self.isStream = isStream
     }
 
     /// The connection is open: its first head has client_header_timeout to arrive.
     func connected() -> TimerAction { .arm(headerTimeout) }
 
     /// A head arrived (pipelined ones included, before they are queued).
+    /// A stream's head always opens a body phase (a GET whose HEADERS lack END_STREAM must time out too), but its
+    /// timer waits for the read's end: a HEADERS frame with END_STREAM ends it in the same read, at no timer's cost.
     mutating func receivedHead(hasBody: Bool) -> TimerAction {
         requestsStarted += 1
+        if isStream {
+            phase = .readingBody
+            armAtReadEnd = true
+            return .none
+        }
         phase = hasBody ? .readingBody : .awaitingResponse
         return hasBody ? .arm(bodyTimeout) : .cancel
     }
 
     mutating func receivedBody() -> TimerAction {
-        phase == .readingBody ? .arm(bodyTimeout) : .none
+        guard phase == .readingBody else { return .none }
+        armAtReadEnd = false
+        return .arm(bodyTimeout)
     }
 
     mutating func receivedEnd() -> TimerAction {
+        armAtReadEnd = false
         guard phase == .readingBody else { return .none }
         phase = .awaitingResponse
         return .cancel
@@ -75,6 +90,10 @@ struct ClientTimeouts {
 
     /// The end of one read from the socket: bytes that did not complete a head start its client_header_timeout.
     mutating func readComplete() -> TimerAction {
+        if armAtReadEnd {
+            armAtReadEnd = false
+            return .arm(bodyTimeout)
+        }
         defer { answeredDuringRead = false }
         guard phase == .waitingForHead(sawBytes: false), !answeredDuringRead else { return .none }
         phase = .waitingForHead(sawBytes: true)

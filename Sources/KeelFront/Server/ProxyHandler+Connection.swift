@@ -117,7 +117,8 @@ extension ProxyHandler {
     }
 
     private func timerFired(context: ChannelHandlerContext) {
-        let unsent = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
+        // A stream channel traps on that option; its send side is NIO's flow control, not this timer.
+        let unsent = isHTTP2Stream ? 0 : (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
         switch timeouts.expired(unsentBytes: unsent) {
         case .closeSilently:
             state = .closed

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOHTTP2
 import NIOHTTP1
 import KeelHTTP
 
@@ -152,10 +153,12 @@ extension ProxyHandler: UpstreamExchange.Sink {
         }
         let written = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
-        // A stream whose request is still arriving is reset once the response is out (RFC 9113 §8.1).
-        let lingering = !inFlight.requestComplete && !isHTTP2Stream
+        let requestUnfinished = !inFlight.requestComplete
+        let isStream = isHTTP2Stream
         written.futureResult.assumeIsolated().whenComplete { _ in
-            guard lingering else { return context.close(promise: nil) }
+            // A stream whose request is still arriving is told to stop sending, without error (RFC 9113 §8.1).
+            if isStream && requestUnfinished { return Self.endStreamEarly(context: context) }
+            guard requestUnfinished && !isStream else { return context.close(promise: nil) }
             // nginx's lingering close: stop writing but keep reading (and dropping) the unread body a little while,
             // so the kernel does not answer it with a reset that destroys the response before the client reads it.
             context.close(mode: .output, promise: nil)
@@ -164,6 +167,15 @@ extension ProxyHandler: UpstreamExchange.Sink {
     }
 
     static let lingeringTime = TimeAmount.seconds(2)
+
+    /// The answer is out before the request ended: RST_STREAM(NO_ERROR), not the CANCEL a bare close would send. The
+    /// frame is written below the HTTP/1 codec, which only takes response parts.
+    static func endStreamEarly(context: ChannelHandlerContext) {
+        if let codec = try? context.pipeline.syncOperations.context(handlerType: HTTP2FramePayloadToHTTP1ServerCodec.self) {
+            codec.writeAndFlush(NIOAny(HTTP2Frame.FramePayload.rstStream(.noError)), promise: nil)
+        }
+        context.close(promise: nil)
+    }
 
     /// A body part, compressed when the response is; false when compressing failed (the connection is closing).
     @discardableResult

@@ -79,7 +79,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         self.isHTTP2Stream = isHTTP2Stream
         self.httpsRedirectPort = httpsRedirectPort
         self.runtime = loopLocal.runtime
-        self.timeouts = ClientTimeouts(limits: loopLocal.runtime.limits)
+        self.timeouts = ClientTimeouts(limits: loopLocal.runtime.limits, isStream: isHTTP2Stream)
     }
 
     // MARK: inbound

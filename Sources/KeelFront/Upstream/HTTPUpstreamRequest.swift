@@ -14,6 +14,8 @@ enum HTTPUpstreamRequest {
     static func head(for request: ClientRequest, bodyLength: Int64) -> HTTPRequestHead {
         var headers = HTTPHeaders()
         var forwardedFor: String?
+        // HTTP/2 clients split Cookie into one field per pair; an HTTP/1.1 upstream gets them joined (RFC 9113 §8.2.3).
+        var cookie: String?
         for (name, value) in request.head.headers {
             let lower = name.lowercased()
             if hopByHopHeaders.contains(lower) || lower == "content-length" || lower == "host" { continue }
@@ -23,9 +25,11 @@ enum HTTPUpstreamRequest {
             switch lower {
             case "x-forwarded-for": forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
             case "x-real-ip", "x-forwarded-proto": continue
+            case "cookie": cookie = cookie.map { "\($0); \(value)" } ?? value
             default: headers.add(name: name, value: value)
             }
         }
+        if let cookie { headers.add(name: "Cookie", value: cookie) }
         if let host = request.hostWithPort { headers.add(name: "Host", value: host) }
         let remote = request.connection.remoteAddress
         headers.add(name: "X-Real-IP", value: remote)
