@@ -145,7 +145,7 @@ let package = Package(
         .target(
             name: "KeelPoolCommands",
             dependencies: [
-                "KeelPoolCLI", "KeelPool", "KeelApp", "KeelTune", "KeelSystem",
+                "KeelPoolCLI", "KeelPool", "KeelApp", "KeelTune", "KeelSystem", "KeelWSGI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

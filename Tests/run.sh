@@ -23,6 +23,8 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v chromium >/dev/null || missing+=(chromium)
 # h2load drives keel's HTTP/2 listeners (10,000 requests over 10 connections × 100 streams).
 command -v h2load >/dev/null || missing+=(nghttp2-client)
+# systemd-socket-activate passes keel and keel-pool their listening sockets as a socket unit does.
+command -v systemd-socket-activate >/dev/null || missing+=(systemd)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -55,3 +55,12 @@ int keel_openat_beneath(int dirfd, const char *path, int flags, int beneath) {
 }
 
 const int keel_o_path = O_PATH;
+
+// deploy/build-dist.sh passes the commit as -Xcc -DKEEL_GIT_COMMIT="\"…\""; other builds cannot know it.
+const char *keel_git_commit(void) {
+#ifdef KEEL_GIT_COMMIT
+    return KEEL_GIT_COMMIT;
+#else
+    return "unknown";
+#endif
+}

@@ -1,6 +1,7 @@
 import ArgumentParser
 import KeelApp
 import KeelPool
+import KeelSystem
 import KeelWSGI
 
 #if canImport(Glibc)
@@ -256,7 +257,7 @@ public struct PoolOptions: ParsableArguments {
 
     /// Checks every value and names the flag to fix; nothing is bound here. `arguments` are the pool's own flags,
     /// which every worker is given again.
-    public func validated(arguments: [String]) throws -> PoolConfiguration {
+    public func validated(arguments: [String], inherited: [InheritedSocket] = []) throws -> PoolConfiguration {
         guard (1...1024).contains(processes) else {
             throw ValidationError("--processes \(processes): give a number of workers from 1 to 1024")
         }
@@ -311,13 +312,28 @@ public struct PoolOptions: ParsableArguments {
             }
             mode = value
         }
-        if socket.isEmpty && httpSocket.isEmpty {
+        if socket.isEmpty && httpSocket.isEmpty && inherited.isEmpty {
             throw ValidationError(
                 "no socket to serve on: give --socket PATH|HOST:PORT (uwsgi, for nginx/keel) or --http-socket HOST:PORT")
         }
         do {
-            let uwsgi = try socket.map { try ListenAddress.parse($0, flag: "--socket") }
-            let http = try httpSocket.map { try ListenAddress.parse($0, flag: "--http-socket") }
+            var uwsgi = try socket.map { try ListenAddress.parse($0, flag: "--socket") }
+            var http = try httpSocket.map { try ListenAddress.parse($0, flag: "--http-socket") }
+            let inheritedFDs: [Int32?]
+            if uwsgi.isEmpty && http.isEmpty {
+                // None configured: systemd's sockets serve uwsgi, as uWSGI's do, or HTTP when the unit names one "http".
+                let (httpOnes, uwsgiOnes) = (inherited.filter { $0.name == "http" }, inherited.filter { $0.name != "http" })
+                uwsgi = uwsgiOnes.map { ListenAddress(inherited: $0.address) }
+                http = httpOnes.map { ListenAddress(inherited: $0.address) }
+                inheritedFDs = (uwsgiOnes + httpOnes).map(\.fd)
+            } else {
+                let wanted = (uwsgi + http).map { SocketActivation.Wanted(name: nil, address: $0.activationAddress) }
+                do {
+                    inheritedFDs = try SocketActivation.match(wanted, inherited).map { $0?.fd }
+                } catch {
+                    throw ValidationError(error.description)
+                }
+            }
             let all = uwsgi + http
             if Set(all.map(\.description)).count != all.count {
                 throw ValidationError("the same address is given twice; each socket needs its own address")
@@ -326,6 +342,7 @@ public struct PoolOptions: ParsableArguments {
                 uwsgiSockets: uwsgi, httpSockets: http, backlog: listen, chmodSocket: mode, processes: processes,
                 threads: threads, appName: appName, pidfile: pidfile, gracefulTimeout: gracefulTimeout,
                 workerArguments: ["_worker"] + arguments)
+            configuration.inheritedFDs = inheritedFDs
             if wsgi != nil {
                 let host = try PythonHost.resolve(python: python, virtualenv: virtualenv, besides: currentExecutablePath())
                 (configuration.workerExecutable, configuration.workerArguments) = host.workerCommand(

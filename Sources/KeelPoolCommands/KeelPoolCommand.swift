@@ -23,6 +23,7 @@ public struct KeelPoolCommand: ParsableCommand {
               keel-pool --socket /run/app.sock --chmod-socket 660 --processes 4 --threads 2 --app env
               keel-pool tune --wsgi-file app.py --url '/api?id=1' --budget 2m   (finds --processes and --threads)
             """,
+        version: "keel-pool \(BuildInfo.version)\ncommit:  \(BuildInfo.gitCommit)\nswift:   \(BuildInfo.swiftVersion)\npython:  \(LinkedPython.version) (embedded)",
         subcommands: [Check.self, Stats.self, Tune.self, TunePoolCommand.self, WorkerCommand.self, ExecAsCommand.self])
 
     @OptionGroup var options: PoolOptions
@@ -35,7 +36,14 @@ public struct KeelPoolCommand: ParsableCommand {
             throw ValidationError("the process that started keel-pool (pid \(parent)) is gone: not starting")
         }
         let arguments = SelfInvocation.arguments
-        let configuration = try options.validated(arguments: arguments)
+        // systemd's sockets, taken (and the variables unset) before any worker is spawned.
+        let inherited: [InheritedSocket]
+        do {
+            inherited = try SocketActivation.take()
+        } catch {
+            throw ValidationError(error.description)
+        }
+        let configuration = try options.validated(arguments: arguments, inherited: inherited)
         let code = PoolMaster(configuration: configuration).run()
         if code != 0 { throw ExitCode(code) }
     }

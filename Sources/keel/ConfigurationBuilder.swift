@@ -1,4 +1,5 @@
 import KeelFront
+import KeelSystem
 import KeelTLS
 
 #if canImport(Glibc)
@@ -7,7 +8,7 @@ import Glibc
 
 /// File first, then flags on top (flags win), then validation: a bad value never starts a half-working server.
 enum ConfigurationBuilder {
-    static func build(_ options: KeelOptions) throws(ConfigError) -> FrontConfiguration {
+    static func build(_ options: KeelOptions, inherited: [InheritedSocket] = []) throws(ConfigError) -> FrontConfiguration {
         var configuration = FrontConfiguration()
         if let path = options.configPath { configuration = try ConfigLoader.load(path: path) }
         // Listener flags replace the file's listeners as a whole.
@@ -23,6 +24,7 @@ enum ConfigurationBuilder {
             }
         }
         try applyCertificateFlags(options, to: &configuration)
+        try adopt(inherited, into: &configuration)
         if configuration.listeners.isEmpty { configuration.listeners = [.init(host: "127.0.0.1", port: 8080)] }
 
         for line in options.pools {
@@ -106,6 +108,33 @@ enum ConfigurationBuilder {
             var status = configuration.status ?? .init()
             status.path = path
             configuration.status = status
+        }
+    }
+
+    /// systemd's sockets replace the binds of the listeners they match (SocketActivation's rule, shared with
+    /// keel-pool); with no listener configured, each becomes a plaintext listener.
+    static func adopt(_ inherited: [InheritedSocket], into configuration: inout FrontConfiguration) throws(ConfigError) {
+        guard !inherited.isEmpty else { return }
+        guard !configuration.listeners.isEmpty else {
+            for socket in inherited {
+                guard case .inet(let ip, let port) = socket.address else {
+                    throw ConfigError(file: "systemd", key: "LISTEN_FDS", message: "\(socket) is a unix socket; keel listens on TCP (pass it to keel-pool instead)")
+                }
+                var listener = FrontConfiguration.Listener(host: ip, port: port)
+                listener.name = socket.name
+                listener.inheritedFD = socket.fd
+                configuration.listeners.append(listener)
+            }
+            return
+        }
+        let wanted = configuration.listeners.map {
+            SocketActivation.Wanted(name: $0.name, address: SocketActivation.resolve(host: $0.host, port: $0.port))
+        }
+        do {
+            let assigned = try SocketActivation.match(wanted, inherited)
+            for (index, socket) in assigned.enumerated() { configuration.listeners[index].inheritedFD = socket?.fd }
+        } catch {
+            throw ConfigError(file: "systemd", key: "LISTEN_FDS", message: error.description)
         }
     }
 

@@ -20,8 +20,8 @@ struct KeelCommand: AsyncParsableCommand {
             `keel pool ARGS` runs keel-pool with exactly keel-pool's command line (`keel pool --help`, `keel pool
             check`, `keel pool stats`); keel starts its [[pool]]s that way when no keel-pool is beside it.
             """,
-        version: KeelVersion.current,
-        subcommands: [Run.self, Check.self],
+        version: VersionCommand.report,
+        subcommands: [Run.self, Check.self, VersionCommand.self],
         defaultSubcommand: Run.self
     )
 
@@ -45,6 +45,14 @@ struct KeelCommand: AsyncParsableCommand {
         func run() async throws {
             let configuration: FrontConfiguration
             var demoDirectory: String?
+            // systemd's sockets, taken before anything starts a process that could inherit the variables.
+            let inherited: [InheritedSocket]
+            do {
+                inherited = try SocketActivation.take()
+            } catch {
+                printError("keel: \(error)")
+                throw ExitCode(2)
+            }
             if options.isEmpty {
                 var template = Array("/tmp/keel-demo-XXXXXX".utf8CString)
                 guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
@@ -59,6 +67,11 @@ struct KeelCommand: AsyncParsableCommand {
                     try writeDemoApp(into: demoDirectory!)
                     var demo = ConfigurationBuilder.demo(socketDirectory: demoDirectory!, certificate: demoCertificate.certificate)
                     try ConfigurationBuilder.applyObservability(options, to: &demo)
+                    if !inherited.isEmpty {
+                        // The demo serves on whatever systemd passed, plaintext.
+                        demo.listeners = []
+                        try ConfigurationBuilder.adopt(inherited, into: &demo)
+                    }
                     configuration = demo
                 } catch {
                     printError("keel: \(error)")
@@ -66,7 +79,7 @@ struct KeelCommand: AsyncParsableCommand {
                 }
             } else {
                 do {
-                    configuration = try ConfigurationBuilder.build(options)
+                    configuration = try ConfigurationBuilder.build(options, inherited: inherited)
                 } catch {
                     printError("keel: \(error)")
                     throw ExitCode(2)
@@ -84,7 +97,7 @@ struct KeelCommand: AsyncParsableCommand {
             if options.configPath != nil {
                 reload = { @Sendable () throws -> FrontConfiguration in
                     do {
-                        return try ConfigurationBuilder.build(options)
+                        return try ConfigurationBuilder.build(options, inherited: inherited)
                     } catch {
                         throw error
                     }

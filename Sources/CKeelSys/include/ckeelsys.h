@@ -43,4 +43,7 @@ int keel_openat_beneath(int dirfd, const char *path, int flags, int beneath);
 /// O_PATH: declared only under _GNU_SOURCE (a directory descriptor to open beneath, needing no read permission).
 extern const int keel_o_path;
 
+/// The git commit the binary was built from (deploy/build-dist.sh), or "unknown".
+const char *keel_git_commit(void);
+
 #endif

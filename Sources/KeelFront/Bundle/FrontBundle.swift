@@ -93,7 +93,8 @@ public enum FrontBundle {
             FrontLog.notice("status page at \(status.path) (\(statsSources.sources.count) pools)")
         }
         defer { refresher?.cancel() }  // on the early returns; the stop path ends it before the loops
-        FrontLog.notice("keel listening on \(server.boundAddresses.map(\.hostAndPort).joined(separator: ", ")) with \(configuration.eventLoops) event loops")
+        let inherited = configuration.listeners.contains { $0.inheritedFD != nil } ? " (sockets inherited from systemd among them)" : ""
+        FrontLog.notice("keel listening on \(server.boundAddresses.map(\.hostAndPort).joined(separator: ", "))\(inherited) with \(configuration.eventLoops) event loops")
         announce(server.boundAddresses)
         // Stopped (and awaited) before the loops stop: a flush is a task on each loop.
         let flusher = Task {

@@ -96,9 +96,10 @@ public enum ConfigLoader {
             var redirect = false
             var http2 = true
             var h2c = false
+            var name: String?
             if let table = entry.table {
                 let listen = ConfigTable(table, path: key, file: document.file)
-                try listen.rejectUnknownKeys(["address", "tls", "redirect_to_https", "http2", "h2c"])
+                try listen.rejectUnknownKeys(["address", "tls", "redirect_to_https", "http2", "h2c", "name"])
                 guard let value = table["address"] else {
                     throw listen.problem("", "missing address; write address = \"127.0.0.1:8080\"")
                 }
@@ -110,6 +111,8 @@ public enum ConfigLoader {
                 }
                 http2 = try listen.bool("http2") ?? true
                 h2c = try listen.bool("h2c") ?? false
+                // A socket unit's FileDescriptorName= for this listener (systemd socket activation).
+                name = try listen.string("name", example: "web")
                 if table["http2"] != nil && !tls {
                     throw listen.problem("http2", "only TLS listeners negotiate HTTP/2 by ALPN; for plaintext HTTP/2 write h2c = true")
                 }
@@ -129,6 +132,7 @@ public enum ConfigLoader {
                     listener.redirectToHTTPS = redirect
                     listener.http2 = http2
                     listener.h2c = h2c
+                    listener.name = name
                     listeners.append(listener)
                     continue
                 }

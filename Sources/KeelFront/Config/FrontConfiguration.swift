@@ -58,6 +58,10 @@ public struct FrontConfiguration: Sendable, Equatable {
         public var http2: Bool
         /// `h2c = true` (plaintext listeners): HTTP/2 with prior knowledge beside HTTP/1.1, told apart by the preface.
         public var h2c: Bool
+        /// `name`: matched against LISTEN_FDNAMES (a socket unit's FileDescriptorName=) before the address is.
+        public var name: String?
+        /// A listening socket inherited from systemd that replaces this listener's bind (SocketActivation).
+        public var inheritedFD: Int32?
         public init(host: String, port: Int, tls: Bool = false, redirectToHTTPS: Bool = false, http2: Bool = true, h2c: Bool = false) {
             self.host = host
             self.port = port

@@ -55,7 +55,10 @@ public final class FrontServer: Sendable {
     public func start() async throws {
         for listener in configuration.listeners {
             do {
-                let channel = try await bootstrap(for: listener).bind(host: listener.host, port: listener.port).get()
+                let bootstrap = bootstrap(for: listener)
+                // A socket systemd passed in is already bound and listening: used as it is.
+                let channel = try await (listener.inheritedFD.map { bootstrap.withBoundSocket($0) }
+                    ?? bootstrap.bind(host: listener.host, port: listener.port)).get()
                 channels.append(channel)
             } catch {
                 for channel in channels.all { try? await channel.close() }

@@ -1,3 +1,4 @@
+import KeelSystem
 import NIOCore
 import NIOHTTP1
 
@@ -45,5 +46,5 @@ extension ResponseStamp {
 
 /// The version `Server` and `--version` report.
 public enum KeelVersion {
-    public static let current = "0.3.0"
+    public static let current = BuildInfo.version
 }

@@ -1,3 +1,5 @@
+import KeelSystem
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -41,6 +43,26 @@ public enum ListenAddress: Equatable, Sendable, CustomStringConvertible {
             throw PoolError("\(flag) \(text): the port must be a number from 0 to 65535")
         }
         return .tcp(host: host.isEmpty ? "0.0.0.0" : host, port: port)
+    }
+
+    /// The address of a socket systemd passed in, as a listener's address.
+    public init(inherited address: SocketActivation.Address) {
+        switch address {
+        case .unix(let path): self = .unix(path: path)
+        case .inet(let ip, let port): self = .tcp(host: ip, port: port)
+        }
+    }
+
+    /// This address in the kernel's spelling, to match an inherited socket (relative unix paths made absolute).
+    public var activationAddress: SocketActivation.Address? {
+        switch self {
+        case .unix(let path):
+            guard !path.hasPrefix("/"), let cwd = getcwd(nil, 0) else { return .unix(path: path) }
+            defer { free(cwd) }
+            return .unix(path: String(cString: cwd) + "/" + path)
+        case .tcp(let host, let port):
+            return SocketActivation.resolve(host: host, port: port)
+        }
     }
 
     public var description: String {
@@ -111,6 +133,11 @@ public final class ListenSocket {
             unlink(path)
             ownedPath = nil
         }
+    }
+
+    /// A socket systemd passed in: already bound and listening, and the socket unit's to chmod, chown and unlink.
+    public static func adopt(fd: Int32, address: ListenAddress, wire: WorkerConfiguration.Wire) -> ListenSocket {
+        ListenSocket(address: address, wire: wire, fd: fd, ownedPath: nil)
     }
 
     public static func bind(

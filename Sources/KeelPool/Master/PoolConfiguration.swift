@@ -6,6 +6,8 @@ import Glibc
 public struct PoolConfiguration: Sendable {
     public var uwsgiSockets: [ListenAddress]
     public var httpSockets: [ListenAddress]
+    /// Per socket of `uwsgiSockets + httpSockets`, the systemd socket that replaces its bind (nil: bind it).
+    public var inheritedFDs: [Int32?] = []
     public var backlog: Int
     public var chmodSocket: mode_t?
     public var processes: Int

@@ -196,7 +196,12 @@ public final class PoolMaster {
         let wanted =
             configuration.uwsgiSockets.map { ($0, WorkerConfiguration.Wire.uwsgi, "--socket") }
             + configuration.httpSockets.map { ($0, WorkerConfiguration.Wire.http, "--http-socket") }
-        for (address, wire, flag) in wanted {
+        for (index, (address, wire, flag)) in wanted.enumerated() {
+            if let fd = configuration.inheritedFDs.indices.contains(index) ? configuration.inheritedFDs[index] : nil {
+                sockets.append(ListenSocket.adopt(fd: fd, address: address, wire: wire))
+                MasterLog.info("\(wire == .http ? "HTTP" : "uwsgi") socket on \(address) inherited from systemd (fd \(fd))")
+                continue
+            }
             let socket = try ListenSocket.bind(
                 address, wire: wire, backlog: configuration.backlog, chmod: configuration.chmodSocket, flag: flag)
             if case .unix(let path) = address, let owner = configuration.chownSocket {
