@@ -83,7 +83,7 @@ for run in $(seq 1 "$RUNS"); do
     stack_ms+=("$(first_200 "http://127.0.0.1:$port/" "$start")")
     if [ "$run" = 1 ]; then sleep 1; tree="$(tree_pids "$nginx") $(tree_pids "$uwsgi")"
         worker=$(pgrep -P "$nginx" | head -1); stack_rss="$(rss_kib "$nginx" "$worker") $(rss_kib $tree) $(echo $tree | wc -w)"; fi
-    stop_all "$nginx" "$uwsgi"
+    stop_all "$nginx" $(pgrep -P "$nginx" || true) "$uwsgi"   # nginx's worker too: it can outlive a killed master
 done
 
 k=$(printf '%s\n' "${keel_ms[@]}" | median); s=$(printf '%s\n' "${stack_ms[@]}" | median)
