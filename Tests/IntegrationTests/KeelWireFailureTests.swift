@@ -68,6 +68,40 @@ struct KeelWireFailureTests {
         #expect(try keel.get("/").status == 200, "keel goes on with a new connection")
     }
 
+    /// nginx's default next_upstream (error timeout): with two servers, a request that got no byte of its answer —
+    /// its connection closed after the read, or read_timeout passed — is tried once on the other server when it is
+    /// idempotent; a POST is not sent twice and the client gets the failure (502, 504).
+    @Test(arguments: [("close", "GET", 200), ("close", "POST", 502), ("stall", "GET", 200), ("stall", "POST", 504)])
+    func anUnansweredIdempotentRequestIsTriedOnTheOtherServer(failure: String, method: String, status: Int) throws {
+        let (badDirectory, goodDirectory) = (try Harness.makeTempDirectory(), try Harness.makeTempDirectory())
+        defer { for directory in [badDirectory, goodDirectory] { try? FileManager.default.removeItem(atPath: directory) } }
+        let bad = try FakeKeelPool(directory: badDirectory) { _, _, _ in failure == "close" ? .closeAfterRead : .stall(seconds: 5) }
+        let good = try FakeKeelPool(directory: goodDirectory) { _, _, _ in .respond(Self.ok) }
+        let keel = try FrontUnderTest(
+            ["--event-loops", "1"],
+            config: """
+                [[listen]]
+                address = "127.0.0.1:{PORT}"
+                [upstream.app]
+                servers = ["unix:\(bad.path)", "unix:\(good.path)"]
+                read_timeout = "1s"
+                [[route]]
+                path = "/"
+                uwsgi = "app"
+                """)
+        var statuses: [Int] = []
+        // Round robin: within two requests one reaches the bad server.
+        while bad.readCount == 0 && statuses.count < 2 {
+            let socket = try TestSocket(tcpPort: keel.port)
+            try socket.write("\(method) / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+            statuses.append(try HTTPResponseReader(socket).next().status)
+        }
+        #expect(bad.readCount == 1, "the bad server read one request: \(statuses)")
+        #expect(statuses.last == status, "\(statuses)\n\(keel.log)")
+        #expect(statuses.dropLast().allSatisfy { $0 == 200 }, "\(statuses)")
+        if status == 200 { #expect(keel.log.contains("trying another server"), "\(keel.log)") }
+    }
+
     /// Bad answers on the wire: each gets the client a 502 (504 for the stall) and a log line, closes only that
     /// upstream connection, and keel goes on serving.
     static let badAnswers: [(String, FakeKeelPool.Action, Int, String)] = [

@@ -373,12 +373,35 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
             connect(server)
             return
         }
+        // Closed before a byte of the answer (a pool stopping, a worker killed, a host gone): another server, if safe.
+        if triedElsewhere(after: server, .badResponse("upstream \"\(group.name)\" (\(serverDescription)) closed the connection before answering")) {
+            return
+        }
         if let error = error as? UpstreamProtocolError {
             fail(.badResponse("upstream \"\(group.name)\" (\(serverDescription)) sent an invalid response: \(error)"))
             return
         }
         let detail = error.map { " (\($0))" } ?? ""
         fail(.badResponse("upstream \"\(group.name)\" (\(serverDescription)) closed the connection before the response was complete\(detail)"))
+    }
+
+    /// nginx's default `uwsgi_next_upstream error timeout`: a request that got no byte of its answer is tried once
+    /// on another server of the group when sending it twice is safe (an idempotent method); false when it is not.
+    private func triedElsewhere(after server: Int, _ failure: Failure) -> Bool {
+        guard !receivedAnything, Self.isIdempotent(head.method), !retried, group.configuration.servers.count > 1,
+            case .active(let channel, let relay, _, _) = state
+        else { return false }
+        FrontLog.error("\(failure), request: \"\(head.method) \(head.uri)\": trying another server")
+        group.countFailure(server)
+        cancelTimer()
+        releaseLoad()
+        relay.listener = nil
+        channel.close(promise: nil)
+        state = .idle
+        paused = false
+        requestWritten = false
+        retryOrFail(after: server, failure: failure)
+        return true
     }
 
     static func isIdempotent(_ method: HTTPMethod) -> Bool {
@@ -452,7 +475,9 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         case .send:
             fail(.timedOut("\(server) took more than \(configuration.sendTimeout.prettySeconds) to accept the request (send_timeout)"))
         case .read:
-            fail(.timedOut("\(server) sent nothing for \(configuration.readTimeout.prettySeconds) (read_timeout)"))
+            let failure = Failure.timedOut("\(server) sent nothing for \(configuration.readTimeout.prettySeconds) (read_timeout)")
+            if case .active(_, _, let index, _) = state, triedElsewhere(after: index, failure) { return }
+            fail(failure)
         }
     }
 
