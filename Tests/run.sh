@@ -25,6 +25,9 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v h2load >/dev/null || missing+=(nghttp2-client)
 # systemd-socket-activate passes keel and keel-pool their listening sockets as a socket unit does.
 command -v systemd-socket-activate >/dev/null || missing+=(systemd)
+# deploy/netns-test.sh makes namespaces and veth pairs; deploy/k8s/validate.sh parses the manifests with PyYAML.
+command -v ip >/dev/null || missing+=(iproute2)
+/usr/bin/python3 -c "import yaml" 2>/dev/null || missing+=(python3-yaml)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
