@@ -70,7 +70,8 @@ public enum PythonHost: Equatable, Sendable {
 
     /// Picks and checks the interpreter; every problem is one line naming the flag, the interpreter and its version.
     public static func resolve(python: String?, virtualenv: String?, besides executable: String) throws -> PythonHost {
-        let (interpreter, flag) = try choose(python: python, virtualenv: virtualenv)
+        // No interpreter asked for and none installed (a slim image with only libpython3.11): the embedded one.
+        guard let (interpreter, flag) = try choose(python: python, virtualenv: virtualenv) else { return .embedded }
         let version = try PythonVersion.probe(interpreter, flag: flag)
         let name = "\(version.implementation) \(version.text) (\(interpreter))"
         guard version.implementation == "CPython" else {
@@ -96,7 +97,8 @@ public enum PythonHost: Equatable, Sendable {
         return .embedded
     }
 
-    static func choose(python: String?, virtualenv: String?) throws -> (path: String, flag: String) {
+    /// The interpreter asked for, else the system's python3; nil when neither flag is given and none is installed.
+    static func choose(python: String?, virtualenv: String?) throws -> (path: String, flag: String)? {
         if let python {
             guard virtualenv == nil else {
                 throw ValidationError("--python and --virtualenv both choose the interpreter; give one of them")
@@ -116,7 +118,7 @@ public enum PythonHost: Equatable, Sendable {
         for directory in path.split(separator: ":") where access("\(directory)/python3", X_OK) == 0 {
             return ("\(directory)/python3", "the default interpreter")
         }
-        throw ValidationError("no python3 found (neither /usr/bin/python3 nor one on PATH): give --python PATH")
+        return nil
     }
 }
 
