@@ -59,3 +59,7 @@ swift test --skip-build --disable-xctest --skip "IntegrationTests.TuneTests" --s
 swift test --skip-build --disable-xctest --filter "IntegrationTests.TuneTests"
 swift test --skip-build --disable-xctest --filter "IntegrationTests.FrontHTTP2Tests"
 swift test --skip-build --disable-xctest --filter "IntegrationTests.NetworkNamespaceTests"
+# The shipped artefacts: the single-binary tarball (its keel alone, in an empty environment), then the container
+# image built from it and run (deploy/image-test.sh needs root for debootstrap, buildah and the chroot).
+deploy/build-dist.sh --check
+if [ "$(id -u)" = 0 ]; then deploy/image-test.sh; else echo "Tests/run.sh: deploy/image-test.sh skipped: it needs root" >&2; fi

@@ -66,7 +66,8 @@ TOML
 # --- the image -------------------------------------------------------------------------------------------------
 buildah "${storage[@]}" rmi -f "$image" >/dev/null 2>&1 || true
 ctr=$(buildah "${storage[@]}" from scratch)
-buildah "${storage[@]}" copy "$ctr" "$stage" / >/dev/null
+# Copied through the container's mount, not `buildah copy`, which would make every file root's (/run/keel is keel's).
+cp -a "$stage/." "$(buildah "${storage[@]}" mount "$ctr")/"
 buildah "${storage[@]}" config --user keel --workingdir /srv --port 8080 --stop-signal SIGTERM \
     --entrypoint '["/usr/local/bin/keel"]' --cmd '["--config", "/etc/keel/keel.toml"]' "$ctr"
 buildah "${storage[@]}" commit -q "$ctr" "$image" >/dev/null
@@ -92,15 +93,13 @@ fi
 container_pid1() {
     if [ "$mode" = podman ]; then podman "${storage[@]}" inspect --format '{{.State.Pid}}' "$name"; else pgrep -P "$unshared"; fi
 }
-container_stop() {  # TERM to PID 1 (docker stop), then its exit code
+container_stop() {  # TERM to PID 1 (docker stop); its exit code in $stop_code (not in a subshell: wait needs ours)
     if [ "$mode" = podman ]; then
         podman "${storage[@]}" stop -t 30 "$name" >/dev/null
-        podman "${storage[@]}" inspect --format '{{.State.ExitCode}}' "$name"
+        stop_code=$(podman "${storage[@]}" inspect --format '{{.State.ExitCode}}' "$name")
     else
         kill -TERM "$(container_pid1)"
-        local code=0; wait "$unshared" || code=$?
-        buildah "${storage[@]}" umount "$ctr" >/dev/null 2>&1 || true
-        echo "$code"
+        stop_code=0; wait "$unshared" || stop_code=$?
     fi
 }
 container_log() { if [ "$mode" = podman ]; then podman "${storage[@]}" logs "$name" 2>&1; else cat "$work/chroot.log"; fi; }
@@ -124,7 +123,8 @@ else fail "no zombies: $zombies zombie processes after killing worker $worker"; 
 # docker stop-style TERM while a 2 s request is in flight: it finishes with 200, keel exits 0.
 curl -s --max-time 30 -o /dev/null -w '%{http_code}' "$url/sleep?s=2" > "$work/inflight" & curler=$!
 sleep 0.5
-code=$(container_stop)
+container_stop
+code=$stop_code
 wait "$curler" || true
 if [ "$(cat "$work/inflight")" = 200 ] && [ "$code" = 0 ]; then pass "TERM drains: the in-flight request got 200, keel exited 0"
 else fail "TERM drains: in-flight answer $(cat "$work/inflight"), exit code $code"; fi
