@@ -13,9 +13,8 @@ struct SocketActivationTests {
     static let holder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../systemd/socket_holder.py").standardizedFileURL.path
 
-    /// `systemd-socket-activate ARGUMENTS` under a small Python parent that waits for it: it closes every descriptor
-    /// but the sockets before it execs the service, which Foundation's Process takes for an exit and then blocks in
-    /// waitpid (a shell cannot be the parent: it inherits Foundation's blocked SIGCHLD and never sees the exit).
+    /// `systemd-socket-activate ARGUMENTS`, shielded (`Harness.shielded`): it closes every descriptor but the sockets
+    /// before it execs the service. Signals go to its pid (the service's once exec'ed), not the shield's.
     final class Activated {
         let shell: ManagedProcess
         let pidFile: String
@@ -24,10 +23,9 @@ struct SocketActivationTests {
         init(_ arguments: [String], prefix: [String] = [], path: String?, directory: String, log: String) throws {
             _ = Harness.keelPoolPath  // KEEL_POOL_ALLOW_ROOT, passed on with -E
             pidFile = directory + "/" + log + ".pid"
-            let parent = "import signal, subprocess, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); p = subprocess.Popen(sys.argv[2:]); open(sys.argv[1], 'w').write(str(p.pid)); "
-                + "sys.exit(p.wait() & 0xFF)"
             shell = try ManagedProcess(
-                "/usr/bin/python3", ["-c", parent, pidFile] + prefix + ["/usr/bin/systemd-socket-activate", "-E", "KEEL_POOL_ALLOW_ROOT"] + arguments,
+                "/usr/bin/python3",
+                Harness.shielded("/usr/bin/env", prefix + ["/usr/bin/systemd-socket-activate", "-E", "KEEL_POOL_ALLOW_ROOT"] + arguments, pidFile: pidFile),
                 logPath: directory + "/" + log)
             // A connection made before it listens would be refused; it ignores TERM until it has exec'ed the service.
             try Harness.waitUntil("systemd-socket-activate to listen", seconds: 10) {

@@ -171,3 +171,33 @@ final class PoolUnderTest: @unchecked Sendable {
         try? FileManager.default.removeItem(atPath: directory)
     }
 }
+
+extension Harness {
+    /// `executable arguments` under a small Python parent, as the argument list for ManagedProcess("/usr/bin/python3").
+    /// Foundation's Process learns of a child's exit from a socket the child inherits: a child that closes its
+    /// inherited descriptors while it runs (nginx's master does; systemd-socket-activate before it execs) looks
+    /// exited, and Foundation's one monitor thread then blocks in waitpid on it, so no other child's exit is seen
+    /// until that one ends (a whole suite stalled ~70 s behind NginxInteropTests). The parent keeps the socket,
+    /// unblocks the signals Foundation's children start with blocked, forwards TERM/INT/QUIT/HUP/USR1/USR2 to the
+    /// child, kills it if the parent is killed (PDEATHSIG), writes the child's pid to `pidFile` if given, and exits
+    /// with the child's code.
+    static func shielded(_ executable: String, _ arguments: [String], pidFile: String? = nil) -> [String] {
+        let code = """
+            import ctypes, os, signal, subprocess, sys
+            signal.pthread_sigmask(signal.SIG_SETMASK, [])
+            def tie(): ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+            child = subprocess.Popen(sys.argv[2:], preexec_fn=tie)
+            if sys.argv[1]: open(sys.argv[1], "w").write(str(child.pid))
+            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+                signal.signal(s, lambda number, frame: child.send_signal(number))
+            while True:
+                try:
+                    code = child.wait()
+                    break
+                except InterruptedError:
+                    continue
+            sys.exit(code if code >= 0 else 128 - code)
+            """
+        return ["-c", code, pidFile ?? "", executable] + arguments
+    }
+}
