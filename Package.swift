@@ -189,7 +189,7 @@ let package = Package(
         // Runs the built binaries (and the real nginx) on free ports and temp unix paths.
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["keel", "keel-pool", "UWSGI", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["keel", "keel-pool", "UWSGI", "CKeelSys", .product(name: "NIOCore", package: "swift-nio")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -45,21 +45,48 @@ if ! "$venv/bin/python3" -c "import fastapi, gevent, websockets, uvloop, h2" 2>/
     "$venv/bin/python3" -m pip install -q --disable-pip-version-check fastapi gevent uvloop websockets h2
 fi
 
-# The two parsers that read another process's bytes, under libFuzzer + AddressSanitizer for a bounded time
-# (Tests/Fuzz/run.sh; first, so swift test's summary is the last line).
-SECONDS_PER_TARGET=${FUZZ_SECONDS:-30} Tests/Fuzz/run.sh
+# Every phase is bounded (a hang fails that phase, with its output, instead of eating CI's 90 minutes), says how
+# long it took, and runs even if an earlier one failed; the exit status is non-zero if any failed. Output is
+# line-buffered, so what a phase printed last is there if it is stopped.
+failed=()
+phase() {
+    local name=$1 limit=$2 started=$SECONDS code=0
+    shift 2
+    echo "== Tests/run.sh: $name (at most $((limit / 60)) min)" >&2
+    timeout -k 30 "$limit" stdbuf -oL -eL "$@" || code=$?
+    if [ "$code" = 0 ]; then
+        echo "== Tests/run.sh: $name passed in $((SECONDS - started)) s" >&2
+    else
+        [ "$code" != 124 ] || echo "== Tests/run.sh: $name did not finish within $((limit / 60)) min: stopped" >&2
+        echo "== Tests/run.sh: $name FAILED (exit $code) after $((SECONDS - started)) s" >&2
+        failed+=("$name")
+    fi
+}
+
+# The two parsers that read another process's bytes, under libFuzzer + AddressSanitizer for a bounded time.
+phase "fuzz" 900 env SECONDS_PER_TARGET="${FUZZ_SECONDS:-30}" Tests/Fuzz/run.sh
 
 # Build once (the executables too: integration tests run the built keel-pool), then run all tests.
-swift build --build-tests
+phase "build" 2400 swift build --build-tests
 # keel-pool tune's integration tests and the HTTP/2 suite (h2load, floods) saturate both cores for tens of seconds
 # (that is their job), so each runs on its own after the rest rather than beside timing-sensitive tests.
-# The network-namespace test times failovers under load (a 5 s read_timeout, passive health), so it runs alone too.
-swift test --skip-build --disable-xctest --skip "IntegrationTests.TuneTests" --skip "IntegrationTests.FrontHTTP2Tests" \
-    --skip "IntegrationTests.NetworkNamespaceTests"
-swift test --skip-build --disable-xctest --filter "IntegrationTests.TuneTests"
-swift test --skip-build --disable-xctest --filter "IntegrationTests.FrontHTTP2Tests"
-swift test --skip-build --disable-xctest --filter "IntegrationTests.NetworkNamespaceTests"
+# The network-namespace test times failovers under load (read_timeout, passive health), so it runs alone too.
+phase "tests" 1500 swift test --skip-build --disable-xctest --skip "IntegrationTests.TuneTests" \
+    --skip "IntegrationTests.FrontHTTP2Tests" --skip "IntegrationTests.NetworkNamespaceTests"
+phase "tune tests" 600 swift test --skip-build --disable-xctest --filter "IntegrationTests.TuneTests"
+phase "HTTP/2 tests" 600 swift test --skip-build --disable-xctest --filter "IntegrationTests.FrontHTTP2Tests"
+phase "network namespace test" 300 swift test --skip-build --disable-xctest --filter "IntegrationTests.NetworkNamespaceTests"
 # The shipped artefacts: the single-binary tarball (its keel alone, in an empty environment), then the container
-# image built from it and run (deploy/image-test.sh needs root for debootstrap, buildah and the chroot).
-deploy/build-dist.sh --check
-if [ "$(id -u)" = 0 ]; then deploy/image-test.sh; else echo "Tests/run.sh: deploy/image-test.sh skipped: it needs root" >&2; fi
+# image built from it and run (deploy/image-test.sh needs root for debootstrap, buildah and podman).
+phase "single binary (deploy/build-dist.sh --check)" 1500 deploy/build-dist.sh --check
+if [ "$(id -u)" = 0 ]; then
+    phase "container image (deploy/image-test.sh)" 900 env IMAGE_TEST_TIMEOUT=840 deploy/image-test.sh
+else
+    echo "Tests/run.sh: deploy/image-test.sh skipped: it needs root" >&2
+fi
+
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "Tests/run.sh: FAILED: ${failed[*]}" >&2
+    exit 1
+fi
+echo "Tests/run.sh: every phase passed in $SECONDS s" >&2

@@ -43,6 +43,10 @@ public struct UWSGIResponseParser: Sendable {
         case classicAfterFramed
         case truncated(String)
 
+        static let beforeTheResponse = "before the response began"
+        /// The server closed the connection without a byte of its answer.
+        public var isCloseBeforeTheResponse: Bool { self == .truncated(Self.beforeTheResponse) }
+
         public var description: String {
             switch self {
             case .headTooLarge(let limit): "response head larger than \(limit) bytes"
@@ -142,7 +146,7 @@ public struct UWSGIResponseParser: Sendable {
         case .idle, .closed:
             return nil
         case .awaitingResponse:
-            throw .truncated("before the response began")
+            throw .truncated(ParseError.beforeTheResponse)
         case .head:
             throw .truncated("inside the response head")
         case .body(.untilClose, _):

@@ -30,29 +30,11 @@ struct FrontMetricsStatusTests {
         return reply.text
     }
 
-    /// Runs a program to its end within `seconds` (killed past them); returns its exit status and its output, which
-    /// goes through a file in `directory` (a pipe nobody drains could stall it).
+    /// Runs a program in `directory` to its end within `seconds` (killed past them): its exit status and its stdout.
     static func run(_ executable: String, _ arguments: [String], in directory: String, seconds: Double) throws -> (
         Int32, String
     ) {
-        let outputPath = directory + "/run-\(UUID().uuidString).out"
-        FileManager.default.createFile(atPath: outputPath, contents: nil)
-        let output = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-        defer { try? output.close() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning, Date() < deadline { usleep(50_000) }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-            throw HarnessError("\(executable) did not finish within \(seconds)s")
-        }
-        return (process.terminationStatus, (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "")
+        try ChildProcess.run(executable, arguments, seconds: seconds, errorPath: "/dev/null")
     }
 
     @Test func metricsPassPromtoolAndCountExactlyTheRequestsSent() throws {

@@ -100,6 +100,15 @@ struct KeelWireFailureTests {
         #expect(statuses.last == status, "\(statuses)\n\(keel.log)")
         #expect(statuses.dropLast().allSatisfy { $0 == 200 }, "\(statuses)")
         if status == 200 { #expect(keel.log.contains("trying another server"), "\(keel.log)") }
+        // That failed attempt counts toward max_fails (1) whatever the method, as in nginx: the bad server is out
+        // for fail_timeout, and the next requests go straight to the other one (none waits on the bad one again).
+        #expect(keel.log.contains("server marked down for 10s"), "\(keel.log)")
+        for _ in 0..<4 {
+            let socket = try TestSocket(tcpPort: keel.port)
+            try socket.write("\(method) / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi")
+            #expect(try HTTPResponseReader(socket).next().status == 200)
+        }
+        #expect(bad.readCount == 1, "a server marked down gets no request")
     }
 
     /// Bad answers on the wire: each gets the client a 502 (504 for the stall) and a log line, closes only that

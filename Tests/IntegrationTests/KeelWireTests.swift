@@ -287,7 +287,7 @@ def application(environ, start_response):
 extension PoolUnderTest {
     /// The --chdir directory the keel-wire app writes calls.log into.
     var directoryOfApp: String {
-        let arguments = process.process.arguments ?? []
+        let arguments = process.process.arguments
         return arguments.firstIndex(of: "--chdir").map { arguments[$0 + 1] } ?? directory
     }
 }

@@ -1,5 +1,7 @@
 import Foundation
+import NIOCore
 import Testing
+import UWSGI
 
 #if canImport(Glibc)
 import Glibc
@@ -49,6 +51,39 @@ struct MasterLifecycleTests {
         #expect(!FileManager.default.fileExists(atPath: pool.socketPath!))
         #expect(!FileManager.default.fileExists(atPath: pidfile))
         #expect(throws: (any Error).self) { try TestSocket(tcpPort: pool.httpPort!) }
+    }
+
+    /// TERM with a keel-wire connection kept open: the worker says goodbye and waits (1 s at most) for the peer to
+    /// close it. Its copy of a TCP listener is closed before that wait, so a connect meanwhile is refused at once
+    /// (keel tries another server) instead of completing in the kernel and being reset when the worker exits.
+    @Test func afterTermATCPSocketRefusesNewConnectionsWhileAWorkerWaitsForItsGoodbyeToBeRead() throws {
+        let port = try Harness.freePort()
+        let pool = try PoolUnderTest(
+            http: false, uwsgi: false, ["--app", "hello", "--socket", "127.0.0.1:\(port)", "--processes", "1", "--threads", "1"])
+        let kept = try TestSocket(tcpPort: port)
+        var packet = ByteBuffer()
+        try UWSGIPacket.writeRequestHead(
+            vars: UWSGIClient.vars(uri: "/").map { (name: $0.0, value: $0.1) }, modifier2: KeelWire.offer, into: &packet)
+        try kept.write(Array(packet.readableBytesView))
+        var received: [UInt8] = []
+        try Harness.waitUntil("the framed answer", seconds: 10) {
+            received += try kept.readSome()
+            return String(decoding: received, as: UTF8.self).contains("Hello")
+        }
+        kill(pool.process.pid, SIGTERM)
+        try Harness.waitUntil("the worker's goodbye", seconds: 10) {
+            received += try kept.readSome()
+            return received.suffix(KeelWire.goodbyeBytes.count).elementsEqual(KeelWire.goodbyeBytes)
+        }
+        // The worker now waits up to 1 s for our close, which does not come: well within it, connects are refused.
+        var refused = false
+        try Harness.waitUntil("a connect to be refused while the worker waits", seconds: 0.6) {
+            refused = (try? TestSocket(tcpPort: port)) == nil
+            return refused
+        }
+        #expect(refused)
+        #expect(pool.workers.count == 1, "the worker was still waiting for the goodbye's close")
+        #expect(try pool.stop() == 0)
     }
 
     /// Requests already sent when TERM arrives (running, queued for a thread, or still in the kernel's

@@ -44,10 +44,8 @@ struct NginxInteropTests {
                 }
                 """
             try config.write(toFile: directory + "/nginx.conf", atomically: true, encoding: .utf8)
-            // nginx's master closes the descriptors it inherited: shielded, or Foundation stops seeing other exits.
             process = try ManagedProcess(
-                "/usr/bin/python3", Harness.shielded(nginx, ["-c", directory + "/nginx.conf", "-p", directory, "-g", "daemon off;"]),
-                logPath: directory + "/nginx.out")
+                nginx, ["-c", directory + "/nginx.conf", "-p", directory, "-g", "daemon off;"], logPath: directory + "/nginx.out")
             try Harness.waitUntil("nginx to listen on \(port)") {
                 guard process.isRunning else { throw HarnessError("nginx exited:\n\(process.log)") }
                 return (try? TestSocket(tcpPort: port)) != nil

@@ -13,19 +13,15 @@ struct SocketActivationTests {
     static let holder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("../systemd/socket_holder.py").standardizedFileURL.path
 
-    /// `systemd-socket-activate ARGUMENTS`, shielded (`Harness.shielded`): it closes every descriptor but the sockets
-    /// before it execs the service. Signals go to its pid (the service's once exec'ed), not the shield's.
+    /// `systemd-socket-activate ARGUMENTS`; its pid is the service's once it has exec'ed it.
     final class Activated {
         let shell: ManagedProcess
-        let pidFile: String
 
         /// `prefix` runs before systemd-socket-activate (e.g. `env -i PATH=…` for an empty environment).
         init(_ arguments: [String], prefix: [String] = [], path: String?, directory: String, log: String) throws {
             _ = Harness.keelPoolPath  // KEEL_POOL_ALLOW_ROOT, passed on with -E
-            pidFile = directory + "/" + log + ".pid"
             shell = try ManagedProcess(
-                "/usr/bin/python3",
-                Harness.shielded("/usr/bin/env", prefix + ["/usr/bin/systemd-socket-activate", "-E", "KEEL_POOL_ALLOW_ROOT"] + arguments, pidFile: pidFile),
+                "/usr/bin/env", prefix + ["/usr/bin/systemd-socket-activate", "-E", "KEEL_POOL_ALLOW_ROOT"] + arguments,
                 logPath: directory + "/" + log)
             // A connection made before it listens would be refused; it ignores TERM until it has exec'ed the service.
             try Harness.waitUntil("systemd-socket-activate to listen", seconds: 10) {
@@ -35,17 +31,14 @@ struct SocketActivationTests {
         }
 
         var log: String { shell.log }
-        var pid: pid_t { pid_t((try? String(contentsOfFile: pidFile, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "") ?? 0 }
+        var pid: pid_t { shell.pid }
 
         /// TERM to the service (systemd-socket-activate's pid, which it exec'ed), then its exit code.
-        func stop() throws -> Int32 {
-            if pid > 0 { kill(pid, SIGTERM) }
-            return try shell.waitForExit(seconds: 40)
-        }
+        func stop() throws -> Int32 { try shell.stop(signal: SIGTERM, seconds: 40) }
 
         func waitForExit(seconds: Double) throws -> Int32 { try shell.waitForExit(seconds: seconds) }
 
-        deinit { if pid > 0 { kill(pid, SIGKILL) } }
+        deinit { if shell.isRunning { try? shell.stop(signal: SIGKILL) } }
     }
 
     static func activate(_ arguments: [String], path: String? = nil, directory: String, log: String = "activate.log") throws -> Activated {

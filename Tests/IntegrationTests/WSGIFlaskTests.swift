@@ -13,12 +13,9 @@ struct WSGIFlaskTests {
         let directory = try WSGITestApps.makeDirectory()
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let venv = directory + "/venv"
-        let make = Process()
-        make.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        make.arguments = ["-m", "venv", "--without-pip", "--system-site-packages", venv]
-        try make.run()
-        make.waitUntilExit()
-        try #require(make.terminationStatus == 0, "python3 -m venv failed: install python3-venv (Tests/run.sh does)")
+        let make = try ChildProcess.run(
+            "/usr/bin/python3", ["-m", "venv", "--without-pip", "--system-site-packages", venv], seconds: 60)
+        try #require(make.code == 0, "python3 -m venv failed: install python3-venv (Tests/run.sh does): \(make.output)")
 
         let pool = try PoolUnderTest(
             ["--chdir", directory, "--wsgi", "flask_app:app", "--virtualenv", venv, "--threads", "2"])

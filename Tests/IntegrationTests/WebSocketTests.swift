@@ -34,17 +34,7 @@ struct WebSocketTests {
 
         /// Runs the client scenario against `uri`; its one line of JSON.
         func client(_ uri: String, _ scenario: String) throws -> [String: Any] {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: venv + "/bin/python3")
-            process.arguments = [directory + "/ws_client.py", uri, scenario]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let deadline = Date().addingTimeInterval(40)
-            while process.isRunning && Date() < deadline { usleep(20_000) }
-            if process.isRunning { process.terminate() }
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let (_, text) = try ChildProcess.run(venv + "/bin/python3", [directory + "/ws_client.py", uri, scenario], seconds: 40)
             guard let line = text.split(separator: "\n").last, let data = line.data(using: .utf8),
                 let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
             else { throw HarnessError("ws_client.py \(scenario) \(uri) said:\n\(text)\n--- pool log:\n\(pool.log)") }
@@ -94,30 +84,19 @@ struct WebSocketTests {
     @Test func keelsTunnelSurvivesAHUP() throws {
         let stack = try Stack(frontConfig: true)
         let front = stack.front!
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: stack.venv + "/bin/python3")
-        process.arguments = [stack.directory + "/ws_client.py", "ws://127.0.0.1:\(front.port)/echo", "hold"]
-        let input = Pipe()
-        let output = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
-        defer { if process.isRunning { process.terminate() } }
-        let reader = output.fileHandleForReading
-        var text = ""
-        let deadline = Date().addingTimeInterval(20)
-        while !text.contains("ready") && Date() < deadline {
-            let chunk = reader.availableData
-            if chunk.isEmpty { break }
-            text += String(decoding: chunk, as: UTF8.self)
-        }
+        let outputPath = stack.directory + "/hold.out"
+        let goPath = stack.directory + "/go"
+        let process = try ChildProcess(
+            stack.venv + "/bin/python3", [stack.directory + "/ws_client.py", "ws://127.0.0.1:\(front.port)/echo", "hold", goPath],
+            outputPath: outputPath)
+        var text: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+        try? Harness.waitUntil("the client to connect", seconds: 20) { text.contains("ready") || !process.isRunning }
         try #require(text.contains("ready"), "the client did not connect: \(text)")
         kill(front.process.pid, SIGHUP)
         try Harness.waitUntil("keel to reload", seconds: 10) { front.log.contains("configuration reloaded") }
         #expect(try front.get("/echo").text == "plain http answer", "keel serves after the HUP")
-        input.fileHandleForWriting.write("go\n".data(using: .utf8)!)
-        while process.isRunning && Date() < deadline.addingTimeInterval(10) { usleep(20_000) }
-        text += String(decoding: reader.readDataToEndOfFile(), as: UTF8.self)
+        FileManager.default.createFile(atPath: goPath, contents: nil)
+        _ = process.waitForExit(seconds: 20)
         #expect(text.contains(#""before": "before""#))
         #expect(text.contains(#""after": "after""#), "the established tunnel carried on after the HUP: \(text)")
         try front.stop()

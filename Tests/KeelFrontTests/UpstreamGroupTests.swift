@@ -34,9 +34,23 @@ import Testing
     }
 
     @Test func maxFailsZeroNeverMarksDown() {
-        let group = Self.group(1, maxFails: 0)
+        let group = Self.group(2, maxFails: 0)
         for _ in 0..<5 { #expect(!group.recordFailure(0)) }
         #expect(!group.isDown(0))
+    }
+
+    @Test func aGroupsOnlyServerIsNeverMarkedDown() {
+        let group = Self.group(1)
+        for _ in 0..<3 { #expect(!group.recordFailure(0)) }
+        #expect(!group.isDown(0))
+    }
+
+    @Test func aRetryDoesNotTakeTheNextRequestsTurn() {
+        let group = Self.group(2)
+        #expect(group.pickServer() == 0)
+        #expect(group.pickServer(excluding: 0) == 1, "the retry goes to the other server")
+        #expect(group.pickServer() == 1, "the next request still gets its own turn, not the failed server again")
+        #expect(group.pickServer() == 0)
     }
 
     @Test func whenAllAreDownTheSoonestBackIsTriedAndRetryAvoidsTheFailedOne() {

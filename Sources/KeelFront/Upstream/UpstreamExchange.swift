@@ -346,9 +346,10 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
 
     func upstreamDidClose(error: (any Error)?) {
         guard case .active(_, let relay, let server, let reused) = state else { return }
-        // On the keel wire a close without a goodbye may follow a read (a worker killed mid-request): never resent
-        // (below), and that worker's other kept connections are dead too, though their closes may not have been
-        // read yet: marked before the slot is given back, so no waiter takes one.
+        // On the keel wire a close without a goodbye may follow a read (a worker killed mid-request): never resent to
+        // the same server (below; only an idempotent request goes once to another), and that worker's other kept
+        // connections are dead too, though their closes may not have been read yet: marked before the slot is given
+        // back, so no waiter takes one.
         if case .uwsgi = kind { relay.workerLoad?.leaving() }
         cancelTimer()
         releaseLoad()
@@ -374,7 +375,10 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
             return
         }
         // Closed before a byte of the answer (a pool stopping, a worker killed, a host gone): another server, if safe.
-        if triedElsewhere(after: server, .badResponse("upstream \"\(group.name)\" (\(serverDescription)) closed the connection before answering")) {
+        let unanswered = Failure.badResponse("upstream \"\(group.name)\" (\(serverDescription)) closed the connection before answering")
+        if triedElsewhere(after: server, unanswered) { return }
+        if let error = error as? UpstreamProtocolError, error.error.isCloseBeforeTheResponse {
+            fail(unanswered)
             return
         }
         if let error = error as? UpstreamProtocolError {
@@ -392,7 +396,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
             case .active(let channel, let relay, _, _) = state
         else { return false }
         FrontLog.error("\(failure), request: \"\(head.method) \(head.uri)\": trying another server")
-        group.countFailure(server)
+        countTowardMaxFails(server)
         cancelTimer()
         releaseLoad()
         relay.listener = nil
@@ -402,6 +406,15 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
         requestWritten = false
         retryOrFail(after: server, failure: failure)
         return true
+    }
+
+    /// A failed attempt: counted in the metrics, and toward the server's `max_fails` (said once when it goes down).
+    private func countTowardMaxFails(_ server: Int) {
+        group.countFailure(server)
+        if group.recordFailure(server) {
+            FrontLog.error(
+                "upstream \"\(group.name)\" (\(serverDescription)): server marked down for \(group.configuration.failTimeout.prettySeconds)")
+        }
     }
 
     static func isIdempotent(_ method: HTTPMethod) -> Bool {
@@ -449,7 +462,9 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
             kept.stopWaiting(self, address: group.server(server))
         }
         if case .active(let channel, let relay, let server, _) = state {
-            group.countFailure(server)
+            // nginx's passive health counts what its next_upstream would retry (nothing of the answer yet); a close
+            // halfway through a body is not the server's health.
+            if !receivedAnything { countTowardMaxFails(server) } else { group.countFailure(server) }
             relay.listener = nil
             channel.close(promise: nil)
         }

@@ -45,7 +45,8 @@ final class UpstreamGroup: Sendable {
 
     var name: String { configuration.name }
 
-    /// The next server to try, skipping `excluding` (the one that just failed) when another exists.
+    /// The next server to try, skipping `excluding` (the one that just failed) when another exists. A retry does
+    /// not move the round-robin turn: it would hand the next request back to the server that just failed.
     func pickServer(excluding: Int? = nil, now: NIODeadline = .now()) -> Int? {
         let count = configuration.servers.count
         if count == 0 { return nil }
@@ -55,7 +56,7 @@ final class UpstreamGroup: Sendable {
                 let index = (health.next + step) % count
                 if index == excluding, count > 1 { continue }
                 if health.downUntil[index] <= now {
-                    health.next = (index + 1) % count
+                    if excluding == nil { health.next = (index + 1) % count }
                     return index
                 }
                 if soonest == nil || health.downUntil[index] < soonest!.until { soonest = (index, health.downUntil[index]) }
@@ -66,10 +67,12 @@ final class UpstreamGroup: Sendable {
 
     func server(_ index: Int) -> FrontConfiguration.ServerAddress { configuration.servers[index] }
 
-    /// Records a failed connect; returns true when the server is now marked down.
+    /// Records a failed attempt (a connect, a timeout, a close or an invalid answer before the response: nginx's
+    /// `error timeout invalid_header`); returns true when the server is now marked down.
     @discardableResult
     func recordFailure(_ index: Int, now: NIODeadline = .now()) -> Bool {
-        guard configuration.maxFails > 0 else { return false }
+        // nginx: a group's only server is never considered unavailable.
+        guard configuration.maxFails > 0, configuration.servers.count > 1 else { return false }
         return health.withLockedValue { health in
             health.failures[index] += 1
             if health.failures[index] >= configuration.maxFails {

@@ -103,7 +103,14 @@ final class UWSGIThreadServer: @unchecked Sendable {
     }
 
     private func serveLoop(thread: Int) {
-        defer { running.subtract(1, ordering: .releasing) }
+        defer {
+            // The last thread out (after its sweep) closes this worker's copies of the listeners at once: from then
+            // on a connect to a stopping pool's TCP socket is refused (keel tries another server) rather than
+            // completed by the kernel and reset when the worker exits, after its wait for the goodbyes' closes.
+            if running.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                for listener in listeners { close(listener.fd) }
+            }
+        }
         var buffer = ByteBuffer()
         buffer.reserveCapacity(64 * 1024)
         defer { sweepBacklog(thread: thread, buffer: &buffer) }

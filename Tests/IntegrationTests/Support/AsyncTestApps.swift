@@ -15,15 +15,11 @@ enum AsyncTestApps {
     /// Fails with what to run when the venv is missing.
     static func requireVenv() throws -> String {
         let python = venv + "/bin/python3"
-        let check = Process()
-        check.executableURL = URL(fileURLWithPath: python)
-        check.arguments = ["-c", "import fastapi, gevent, websockets, uvloop"]
         guard FileManager.default.isExecutableFile(atPath: python) else {
             throw HarnessError("no test venv at \(venv): run Tests/run.sh (it makes it with pip from PyPI)")
         }
-        try check.run()
-        check.waitUntilExit()
-        guard check.terminationStatus == 0 else {
+        let check = try ChildProcess.run(python, ["-c", "import fastapi, gevent, websockets, uvloop"], seconds: 60)
+        guard check.code == 0 else {
             throw HarnessError("the test venv \(venv) lacks fastapi/gevent/websockets/uvloop: run Tests/run.sh")
         }
         return venv
@@ -36,9 +32,9 @@ enum AsyncTestApps {
         return directory
     }
 
-    /// The `websockets` client the WebSocket tests drive: `ws_client.py URI SCENARIO`, one line of JSON out.
+    /// The `websockets` client the WebSocket tests drive: `ws_client.py URI SCENARIO [GO-FILE]`, one line of JSON out.
     static let webSocketClient = #"""
-import asyncio, json, sys, websockets
+import asyncio, json, os, sys, websockets
 
 async def echo(uri):
     out = {}
@@ -64,13 +60,14 @@ async def echo(uri):
     return out
 
 async def hold(uri):
-    # Echo, say so, wait for a line on stdin (the test HUPs keel meanwhile), echo again on the same connection.
+    # Echo, say so, wait for the file named by argv[3] (the test HUPs keel meanwhile), echo again on the same connection.
     out = {}
     async with websockets.connect(uri, ping_interval=None) as ws:
         await ws.send('before')
         out['before'] = await ws.recv()
         print('ready', flush=True)
-        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        while not os.path.exists(sys.argv[3]):
+            await asyncio.sleep(0.05)
         await ws.send('after')
         out['after'] = await ws.recv()
     return out

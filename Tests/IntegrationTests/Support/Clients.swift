@@ -27,6 +27,9 @@ final class TestSocket {
 
     private static func connect<Address>(to address: inout Address, family: Int32, describing name: String) throws -> Int32 {
         let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
+        // Bounds connect too: a unix listener with a full backlog would block it with no end.
+        var timeout = timeval(tv_sec: 15, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 Glibc.connect(fd, $0, socklen_t(MemoryLayout<Address>.size))

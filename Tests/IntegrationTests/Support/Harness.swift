@@ -70,47 +70,38 @@ enum Harness {
     }
 }
 
-/// A running program started by a test; stopped (TERM, then KILL) when the test is done with it.
+/// A running program started by a test (a ChildProcess, its output in `logPath`); stopped (TERM, then KILL) when the
+/// test is done with it.
 final class ManagedProcess: @unchecked Sendable {
-    let process = Process()
+    let process: ChildProcess
     let logPath: String
-    private let logHandle: FileHandle
 
     init(_ executable: String, _ arguments: [String], logPath: String) throws {
         self.logPath = logPath
         FileManager.default.createFile(atPath: logPath, contents: nil)
-        logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = logHandle
-        process.standardError = logHandle
-        try process.run()
+        process = try ChildProcess(executable, arguments, outputPath: logPath)
     }
 
-    var pid: pid_t { process.processIdentifier }
+    var pid: pid_t { process.pid }
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
     var isRunning: Bool { process.isRunning }
 
     /// Sends `signal` and waits for the exit; returns the exit code (or 128+signal).
     @discardableResult
     func stop(signal: Int32 = SIGTERM, seconds: Double = 15) throws -> Int32 {
-        if process.isRunning { kill(pid, signal) }
-        try Harness.waitUntil("pid \(pid) to exit after signal \(signal)", seconds: seconds) { !process.isRunning }
-        return process.terminationStatus
+        process.signal(signal)
+        guard let code = process.waitForExit(seconds: seconds) else {
+            throw HarnessError("timed out after \(seconds)s waiting for pid \(pid) to exit after signal \(signal)")
+        }
+        return code
     }
 
     /// Waits for the program to exit on its own.
     func waitForExit(seconds: Double) throws -> Int32 {
-        try Harness.waitUntil("pid \(pid) to exit", seconds: seconds) { !process.isRunning }
-        return process.terminationStatus
-    }
-
-    deinit {
-        if process.isRunning {
-            kill(pid, SIGKILL)
-            process.waitUntilExit()
+        guard let code = process.waitForExit(seconds: seconds) else {
+            throw HarnessError("timed out after \(seconds)s waiting for pid \(pid) to exit")
         }
-        try? logHandle.close()
+        return code
     }
 }
 
@@ -169,35 +160,5 @@ final class PoolUnderTest: @unchecked Sendable {
     deinit {
         if process.isRunning { try? process.stop(signal: SIGKILL) }
         try? FileManager.default.removeItem(atPath: directory)
-    }
-}
-
-extension Harness {
-    /// `executable arguments` under a small Python parent, as the argument list for ManagedProcess("/usr/bin/python3").
-    /// Foundation's Process learns of a child's exit from a socket the child inherits: a child that closes its
-    /// inherited descriptors while it runs (nginx's master does; systemd-socket-activate before it execs) looks
-    /// exited, and Foundation's one monitor thread then blocks in waitpid on it, so no other child's exit is seen
-    /// until that one ends (a whole suite stalled ~70 s behind NginxInteropTests). The parent keeps the socket,
-    /// unblocks the signals Foundation's children start with blocked, forwards TERM/INT/QUIT/HUP/USR1/USR2 to the
-    /// child, kills it if the parent is killed (PDEATHSIG), writes the child's pid to `pidFile` if given, and exits
-    /// with the child's code.
-    static func shielded(_ executable: String, _ arguments: [String], pidFile: String? = nil) -> [String] {
-        let code = """
-            import ctypes, os, signal, subprocess, sys
-            signal.pthread_sigmask(signal.SIG_SETMASK, [])
-            def tie(): ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-            child = subprocess.Popen(sys.argv[2:], preexec_fn=tie)
-            if sys.argv[1]: open(sys.argv[1], "w").write(str(child.pid))
-            for s in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
-                signal.signal(s, lambda number, frame: child.send_signal(number))
-            while True:
-                try:
-                    code = child.wait()
-                    break
-                except InterruptedError:
-                    continue
-            sys.exit(code if code >= 0 else 128 - code)
-            """
-        return ["-c", code, pidFile ?? "", executable] + arguments
     }
 }

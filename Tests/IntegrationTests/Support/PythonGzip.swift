@@ -32,15 +32,13 @@ enum PythonGzip {
     private static func run(_ function: String, _ bytes: [UInt8], in directory: String, script: String) throws -> [UInt8] {
         let input = directory + "/python-gzip-\(function)-input"
         try Data(bytes).write(to: URL(fileURLWithPath: input))
-        let python = Process()
-        python.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
-        python.arguments = ["-c", script, input]
-        let output = Pipe()
-        python.standardOutput = output
-        try python.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        python.waitUntilExit()
-        guard python.terminationStatus == 0 else { throw HarnessError("python could not gzip.\(function) the body") }
+        let outputPath = input + ".out"
+        try? FileManager.default.removeItem(atPath: outputPath)
+        let python = try ChildProcess("/usr/bin/python3", ["-c", script, input], outputPath: outputPath, errorPath: "/dev/null")
+        guard let code = python.waitForExit(seconds: 60) else { throw HarnessError("python gzip.\(function) did not finish in 60 s") }
+        guard code == 0, let data = FileManager.default.contents(atPath: outputPath) else {
+            throw HarnessError("python could not gzip.\(function) the body")
+        }
         return Array(data)
     }
 }
