@@ -68,6 +68,31 @@ struct KeelWireFailureTests {
         #expect(try keel.get("/").status == 200, "keel goes on with a new connection")
     }
 
+    /// The worker's only thread busy longer than read_timeout (its answer trickles, so its own read timer is fed):
+    /// a request waiting in keel for a free thread gives up after read_timeout with a 504 and a log line — as a
+    /// request in the pool's listen queue behind nginx would — instead of waiting as long as the busy one lasts.
+    @Test func aRequestWaitingForAFreeThreadGivesUpAfterReadTimeout() throws {
+        let directory = try Harness.makeTempDirectory()
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let fake = try FakeKeelPool(directory: directory) { _, index, _ in index == 1 ? .trickle(seconds: 4) : .respond(Self.ok) }
+        let keel = try Self.keel(fake, readTimeout: "1s")
+        #expect(try keel.get("/").status == 200, "the worker is known now: one thread")
+        let port = keel.port
+        let slow = LockedBox<Int?>(nil)
+        let busy = Thread { slow.withLock { $0 = try? HTTPClient.get(port: port, "/slow").status } }
+        busy.start()
+        try Harness.waitUntil("the slow request to take the thread") { fake.readCount == 2 }
+        let started = Date()
+        #expect(try keel.get("/waits").status == 504)
+        let waited = Date().timeIntervalSince(started)
+        #expect(waited > 0.8 && waited < 2.5, "gave up after read_timeout (1 s), not when the thread came free: \(waited) s")
+        #expect(keel.log.contains("had no free worker thread for 1s (read_timeout)"), "\(keel.log)")
+        try Harness.waitUntil("the slow answer", seconds: 10) { slow.withLock { $0 } != nil }
+        #expect(slow.withLock { $0 } == 200, "the busy request itself is served whole")
+        #expect(fake.readCount == 2, "the one that gave up was never sent")
+        #expect(try keel.get("/").status == 200, "keel goes on")
+    }
+
     /// nginx's default next_upstream (error timeout): with two servers, a request that got no byte of its answer —
     /// its connection closed after the read, or read_timeout passed — is tried once on the other server when it is
     /// idempotent; a POST is not sent twice and the client gets the failure (502, 504).

@@ -85,6 +85,9 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     /// clock read rather than a scheduled task per request).
     private var runningTimeout: Timeout?
     private var timedRelay: UpstreamResponseRelay?
+    /// keel wire: bounds the wait for a free worker thread by `read_timeout`, as nginx's read_timeout bounds a request
+    /// queued in the pool's listen backlog (scheduled only when a request has to wait: every worker busy).
+    private var waitTimeout: Scheduled<Void>?
 
     private enum Timeout {
         case send
@@ -120,6 +123,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
 
     /// The client went away: drop the upstream connection (it cannot be reused mid-response).
     func cancel() {
+        endWaitTimeout()
         if case .waiting(let server) = state, case .uwsgi(_, let kept?) = kind {
             kept.stopWaiting(self, address: group.server(server))
         }
@@ -154,6 +158,11 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
                 slot = address
                 unidentifiedOn = address
             case .wait:
+                if waitTimeout == nil {
+                    waitTimeout = loop.assumeIsolated().scheduleTask(in: group.configuration.readTimeout) { [self] in
+                        waitTimedOut()
+                    }
+                }
                 return
             }
         case .http(let kept):
@@ -198,6 +207,29 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     func resumeAfterWaiting() {
         guard case .waiting(let server) = state else { return }
         connect(server, resuming: true)
+        if case .waiting = state { return }
+        endWaitTimeout()
+    }
+
+    /// keel wire: no thread of the server came free within read_timeout. The request was never sent, so it may go
+    /// to another server whatever its method; the server counts as failed, as a read_timeout does.
+    private func waitTimedOut() {
+        waitTimeout = nil
+        guard case .waiting(let server) = state, case .uwsgi(_, let kept?) = kind else { return }
+        kept.stopWaiting(self, address: group.server(server))
+        state = .idle
+        let failure = Failure.timedOut(
+            "upstream \"\(group.name)\" (\(serverDescription)) had no free worker thread for \(group.configuration.readTimeout.prettySeconds) (read_timeout)")
+        countTowardMaxFails(server)
+        if !retried, group.configuration.servers.count > 1 {
+            FrontLog.error("\(failure), request: \"\(head.method) \(head.uri)\": trying another server")
+        }
+        retryOrFail(after: server, failure: failure)
+    }
+
+    private func endWaitTimeout() {
+        waitTimeout?.cancel()
+        waitTimeout = nil
     }
 
     /// Gives back the keel-wire slot taken for the current connection, waking a request that waits for one.
@@ -457,6 +489,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     }
 
     private func fail(_ failure: Failure) {
+        endWaitTimeout()
         releaseLoad()
         if case .waiting(let server) = state, case .uwsgi(_, let kept?) = kind {
             kept.stopWaiting(self, address: group.server(server))

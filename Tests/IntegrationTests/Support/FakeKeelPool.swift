@@ -21,6 +21,8 @@ final class FakeKeelPool: @unchecked Sendable {
         case closeAfterRead
         /// Read the request and answer nothing for `seconds`.
         case stall(seconds: Double)
+        /// A framed 200 whose body comes one byte every 0.2 s for `seconds`: the thread busy, the read timer fed.
+        case trickle(seconds: Double)
     }
 
     let path: String
@@ -106,6 +108,16 @@ final class FakeKeelPool: @unchecked Sendable {
             case .stall(let seconds):
                 usleep(UInt32(seconds * 1_000_000))
                 return
+            case .trickle(let seconds):
+                let count = max(1, Int(seconds / 0.2))
+                var out = ByteBuffer()
+                KeelWire.writeResponseFrame(KeelWire.Responder(pid: 7, capacity: 1), into: &out)
+                out.writeString("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: \(count)\r\n\r\n")
+                guard writeAll(fd, Array(out.readableBytesView)) else { return }
+                for _ in 0..<count {
+                    usleep(200_000)
+                    guard writeAll(fd, [UInt8(ascii: "t")]) else { return }
+                }
             }
         }
     }
