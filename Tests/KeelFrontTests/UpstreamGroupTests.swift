@@ -39,6 +39,15 @@ import Testing
         #expect(!group.isDown(0))
     }
 
+    @Test func aFailureWhileDownExtendsTheTimeOutButIsNotANewMark() {
+        let group = Self.group(2, failTimeout: .seconds(10))
+        let start = NIODeadline.now()
+        #expect(group.recordFailure(0, now: start))
+        #expect(!group.recordFailure(0, now: start + .seconds(2)), "already down: said once")
+        #expect(group.isDown(0, now: start + .seconds(11)), "down until 10 s after the last failure")
+        #expect(!group.isDown(0, now: start + .seconds(13)))
+    }
+
     @Test func aGroupsOnlyServerIsNeverMarkedDown() {
         let group = Self.group(1)
         for _ in 0..<3 { #expect(!group.recordFailure(0)) }

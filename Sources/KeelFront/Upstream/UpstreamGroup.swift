@@ -68,7 +68,7 @@ final class UpstreamGroup: Sendable {
     func server(_ index: Int) -> FrontConfiguration.ServerAddress { configuration.servers[index] }
 
     /// Records a failed attempt (a connect, a timeout, a close or an invalid answer before the response: nginx's
-    /// `error timeout invalid_header`); returns true when the server is now marked down.
+    /// `error timeout invalid_header`); returns true when this failure marked the server down (it was up).
     @discardableResult
     func recordFailure(_ index: Int, now: NIODeadline = .now()) -> Bool {
         // nginx: a group's only server is never considered unavailable.
@@ -77,8 +77,10 @@ final class UpstreamGroup: Sendable {
             health.failures[index] += 1
             if health.failures[index] >= configuration.maxFails {
                 health.failures[index] = 0
+                // Failures of requests in flight when it went down extend the time out but are not news.
+                let wasDown = health.downUntil[index] > now
                 health.downUntil[index] = now + configuration.failTimeout
-                return true
+                return !wasDown
             }
             return false
         }
