@@ -158,7 +158,8 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
                 slot = address
                 unidentifiedOn = address
             case .wait:
-                if waitTimeout == nil {
+                // Still waiting (acquire may have handed the turn over already, re-entrantly) and not yet timed.
+                if case .waiting = state, waitTimeout == nil {
                     waitTimeout = loop.assumeIsolated().scheduleTask(in: group.configuration.readTimeout) { [self] in
                         waitTimedOut()
                     }
@@ -460,6 +461,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
 
     private func finish() {
         guard case .active(let channel, let relay, let server, _) = state else { return }
+        endWaitTimeout()
         state = .finished
         finishTime = .now()
         releaseTimer()
