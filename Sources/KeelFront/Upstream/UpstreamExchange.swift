@@ -242,6 +242,7 @@ final class UpstreamExchange: UpstreamResponseRelay.Listener {
     }
 
     private func retryOrFail(after server: Int, failure: Failure) {
+        endWaitTimeout()  // a wait on the next server gets its own read_timeout
         releaseSlot()
         guard !retried, group.configuration.servers.count > 1, let next = group.pickServer(excluding: server) else {
             fail(failure)
