@@ -68,8 +68,9 @@ final class UWSGIThreadServer: @unchecked Sendable {
         }
         for (index, listener) in listeners.enumerated() { try table.watchListener(fd: listener.fd, index: index) }
         try table.watchWake(fd: wakeRead)
+        // Counted before any starts: the count reaches 0 once, when the last thread leaves (it closes the listeners).
+        running.store(configuration.threads, ordering: .releasing)
         for index in 0..<configuration.threads {
-            running.add(1, ordering: .relaxed)
             let box = Unmanaged.passRetained(self)
             var thread = pthread_t()
             let created = pthread_create(&thread, nil, { raw in
@@ -79,7 +80,7 @@ final class UWSGIThreadServer: @unchecked Sendable {
             }, box.toOpaque())
             if created != 0 {
                 box.release()
-                running.subtract(1, ordering: .relaxed)
+                running.subtract(configuration.threads - index, ordering: .acquiringAndReleasing)  // never started
                 stop()
                 throw PoolError(
                     "cannot start thread \(index + 1) of --threads \(configuration.threads): \(SystemError.message(created)); "
